@@ -1,0 +1,140 @@
+//! Wiring: store, clients, pipeline, router and workers, with graceful shutdown.
+
+use crate::config::Config;
+use crate::github::GithubClient;
+use crate::http::{HttpState, router};
+use crate::oz::OzClient;
+use crate::pipeline::outlet::Outlets;
+use crate::pipeline::{Pipeline, PipelineSettings};
+use crate::retry::Backoff;
+use crate::store::Store;
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running ozbridge: its address and the means to stop it.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub pipeline: Arc<Pipeline>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl RunningApp {
+    /// Stops accepting requests, lets workers finish their current item, and waits.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        self.pipeline.store.close().await;
+    }
+
+    /// Stops everything at once, mid-work, as `kill -9` would (for restart tests).
+    pub fn kill(self) {
+        self.server.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+
+    /// Waits until the server stops (on shutdown).
+    pub async fn wait(self) {
+        let mut shutdown = self.shutdown.subscribe();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        self.shutdown().await;
+    }
+
+    /// A handle that stops this app.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Builds the pipeline from the configuration.
+pub async fn build_pipeline(config: &Config, tune: impl FnOnce(&mut PipelineSettings)) -> anyhow::Result<Arc<Pipeline>> {
+    let store = Store::connect(&config.database_url).await?;
+    let api_key = config.oz.api_key.clone().unwrap_or_else(|| SecretString::from(String::new()));
+    let oz = OzClient::new(&config.oz.api_url, api_key, config.oz.request_timeout, Backoff::default())?;
+    let github = match &config.github.auth {
+        Some(auth) => Some(GithubClient::new(&config.github.api_url, auth, Duration::from_secs(20))?),
+        None => None,
+    };
+    let outlets = Outlets::new(
+        github,
+        config.github.policy.clone(),
+        config.public_url.clone(),
+        config.github.permission_cache_ttl,
+    );
+    let mut settings = PipelineSettings::new(config);
+    tune(&mut settings);
+    Ok(Arc::new(Pipeline::new(store, oz, outlets, settings)))
+}
+
+/// Starts the HTTP server on `listener` and the pipeline workers.
+pub async fn start(config: &Config, pipeline: Arc<Pipeline>, listener: TcpListener) -> anyhow::Result<RunningApp> {
+    let addr = listener.local_addr()?;
+    let (shutdown, stop) = watch::channel(false);
+    let state = HttpState {
+        pipeline: pipeline.clone(),
+        github_secrets: Arc::new(config.github.webhook_secrets.clone()),
+        github_bot_login: config.github.bot_login.clone(),
+        github_policy: Arc::new(config.github.policy.clone()),
+    };
+    let app = router(state);
+    let mut server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    let workers = pipeline.spawn(stop);
+    Ok(RunningApp { addr, pipeline, shutdown, server, workers })
+}
+
+/// `ozbridge serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    config.require_for_serve()?;
+    let pipeline = build_pipeline(&config, |_| {}).await?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let app = start(&config, pipeline, listener).await?;
+    tracing::info!(addr = %app.addr, "ozbridge is listening");
+    let stopper = app.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stopper.send(true);
+    });
+    app.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

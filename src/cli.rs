@@ -1,0 +1,135 @@
+//! Command line: `serve`, `demo`, `check-config`, `sim-oz`.
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Start and follow Warp Oz cloud agents from GitHub.
+#[derive(Parser)]
+#[command(name = "ozbridge", version, about)]
+struct Cli {
+    /// TOML configuration file (also `OZBRIDGE_CONFIG`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Commands>,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the service (the default).
+    Serve,
+    /// Run a complete flow offline: Oz simulator, fake GitHub, a signed `/oz` webhook.
+    Demo,
+    /// Print the effective configuration, secrets redacted.
+    CheckConfig {
+        /// Also check each credential against its API.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Serve the Oz API simulator.
+    SimOz {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// Time between the steps of a simulated run, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        step_ms: u64,
+    },
+}
+
+/// Parses arguments and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Commands::Serve) {
+        Commands::Serve => {
+            let config = Config::load(cli.config.as_deref())?;
+            crate::telemetry::init_logging(config.log_format);
+            crate::app::serve(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Demo => crate::demo::run().await,
+        Commands::CheckConfig { online } => {
+            let config = Config::load(cli.config.as_deref())?;
+            print!("{}", config.describe());
+            let mut ok = true;
+            if let Err(error) = config.require_for_serve() {
+                println!("\nnot ready to serve: {error}");
+                ok = false;
+            }
+            if online {
+                ok &= check_online(&config).await;
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Commands::SimOz { listen, step_ms } => {
+            crate::telemetry::init_logging(crate::config::LogFormat::Text);
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            let sim = crate::oz::sim::OzSim::new(std::time::Duration::from_millis(step_ms));
+            let base = sim.serve(listener).await?;
+            println!("Oz simulator listening: OZ_API_URL={base} (any WARP_API_KEY is accepted)");
+            let _ = tokio::signal::ctrl_c().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn check_online(config: &Config) -> bool {
+    let mut ok = true;
+    println!();
+    match &config.oz.api_key {
+        Some(key) => {
+            let client = crate::oz::OzClient::new(&config.oz.api_url, key.clone(), config.oz.request_timeout, Default::default());
+            match client.map(|c| async move { c.list_models().await }) {
+                Ok(call) => match call.await {
+                    Ok(models) => println!("Oz API: ok ({} models available)", models.models.len()),
+                    Err(error) => {
+                        println!("Oz API: FAILED: {error}");
+                        ok = false;
+                    }
+                },
+                Err(error) => {
+                    println!("Oz API: FAILED: {error}");
+                    ok = false;
+                }
+            }
+        }
+        None => println!("Oz API: skipped (WARP_API_KEY not set)"),
+    }
+    match &config.github.auth {
+        Some(auth) => match crate::github::GithubClient::new(&config.github.api_url, auth, std::time::Duration::from_secs(20)) {
+            Ok(client) => match client.check_credentials().await {
+                Ok(text) => println!("GitHub: ok ({text})"),
+                Err(error) => {
+                    println!("GitHub: FAILED: {error}");
+                    ok = false;
+                }
+            },
+            Err(error) => {
+                println!("GitHub: FAILED: {error}");
+                ok = false;
+            }
+        },
+        None => println!("GitHub: skipped (no credentials)"),
+    }
+    ok
+}

@@ -1,0 +1,95 @@
+//! The platform-neutral records that flow through the pipeline: where a command came
+//! from, who wrote it, and what a run looks like to the people who asked for it.
+
+use crate::command::CommandLine;
+use crate::ids::{ConversationId, OzRunId, RepoFullName, ThreadKey};
+use crate::oz::types::{Artifact, RunState, RunStatusMessage};
+use serde::{Deserialize, Serialize};
+
+/// Who wrote a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub login: String,
+    pub id: u64,
+    pub is_bot: bool,
+}
+
+/// Which kind of GitHub comment a command came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommentKind {
+    /// A comment on an issue or on a pull request's conversation.
+    Issue,
+    /// A review comment on a pull request's diff.
+    Review,
+}
+
+/// A place on GitHub: an issue or pull request, and the comment that spoke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GithubOrigin {
+    pub repo: RepoFullName,
+    pub installation_id: Option<u64>,
+    pub number: u64,
+    pub comment_id: u64,
+    pub comment_kind: CommentKind,
+}
+
+/// Where a command came from and where answers go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "platform", rename_all = "snake_case")]
+pub enum Origin {
+    Github(GithubOrigin),
+}
+
+impl Origin {
+    /// The conversation place: one active run per thread.
+    pub fn thread_key(&self) -> ThreadKey {
+        match self {
+            Self::Github(g) => ThreadKey(format!("github:{}#{}", g.repo.as_str().to_ascii_lowercase(), g.number)),
+        }
+    }
+}
+
+/// What the thread is about, captured at intake from the webhook payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadContext {
+    pub title: String,
+    pub body: String,
+    pub url: String,
+    pub is_pull_request: bool,
+    pub head_ref: Option<String>,
+    pub base_ref: Option<String>,
+}
+
+/// A verified command as stored in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxCommand {
+    pub origin: Origin,
+    pub author: Author,
+    pub line: CommandLine,
+    pub context: ThreadContext,
+}
+
+/// What a run looks like to its requester; a change here is a visible change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    /// `None` until Oz has accepted the run.
+    pub state: Option<RunState>,
+    pub oz_run_id: Option<OzRunId>,
+    pub conversation_id: Option<ConversationId>,
+    pub session_link: Option<String>,
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
+    pub status_message: Option<RunStatusMessage>,
+    /// The last assistant message, once the run succeeded.
+    pub summary: Option<String>,
+    /// Why the run could not be started at all.
+    pub start_error: Option<String>,
+}
+
+impl RunView {
+    /// True when nothing about the run will change any more.
+    pub fn is_final(&self) -> bool {
+        self.start_error.is_some() || self.state.as_ref().is_some_and(RunState::is_terminal)
+    }
+}

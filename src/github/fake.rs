@@ -1,0 +1,434 @@
+//! An in-process fake of the GitHub REST API for the demo and the tests: comments,
+//! reactions, permissions, pull requests and installation tokens in memory, with
+//! GitHub's status codes, error bodies, size limit and secondary rate limits.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// Something the bot did on the fake GitHub, as a user would see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubEvent {
+    Reaction { comment_id: u64, content: String },
+    CommentCreated { id: u64, repo: String, number: u64, body: String },
+    CommentEdited { id: u64, body: String },
+}
+
+/// A stored comment.
+#[derive(Debug, Clone)]
+pub struct FakeComment {
+    pub id: u64,
+    pub repo: String,
+    pub number: u64,
+    pub author: String,
+    pub body: String,
+    /// Every body it had, oldest first.
+    pub revisions: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    next_id: u64,
+    comments: Vec<FakeComment>,
+    reactions: Vec<(u64, String)>,
+    permissions: HashMap<(String, String), String>,
+    pulls: HashMap<(String, u64), (String, String)>,
+    /// Content-creating calls (POST comment) refused with a secondary rate limit.
+    rate_limit_creates: u32,
+    rate_limit_retry_after: u64,
+    /// Requests refused with 502 before anything happens.
+    fail_next: u32,
+    requests: Vec<String>,
+    tokens_minted: u32,
+}
+
+/// The fake. Clones share state.
+#[derive(Clone)]
+pub struct FakeGithub {
+    state: Arc<Mutex<FakeState>>,
+    events: broadcast::Sender<GithubEvent>,
+    bot_login: String,
+}
+
+fn lock(state: &Mutex<FakeState>) -> MutexGuard<'_, FakeState> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for FakeGithub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeGithub {
+    /// An empty fake GitHub.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            state: Arc::new(Mutex::new(FakeState { next_id: 1000, ..FakeState::default() })),
+            events,
+            bot_login: "ozbridge[bot]".into(),
+        }
+    }
+
+    /// The router serving the fake REST API at its root.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/app", get(app))
+            .route("/rate_limit", get(rate_limit))
+            .route("/app/installations/{id}/access_tokens", post(mint_token))
+            .route("/repos/{owner}/{repo}/issues/{number}/comments", post(create_comment).get(list_comments))
+            .route("/repos/{owner}/{repo}/issues/comments/{id}", post(edit_comment).patch(edit_comment))
+            .route("/repos/{owner}/{repo}/issues/comments/{id}/reactions", post(react))
+            .route("/repos/{owner}/{repo}/pulls/comments/{id}/reactions", post(react))
+            .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
+            .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
+            .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
+            .with_state(self.clone())
+    }
+
+    /// Serves the fake on `listener`; returns its base URL.
+    pub async fn serve(&self, listener: tokio::net::TcpListener) -> anyhow::Result<String> {
+        let base = format!("http://{}", listener.local_addr()?);
+        let router = self.router();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "fake GitHub stopped");
+            }
+        });
+        Ok(base)
+    }
+
+    /// A feed of what the bot does.
+    pub fn subscribe(&self) -> broadcast::Receiver<GithubEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sets a user's permission (`admin`, `maintain`, `write`, `triage`, `read`).
+    pub fn set_permission(&self, repo: &str, login: &str, permission: &str) {
+        lock(&self.state).permissions.insert((repo.to_ascii_lowercase(), login.to_ascii_lowercase()), permission.into());
+    }
+
+    /// Registers a pull request's branches.
+    pub fn add_pull(&self, repo: &str, number: u64, head: &str, base: &str) {
+        lock(&self.state).pulls.insert((repo.to_ascii_lowercase(), number), (head.into(), base.into()));
+    }
+
+    /// Adds a comment written by a person; returns its id.
+    pub fn add_user_comment(&self, repo: &str, number: u64, author: &str, body: &str) -> u64 {
+        let mut state = lock(&self.state);
+        state.next_id += 1;
+        let id = state.next_id;
+        state.comments.push(FakeComment {
+            id,
+            repo: repo.to_ascii_lowercase(),
+            number,
+            author: author.into(),
+            body: body.into(),
+            revisions: vec![body.into()],
+            created_at: chrono::Utc::now(),
+        });
+        id
+    }
+
+    /// Refuses the next `count` comment creations with a secondary rate limit.
+    pub fn rate_limit_next_creates(&self, count: u32, retry_after_secs: u64) {
+        let mut state = lock(&self.state);
+        state.rate_limit_creates = count;
+        state.rate_limit_retry_after = retry_after_secs;
+    }
+
+    /// Answers the next `count` requests with 502.
+    pub fn fail_next(&self, count: u32) {
+        lock(&self.state).fail_next = count;
+    }
+
+    /// Comments written by the bot in a thread, oldest first.
+    pub fn bot_comments(&self, repo: &str, number: u64) -> Vec<FakeComment> {
+        let repo = repo.to_ascii_lowercase();
+        lock(&self.state)
+            .comments
+            .iter()
+            .filter(|c| c.repo == repo && c.number == number && c.author == self.bot_login)
+            .cloned()
+            .collect()
+    }
+
+    /// Reactions on a comment, in the order they were added (duplicates collapse).
+    pub fn reactions(&self, comment_id: u64) -> Vec<String> {
+        lock(&self.state).reactions.iter().filter(|(id, _)| *id == comment_id).map(|(_, c)| c.clone()).collect()
+    }
+
+    /// Requests received, as `METHOD path`.
+    pub fn requests(&self) -> Vec<String> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// Installation tokens minted so far.
+    pub fn tokens_minted(&self) -> u32 {
+        lock(&self.state).tokens_minted
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })),
+    )
+        .into_response()
+}
+
+async fn gate(State(fake): State<FakeGithub>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let authorized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    let failing = {
+        let mut state = lock(&fake.state);
+        state.requests.push(format!("{} {}", request.method(), request.uri().path()));
+        if state.fail_next > 0 {
+            state.fail_next -= 1;
+            true
+        } else {
+            false
+        }
+    };
+    if !authorized {
+        return error(StatusCode::UNAUTHORIZED, "Requires authentication");
+    }
+    if failing {
+        return error(StatusCode::BAD_GATEWAY, "Server Error");
+    }
+    next.run(request).await
+}
+
+async fn app() -> Response {
+    Json(json!({ "id": 1, "slug": "ozbridge", "name": "ozbridge" })).into_response()
+}
+
+async fn rate_limit() -> Response {
+    Json(json!({ "resources": { "core": { "limit": 5000, "remaining": 4999 } } })).into_response()
+}
+
+async fn mint_token(State(fake): State<FakeGithub>, Path(id): Path<u64>) -> Response {
+    lock(&fake.state).tokens_minted += 1;
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    (StatusCode::CREATED, Json(json!({ "token": format!("ghs_fake_{id}_{}", fastrand::u32(..)), "expires_at": expires })))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct BodyInput {
+    body: String,
+}
+
+fn check_body(body: &str) -> Option<Response> {
+    (body.chars().count() > crate::github::render::MAX_COMMENT_CHARS).then(|| {
+        error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: body is too long (maximum is 65536 characters)")
+    })
+}
+
+async fn create_comment(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Json(input): Json<BodyInput>,
+) -> Response {
+    if let Some(refused) = check_body(&input.body) {
+        return refused;
+    }
+    let repo = format!("{owner}/{repo}").to_ascii_lowercase();
+    let mut state = lock(&fake.state);
+    if state.rate_limit_creates > 0 {
+        state.rate_limit_creates -= 1;
+        let mut response = error(
+            StatusCode::FORBIDDEN,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+        );
+        if let Ok(value) = state.rate_limit_retry_after.to_string().parse() {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    state.next_id += 1;
+    let id = state.next_id;
+    state.comments.push(FakeComment {
+        id,
+        repo: repo.clone(),
+        number,
+        author: fake.bot_login.clone(),
+        body: input.body.clone(),
+        revisions: vec![input.body.clone()],
+        created_at: chrono::Utc::now(),
+    });
+    let _ = fake.events.send(GithubEvent::CommentCreated { id, repo: repo.clone(), number, body: input.body });
+    let url = format!("https://github.com/{repo}/issues/{number}#issuecomment-{id}");
+    (StatusCode::CREATED, Json(json!({ "id": id, "html_url": url }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    per_page: Option<usize>,
+    page: Option<usize>,
+    since: Option<String>,
+}
+
+async fn list_comments(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let repo = format!("{owner}/{repo}").to_ascii_lowercase();
+    let since = params
+        .since
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    let per_page = params.per_page.unwrap_or(30).clamp(1, 100);
+    let page = params.page.unwrap_or(1).max(1);
+    let state = lock(&fake.state);
+    let listed: Vec<serde_json::Value> = state
+        .comments
+        .iter()
+        .filter(|c| c.repo == repo && c.number == number && since.is_none_or(|t| c.created_at >= t))
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|c| json!({ "id": c.id, "body": c.body, "user": { "login": c.author } }))
+        .collect();
+    Json(listed).into_response()
+}
+
+async fn edit_comment(
+    State(fake): State<FakeGithub>,
+    Path((_owner, _repo, id)): Path<(String, String, u64)>,
+    Json(input): Json<BodyInput>,
+) -> Response {
+    if let Some(refused) = check_body(&input.body) {
+        return refused;
+    }
+    let mut state = lock(&fake.state);
+    let Some(comment) = state.comments.iter_mut().find(|c| c.id == id) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    comment.body = input.body.clone();
+    comment.revisions.push(input.body.clone());
+    let _ = fake.events.send(GithubEvent::CommentEdited { id, body: input.body });
+    Json(json!({ "id": id })).into_response()
+}
+
+#[derive(Deserialize)]
+struct ReactionInput {
+    content: String,
+}
+
+const REACTIONS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
+
+async fn react(
+    State(fake): State<FakeGithub>,
+    Path((_owner, _repo, id)): Path<(String, String, u64)>,
+    Json(input): Json<ReactionInput>,
+) -> Response {
+    if !REACTIONS.contains(&input.content.as_str()) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    let mut state = lock(&fake.state);
+    if state.reactions.iter().any(|(c, r)| *c == id && *r == input.content) {
+        // GitHub answers 200 with the existing reaction: adding one is idempotent.
+        return (StatusCode::OK, Json(json!({ "content": input.content }))).into_response();
+    }
+    state.reactions.push((id, input.content.clone()));
+    let _ = fake.events.send(GithubEvent::Reaction { comment_id: id, content: input.content.clone() });
+    (StatusCode::CREATED, Json(json!({ "content": input.content }))).into_response()
+}
+
+async fn permission(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, user)): Path<(String, String, String)>,
+    _headers: HeaderMap,
+) -> Response {
+    let key = (format!("{owner}/{repo}").to_ascii_lowercase(), user.to_ascii_lowercase());
+    match lock(&fake.state).permissions.get(&key) {
+        Some(role) => {
+            let permission = match role.as_str() {
+                "maintain" => "write",
+                "triage" => "read",
+                other => other,
+            };
+            Json(json!({ "permission": permission, "role_name": role, "user": { "login": user } })).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, &format!("{user} is not a user")),
+    }
+}
+
+async fn pull(State(fake): State<FakeGithub>, Path((owner, repo, number)): Path<(String, String, u64)>) -> Response {
+    let key = (format!("{owner}/{repo}").to_ascii_lowercase(), number);
+    match lock(&fake.state).pulls.get(&key) {
+        Some((head, base)) => Json(json!({ "number": number, "head": { "ref": head }, "base": { "ref": base } })).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// An `issue_comment` webhook payload as GitHub sends it (the fields ozbridge reads,
+/// plus a few it ignores).
+pub struct CommentEventSpec<'a> {
+    pub action: &'a str,
+    pub repo: &'a str,
+    pub number: u64,
+    pub title: &'a str,
+    pub issue_body: &'a str,
+    pub is_pull_request: bool,
+    pub comment_id: u64,
+    pub author: &'a str,
+    pub author_id: u64,
+    pub author_type: &'a str,
+    pub body: &'a str,
+    pub previous_body: Option<&'a str>,
+    pub installation: Option<u64>,
+}
+
+impl CommentEventSpec<'_> {
+    /// The JSON payload.
+    pub fn payload(&self) -> serde_json::Value {
+        let kind = if self.is_pull_request { "pull" } else { "issues" };
+        let mut issue = json!({
+            "number": self.number,
+            "title": self.title,
+            "body": self.issue_body,
+            "html_url": format!("https://github.com/{}/{kind}/{}", self.repo, self.number),
+            "state": "open",
+            "user": { "login": "reporter", "id": 500, "type": "User" },
+        });
+        if self.is_pull_request {
+            issue["pull_request"] = json!({ "url": format!("https://api.github.com/repos/{}/pulls/{}", self.repo, self.number) });
+        }
+        let mut payload = json!({
+            "action": self.action,
+            "issue": issue,
+            "comment": {
+                "id": self.comment_id,
+                "body": self.body,
+                "html_url": format!("https://github.com/{}/issues/{}#issuecomment-{}", self.repo, self.number, self.comment_id),
+                "author_association": "MEMBER",
+                "user": { "login": self.author, "id": self.author_id, "type": self.author_type },
+            },
+            "repository": { "full_name": self.repo, "private": false, "owner": { "login": self.repo.split('/').next().unwrap_or_default() } },
+            "sender": { "login": self.author, "id": self.author_id, "type": self.author_type },
+        });
+        if let Some(previous) = self.previous_body {
+            payload["changes"] = json!({ "body": { "from": previous } });
+        }
+        if let Some(id) = self.installation {
+            payload["installation"] = json!({ "id": id });
+        }
+        payload
+    }
+}

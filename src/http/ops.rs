@@ -1,0 +1,47 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics, artifact links.
+
+use super::HttpState;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(state): State<HttpState>) -> Response {
+    if state.pipeline.store.ping().await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics() -> Response {
+    match crate::telemetry::prometheus() {
+        Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+    }
+}
+
+/// `GET /artifacts/{uid}`: redirects to a fresh download URL of a run's screenshot or
+/// file (Oz's URLs expire, so status comments link here instead).
+pub async fn artifact(State(state): State<HttpState>, Path(uid): Path<String>) -> Response {
+    if uid.len() > 200 || !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return (StatusCode::BAD_REQUEST, "not an artifact id").into_response();
+    }
+    match state.pipeline.oz.get_artifact(&uid).await {
+        Ok(artifact) => match artifact.download_url() {
+            Some(url) => Redirect::temporary(url).into_response(),
+            None => (StatusCode::NOT_FOUND, "this artifact has no download").into_response(),
+        },
+        Err(error) if error.status() == Some(404) => (StatusCode::NOT_FOUND, "no such artifact").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "artifact lookup failed");
+            (StatusCode::BAD_GATEWAY, "Oz did not answer").into_response()
+        }
+    }
+}

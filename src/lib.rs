@@ -1,0 +1,23 @@
+//! ozbridge: start and follow Warp Oz cloud agents from GitHub (and Slack) threads.
+
+pub mod app;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod github;
+pub mod http;
+pub mod ids;
+pub mod intake;
+pub mod oz;
+pub mod pipeline;
+pub mod retry;
+pub mod store;
+pub mod telemetry;
+
+/// Installs the process-wide rustls crypto provider (two are linked; one must be chosen
+/// before any TLS client is built). Safe to call more than once.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

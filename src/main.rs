@@ -1,0 +1,6 @@
+//! The `ozbridge` binary.
+
+fn main() -> std::process::ExitCode {
+    ozbridge::install_crypto();
+    ozbridge::cli::main()
+}

@@ -1,0 +1,315 @@
+//! The dispatcher: claims commands from the inbox, checks who asked, answers the
+//! informational commands, cancels, and records run intents for the starter.
+
+use super::Pipeline;
+use super::outlet::{Access, Mark, SendError};
+use super::texts;
+use crate::command::{Command, CommandError, RunOptions, parse, suggest};
+use crate::domain::InboxCommand;
+use crate::ids::RunRef;
+use crate::oz::types::{AgentConfig, RunAgentRequest};
+use crate::oz::{ListAgentsQuery, OzError};
+use crate::store::{ClaimedCommand, RunPhase, RunRecord, now_ms};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long model and skill lists are trusted.
+const CATALOG_TTL: Duration = Duration::from_secs(600);
+
+/// Cached model ids and skill specs, for validating `--model` and `--skill`.
+#[derive(Default)]
+pub struct Catalog {
+    models: Mutex<Option<(Instant, Vec<String>)>>,
+    skills: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+/// Why a command was not finished.
+enum Failure {
+    /// Try again later.
+    Retry { wait: Duration, reason: String },
+    /// Give up and tell the user.
+    GiveUp(String),
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::Retry { wait: Duration::from_secs(1), reason: error.to_string() }
+    }
+}
+
+impl From<SendError> for Failure {
+    fn from(error: SendError) -> Self {
+        if error.retryable {
+            Self::Retry { wait: error.retry_after.unwrap_or(Duration::from_secs(2)), reason: error.message }
+        } else {
+            Self::GiveUp(error.message)
+        }
+    }
+}
+
+impl From<OzError> for Failure {
+    fn from(error: OzError) -> Self {
+        if error.is_retryable() {
+            Self::Retry { wait: error.retry_after().unwrap_or(Duration::from_secs(2)), reason: error.to_string() }
+        } else {
+            Self::GiveUp(error.to_string())
+        }
+    }
+}
+
+impl Pipeline {
+    /// Handles one due command; false when there was none.
+    pub(super) async fn dispatch_one(&self) -> bool {
+        let claimed = match self.store.claim_command(&self.settings.worker_id, self.settings.lease).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "could not claim a command");
+                return false;
+            }
+        };
+        let outcome = self.handle(&claimed).await;
+        let saved = match outcome {
+            Ok(()) => self.store.finish_command(&claimed.id, None).await,
+            Err(Failure::Retry { wait, reason }) if claimed.attempts < i64::from(self.settings.backoff.attempts) => {
+                tracing::info!(command = %claimed.id, attempt = claimed.attempts, %reason, "command will be retried");
+                let wait = wait.max(self.settings.backoff.delay(u32::try_from(claimed.attempts).unwrap_or(1), None));
+                self.store.retry_command(&claimed.id, wait, &reason).await
+            }
+            Err(Failure::Retry { reason, .. } | Failure::GiveUp(reason)) => {
+                tracing::warn!(command = %claimed.id, %reason, "command given up");
+                crate::telemetry::command("any", "failed");
+                let origin = &claimed.command.origin;
+                let text = texts::gave_up(&claimed.command.author.login, &reason);
+                match self.enqueue_reply(format!("gave-up:{}", claimed.id), origin, text).await {
+                    Ok(()) => self.store.finish_command(&claimed.id, Some(&reason)).await,
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        if let Err(error) = saved {
+            tracing::warn!(%error, command = %claimed.id, "could not record a command's outcome");
+        }
+        true
+    }
+
+    async fn handle(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
+        let command = &claimed.command;
+        let origin = &command.origin;
+        let login = &command.author.login;
+        self.enqueue_mark(format!("mark:{}:received", claimed.id), origin, Mark::Received).await?;
+        if let Access::Denied(text) = self.outlets.access(origin, &command.author).await? {
+            crate::telemetry::command("any", "denied");
+            self.enqueue_reply(format!("denied:{}", claimed.id), origin, text).await?;
+            return Ok(());
+        }
+        let trigger = &self.settings.trigger;
+        let reply = |text: String| self.enqueue_reply(format!("reply:{}", claimed.id), origin, text);
+        match parse(&command.line) {
+            Err(error) => {
+                crate::telemetry::command("invalid", "answered");
+                reply(texts::command_error(login, &error, trigger)).await?;
+            }
+            Ok(Command::Help) => reply(texts::help(trigger)).await?,
+            Ok(Command::Models) => reply(texts::models(&self.oz.list_models().await?)).await?,
+            Ok(Command::Agents) => reply(texts::agents(&self.oz.list_agents(&ListAgentsQuery::default()).await?)).await?,
+            Ok(Command::Status) => {
+                let latest = self.store.latest_run_in_thread(&origin.thread_key()).await?;
+                reply(texts::status(latest.as_ref().map(|r| &r.view))).await?;
+            }
+            Ok(Command::Cancel) => self.cancel(claimed).await?,
+            Ok(Command::Run { prompt, options }) => self.record_run(claimed, &prompt, &options).await?,
+        }
+        Ok(())
+    }
+
+    async fn cancel(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
+        let origin = &claimed.command.origin;
+        let login = &claimed.command.author.login;
+        let key = format!("reply:{}", claimed.id);
+        let latest = self.store.latest_run_in_thread(&origin.thread_key()).await?;
+        let Some(run) = latest.filter(|r| r.phase != RunPhase::Done) else {
+            self.enqueue_reply(key, origin, format!("@{login}, there is no active Oz run on this thread to cancel.")).await?;
+            return Ok(());
+        };
+        let Some(oz_id) = run.view.oz_run_id.clone() else {
+            return Err(Failure::Retry { wait: Duration::from_secs(2), reason: "the run is still being created".into() });
+        };
+        match self.oz.cancel_run(&oz_id).await {
+            Ok(_) => {
+                crate::telemetry::command("cancel", "ok");
+                self.enqueue_mark(format!("mark:{}:ack", claimed.id), origin, Mark::Acknowledged).await?;
+                Ok(())
+            }
+            // PENDING runs cannot be cancelled yet: Oz asks to retry after a moment.
+            Err(OzError::Api { status: 409, .. }) => {
+                Err(Failure::Retry { wait: Duration::from_secs(2), reason: "the run is PENDING; cancel retried".into() })
+            }
+            Err(OzError::Api { status: 422, problem, .. }) => {
+                let detail = problem.detail.unwrap_or_default();
+                let text = format!(
+                    "@{login}, this run cannot be cancelled through the API ({detail}). Runs that execute on \
+                     self-hosted or local workers must be stopped where they run."
+                );
+                self.enqueue_reply(key, origin, text).await?;
+                Ok(())
+            }
+            Err(OzError::Api { status: 400, .. }) => {
+                self.enqueue_reply(key, origin, format!("@{login}, the run had already finished.")).await?;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn record_run(&self, claimed: &ClaimedCommand, prompt_text: &str, options: &RunOptions) -> Result<(), Failure> {
+        let command = &claimed.command;
+        let origin = &command.origin;
+        let login = &command.author.login;
+        let thread = origin.thread_key();
+        let key = format!("reply:{}", claimed.id);
+        if self.store.run_for_command(&claimed.id).await?.is_some() {
+            return Ok(()); // recorded by an earlier attempt that died before finishing
+        }
+        let latest = self.store.latest_run_in_thread(&thread).await?;
+        if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
+            crate::telemetry::command("run", "busy");
+            self.enqueue_reply(key, origin, texts::busy(login, &self.settings.trigger)).await?;
+            return Ok(());
+        }
+        if let Err(error) = self.validate(options).await {
+            crate::telemetry::command("run", "invalid");
+            self.enqueue_reply(key, origin, texts::command_error(login, &error, &self.settings.trigger)).await?;
+            return Ok(());
+        }
+        let conversation_id = if options.new_conversation {
+            None
+        } else {
+            latest.as_ref().and_then(|r| r.view.conversation_id.clone())
+        };
+        let mut full = command.clone();
+        self.outlets.complete_context(origin, &mut full.context).await;
+        let run_ref = RunRef::generate();
+        let request = self.build_request(&full, prompt_text, options, &run_ref, conversation_id);
+        let now = now_ms();
+        let record = RunRecord {
+            id: run_ref,
+            command_id: claimed.id.clone(),
+            thread,
+            origin: origin.clone(),
+            requester: command.author.clone(),
+            asked: command.line.full_text(),
+            request,
+            phase: RunPhase::Starting,
+            view: Default::default(),
+            create_attempts: 0,
+            first_attempt_at: None,
+            version: 1,
+            posted_version: 0,
+            status_post: None,
+            post_attempted: false,
+            created_at: now,
+        };
+        self.store.insert_run(&record).await?;
+        crate::telemetry::command("run", "accepted");
+        self.wake.start.notify_one();
+        self.wake.notify.notify_one();
+        Ok(())
+    }
+
+    fn build_request(
+        &self,
+        command: &InboxCommand,
+        prompt_text: &str,
+        options: &RunOptions,
+        run: &RunRef,
+        conversation_id: Option<crate::ids::ConversationId>,
+    ) -> RunAgentRequest {
+        let crate::domain::Origin::Github(g) = &command.origin;
+        let repo_settings = self.settings.repos.get(&g.repo.as_str().to_ascii_lowercase());
+        let environment_id = options
+            .environment
+            .clone()
+            .or_else(|| repo_settings.and_then(|r| r.environment_id.clone()))
+            .or_else(|| self.settings.environment_id.clone());
+        let model_id = options
+            .model
+            .clone()
+            .or_else(|| repo_settings.and_then(|r| r.model_id.clone()))
+            .or_else(|| self.settings.model_id.clone());
+        RunAgentRequest {
+            prompt: Some(super::prompt::render_prompt(&self.settings.prompt_template, command, prompt_text, run)),
+            skill: options.skill.clone(),
+            title: Some(super::prompt::run_title(command)),
+            conversation_id,
+            config: Some(AgentConfig {
+                name: Some(self.settings.run_label.clone()),
+                environment_id,
+                model_id,
+                ..AgentConfig::default()
+            }),
+            ..RunAgentRequest::default()
+        }
+    }
+
+    /// Checks `--model` and `--skill` against Oz's lists when they can be fetched.
+    async fn validate(&self, options: &RunOptions) -> Result<(), CommandError> {
+        if let Some(model) = &options.model
+            && let Some(known) = self.known(&self.catalog.models, || async {
+                Ok(self.oz.list_models().await?.models.into_iter().map(|m| m.id).collect())
+            })
+            .await
+            && !known.contains(model)
+        {
+            return Err(CommandError::UnknownModel {
+                given: model.clone(),
+                suggestion: suggest(model, known.iter().map(String::as_str)),
+            });
+        }
+        if let Some(skill) = &options.skill
+            && let Some(known) = self.known(&self.catalog.skills, || async {
+                let agents = self.oz.list_agents(&ListAgentsQuery::default()).await?;
+                Ok(agents
+                    .agents
+                    .iter()
+                    .flat_map(|a| a.variants.iter().map(|v| v.skill_spec()).chain([a.name.clone()]))
+                    .collect())
+            })
+            .await
+            && !known.contains(skill)
+        {
+            return Err(CommandError::UnknownSkill {
+                given: skill.clone(),
+                suggestion: suggest(skill, known.iter().map(String::as_str)),
+            });
+        }
+        Ok(())
+    }
+
+    /// A cached list, refreshed when stale; `None` when it cannot be had (then
+    /// anything is accepted and Oz has the last word).
+    async fn known<F, Fut>(&self, slot: &Mutex<Option<(Instant, Vec<String>)>>, fetch: F) -> Option<Vec<String>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<String>, OzError>>,
+    {
+        {
+            let cached = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, list)) = cached.as_ref()
+                && at.elapsed() < CATALOG_TTL
+            {
+                return Some(list.clone());
+            }
+        }
+        match fetch().await {
+            Ok(list) => {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), list.clone()));
+                Some(list)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not fetch a list to validate a command; accepting it");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The pipeline after intake, driven entirely from the database so that a restart at
+//! any point resumes: the dispatcher turns commands into run intents, the starter
+//! creates them in Oz, the tracker follows them, the notifier tells the thread.
+
+mod dispatcher;
+mod notifier;
+pub mod outlet;
+pub mod prompt;
+mod starter;
+pub mod texts;
+mod tracker;
+
+use crate::config::RepoSettings;
+use crate::oz::OzClient;
+use crate::retry::Backoff;
+use crate::store::{OutboxMessage, Store};
+use outlet::{Mark, Outlets};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Settings of the pipeline's workers.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// This process's name in leases.
+    pub worker_id: String,
+    pub trigger: String,
+    pub run_label: String,
+    pub environment_id: Option<String>,
+    pub model_id: Option<String>,
+    pub repos: BTreeMap<String, RepoSettings>,
+    pub prompt_template: String,
+    /// How long a claimed item stays claimed if its worker dies.
+    pub lease: Duration,
+    /// How often idle workers look for due work (other replicas, retries).
+    pub poll: Duration,
+    pub tick: Duration,
+    /// Parallel workers per stage.
+    pub workers: usize,
+    /// Backoff of persisted retries.
+    pub backoff: Backoff,
+}
+
+impl PipelineSettings {
+    /// Defaults for one process.
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            worker_id: format!("{}-{}", hostname(), &crate::ids::new_uuid()[..8]),
+            trigger: config.github.trigger.clone(),
+            run_label: config.oz.run_label.clone(),
+            environment_id: config.oz.environment_id.clone(),
+            model_id: config.oz.model_id.clone(),
+            repos: config.github.repos.clone(),
+            prompt_template: config.prompt_template.clone(),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+            tick: config.oz.tick_interval,
+            workers: 4,
+            backoff: Backoff { attempts: 10, base: Duration::from_secs(1), max: Duration::from_secs(300) },
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").or_else(|_| std::env::var("FLY_MACHINE_ID")).unwrap_or_else(|_| "ozbridge".into())
+}
+
+/// Wakes idle workers when new work is written.
+#[derive(Default)]
+pub struct Wakers {
+    pub dispatch: Notify,
+    pub start: Notify,
+    pub notify: Notify,
+}
+
+/// Everything the workers share.
+pub struct Pipeline {
+    pub store: Store,
+    pub oz: OzClient,
+    pub outlets: Outlets,
+    pub settings: PipelineSettings,
+    pub wake: Wakers,
+    catalog: dispatcher::Catalog,
+}
+
+impl Pipeline {
+    /// A pipeline over its parts.
+    pub fn new(store: Store, oz: OzClient, outlets: Outlets, settings: PipelineSettings) -> Self {
+        Self { store, oz, outlets, settings, wake: Wakers::default(), catalog: dispatcher::Catalog::default() }
+    }
+
+    /// Queues a reaction on the command's message.
+    async fn enqueue_mark(&self, key: String, origin: &crate::domain::Origin, mark: Mark) -> crate::store::StoreResult<()> {
+        let message = OutboxMessage::Reaction { origin: origin.clone(), reaction: mark.name().into() };
+        self.store.enqueue(&key, &message).await?;
+        self.wake.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues a reply in the command's thread.
+    async fn enqueue_reply(&self, key: String, origin: &crate::domain::Origin, text: String) -> crate::store::StoreResult<()> {
+        self.store.enqueue(&key, &OutboxMessage::Reply { origin: origin.clone(), text }).await?;
+        self.wake.notify.notify_one();
+        Ok(())
+    }
+
+    /// Starts every worker; they stop when `shutdown` turns true.
+    pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        for _ in 0..self.settings.workers {
+            let p = self.clone();
+            handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.dispatch_one().await } }, |p| &p.wake.dispatch, None));
+            let p = self.clone();
+            handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.start_one().await } }, |p| &p.wake.start, None));
+            let p = self.clone();
+            handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.deliver_one().await || p.post_one().await } }, |p| &p.wake.notify, None));
+        }
+        let p = self.clone();
+        let tick = self.settings.tick;
+        handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.tick().await; false } }, |p| &p.wake.start, Some(tick)));
+        let p = self.clone();
+        handles.push(spawn_loop(shutdown, self.clone(), move || { let p = p.clone(); async move { p.report_gauges().await; false } }, |p| &p.wake.start, Some(Duration::from_secs(15))));
+        handles
+    }
+
+    async fn report_gauges(&self) {
+        if let Ok(counts) = self.store.run_counts().await {
+            for (phase, count) in counts {
+                crate::telemetry::runs_in_phase(phase, count);
+            }
+        }
+        if let (Ok(commands), Ok(outbox)) = (self.store.pending_command_count().await, self.store.pending_outbox_count().await) {
+            crate::telemetry::backlog(commands, outbox);
+        }
+        if let Ok(lag) = self.store.oldest_unposted_age().await {
+            crate::telemetry::notification_lag(Duration::from_millis(u64::try_from(lag).unwrap_or(0)));
+        }
+    }
+}
+
+/// Runs `step` until shutdown; while it reports no work, waits for a wake-up or the
+/// poll interval (`every` replaces both for periodic loops).
+fn spawn_loop<F, Fut>(
+    mut shutdown: watch::Receiver<bool>,
+    pipeline: Arc<Pipeline>,
+    mut step: F,
+    wake: fn(&Pipeline) -> &Notify,
+    every: Option<Duration>,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let did_work = step().await;
+            if did_work {
+                continue;
+            }
+            match every {
+                Some(period) => tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = shutdown.changed() => {}
+                },
+                None => tokio::select! {
+                    _ = wake(&pipeline).notified() => {}
+                    _ = tokio::time::sleep(pipeline.settings.poll) => {}
+                    _ = shutdown.changed() => {}
+                },
+            }
+        }
+    })
+}

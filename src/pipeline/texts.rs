@@ -1,0 +1,91 @@
+//! Texts written to users: help, command errors, status answers, lists.
+
+use crate::domain::RunView;
+use crate::github::render::state_label;
+use crate::oz::types::{ListAgentsResponse, ListModelsResponse};
+
+/// Usage of the command, for `/oz help` and after a command error.
+pub fn help(trigger: &str) -> String {
+    format!(
+        "**Oz agent commands**\n\n\
+         - `{t} <what to do>`: start an agent on this thread. Options: `--model ID`, `--env ENVIRONMENT_ID`, \
+           `--skill owner/repo:path/SKILL.md`, `--new` (start a fresh conversation instead of continuing \
+           the thread's last run).\n\
+         - `{t} cancel`: stop the agent working on this thread.\n\
+         - `{t} status`: show the state of the thread's latest run.\n\
+         - `{t} models`: list the models you can pass to `--model`.\n\
+         - `{t} agents`: list the skills you can pass to `--skill`.\n\
+         - `{t} help`: this message.\n\n\
+         Only people with write access can start agents. Options go anywhere on the command's line; \
+         write `--` to end them.",
+        t = trigger
+    )
+}
+
+/// A command that could not be understood.
+pub fn command_error(login: &str, error: &dyn std::fmt::Display, trigger: &str) -> String {
+    format!("@{login}, I could not run that command: {error}\n\nWrite `{trigger} help` to see what I understand. Nothing was started.")
+}
+
+/// A run is already active in the thread.
+pub fn busy(login: &str, trigger: &str) -> String {
+    format!(
+        "@{login}, an Oz agent is already working on this thread. Wait for it to finish, or write \
+         `{trigger} cancel` to stop it, then ask again. Nothing new was started."
+    )
+}
+
+/// Answer to `/oz status`.
+pub fn status(view: Option<&RunView>) -> String {
+    let Some(view) = view else {
+        return "No Oz agent has run on this thread yet.".into();
+    };
+    let mut text = format!("The latest Oz run here is **{}**", state_label(view));
+    if let Some(id) = &view.oz_run_id {
+        text.push_str(&format!(" (run `{id}`)"));
+    }
+    text.push('.');
+    if let Some(link) = &view.session_link {
+        text.push_str(&format!(" [Open the session]({link})."));
+    }
+    text
+}
+
+/// Answer to `/oz models`.
+pub fn models(list: &ListModelsResponse) -> String {
+    let mut text = String::from("**Models** (pass one with `--model ID`)\n\n| id | name | provider | note |\n|---|---|---|---|\n");
+    for model in &list.models {
+        let mut note = model.disable_reason.clone().map(|r| format!("unavailable: {r}")).unwrap_or_default();
+        if model.id == list.default_model_id {
+            note = format!("default {note}").trim().to_owned();
+        }
+        text.push_str(&format!("| `{}` | {} | {} | {note} |\n", model.id, model.display_name, model.provider));
+    }
+    text
+}
+
+/// Answer to `/oz agents`.
+pub fn agents(list: &ListAgentsResponse) -> String {
+    if list.agents.is_empty() {
+        return "No agents (skills) are available to this API key.".into();
+    }
+    let mut text = String::from("**Agents** (pass one with `--skill SPEC`)\n\n");
+    for agent in &list.agents {
+        for variant in &agent.variants {
+            text.push_str(&format!("- **{}**: `{}`: {}\n", agent.name, variant.skill_spec(), variant.description));
+        }
+    }
+    text
+}
+
+/// A command given up on after repeated failures.
+pub fn gave_up(login: &str, reason: &str) -> String {
+    format!("@{login}, sorry: I could not handle this command ({reason}). Please try again later.")
+}
+
+/// The agent is waiting for the requester (a reply, since edits do not notify).
+pub fn blocked(login: &str, view: &RunView) -> String {
+    let reason = view.status_message.as_ref().map(|m| format!(": {}", m.message)).unwrap_or_default();
+    let link = view.session_link.as_ref().map(|l| format!(" [Open the session]({l}) to answer.")).unwrap_or_default();
+    format!("@{login}, the Oz agent needs you{reason}.{link}")
+}

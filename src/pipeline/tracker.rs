@@ -1,0 +1,141 @@
+//! The tracker: one `GET /agent/runs` per tick (label + `updated_after`, following
+//! cursors) covers every tracked run; per-run calls only for what the list cannot give
+//! (the summary of a finished run, runs the list has not mentioned for a long time).
+
+use super::Pipeline;
+use super::outlet::Mark;
+use super::texts;
+use crate::domain::RunView;
+use crate::ids::OzRunId;
+use crate::oz::ListRunsQuery;
+use crate::oz::types::{RunItem, RunState};
+use crate::store::{RunPhase, RunRecord, now_ms};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const WATERMARK: &str = "tracker.updated_after";
+/// Runs re-listed from this far behind the newest update seen, for clock ties.
+const OVERLAP_MS: i64 = 2_000;
+/// A run the list has not mentioned for this long is fetched on its own.
+const STALE_MS: i64 = 10 * 60_000;
+/// At most this many per-run fetches per tick.
+const MAX_SINGLE_FETCHES: usize = 20;
+
+impl Pipeline {
+    /// One tracker tick, on the replica holding the tracker lease.
+    pub(super) async fn tick(&self) {
+        let lease = self.settings.tick.max(Duration::from_secs(1)) * 5;
+        match self.store.try_lease("tracker", &self.settings.worker_id, lease).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(%error, "could not take the tracker lease");
+                return;
+            }
+        }
+        if let Err(error) = self.track().await {
+            tracing::warn!(%error, "tracker tick failed");
+        }
+    }
+
+    async fn track(&self) -> anyhow::Result<()> {
+        let runs = self.store.active_runs().await?;
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut by_oz: HashMap<OzRunId, RunRecord> =
+            runs.into_iter().filter_map(|r| r.view.oz_run_id.clone().map(|id| (id, r))).collect();
+        let oldest = by_oz.values().map(|r| r.created_at).min().unwrap_or_else(now_ms) - 60_000;
+        let stored: Option<i64> = self.store.get_marker(WATERMARK).await?.and_then(|v| v.parse().ok());
+        let watermark = stored.unwrap_or(oldest).max(oldest);
+        let mut newest = watermark;
+        let mut query = ListRunsQuery {
+            name: Some(self.settings.run_label.clone()),
+            updated_after: DateTime::<Utc>::from_timestamp_millis(watermark - OVERLAP_MS),
+            sort_by: Some("updated_at".into()),
+            sort_order: Some("asc".into()),
+            limit: Some(500),
+            ..ListRunsQuery::default()
+        };
+        loop {
+            let page = self.oz.list_runs(&query).await?;
+            for item in page.runs {
+                newest = newest.max(item.updated_at.timestamp_millis());
+                if let Some(record) = by_oz.remove(&item.run_id) {
+                    self.apply(&record, &item).await?;
+                }
+            }
+            match page.page_info.next_cursor.filter(|_| page.page_info.has_next_page) {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        self.store.set_marker(WATERMARK, &newest.to_string()).await?;
+        // What the list could not account for: finished runs still missing their
+        // summary, and runs not mentioned for a long time.
+        let now = now_ms();
+        let leftovers: Vec<RunRecord> = by_oz
+            .into_values()
+            .filter(|r| r.view.state.as_ref().is_some_and(RunState::is_terminal) || now - r.created_at > STALE_MS)
+            .take(MAX_SINGLE_FETCHES)
+            .collect();
+        for record in leftovers {
+            let Some(id) = record.view.oz_run_id.clone() else { continue };
+            match self.oz.get_run(&id).await {
+                Ok(item) => self.apply(&record, &item).await?,
+                Err(error) => tracing::info!(%error, run = %record.id, "could not fetch a run"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds a fresh view of a run into the stored one.
+    async fn apply(&self, record: &RunRecord, item: &RunItem) -> anyhow::Result<()> {
+        let old = &record.view;
+        let mut view = RunView {
+            state: Some(item.state.clone()),
+            oz_run_id: Some(item.run_id.clone()),
+            conversation_id: item.conversation_id.clone().or_else(|| old.conversation_id.clone()),
+            session_link: item.session_link.clone().or_else(|| old.session_link.clone()),
+            artifacts: item.artifacts.clone(),
+            status_message: item.status_message.clone(),
+            summary: old.summary.clone(),
+            start_error: None,
+        };
+        let mut phase = RunPhase::Active;
+        if item.state.is_terminal() {
+            if item.state == RunState::Succeeded && view.summary.is_none() {
+                match self.oz.get_run_conversation(&item.run_id).await {
+                    Ok(conversation) => {
+                        view.summary = Some(conversation.last_assistant_text().unwrap_or_else(|| "The agent finished without a final message.".into()));
+                        phase = RunPhase::Done;
+                    }
+                    // Without its summary the run stays tracked; the next tick tries again.
+                    Err(error) => tracing::info!(%error, run = %record.id, "summary not available yet"),
+                }
+            } else {
+                phase = RunPhase::Done;
+            }
+        }
+        let changed = view != *old;
+        if !changed && phase == record.phase {
+            return Ok(());
+        }
+        self.store.update_run(&record.id, phase, &view, changed).await?;
+        if item.state == RunState::Blocked && old.state != Some(RunState::Blocked) {
+            let key = format!("blocked:{}:{}", record.id, item.updated_at.timestamp_millis());
+            self.enqueue_reply(key, &record.origin, texts::blocked(&record.requester.login, &view)).await?;
+        }
+        if phase == RunPhase::Done {
+            let mark = match item.state {
+                RunState::Succeeded => Mark::Succeeded,
+                RunState::Cancelled => Mark::Cancelled,
+                _ => Mark::Failed,
+            };
+            self.enqueue_mark(format!("mark:{}:final", record.id), &record.origin, mark).await?;
+        }
+        self.wake.notify.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! The inbox: verified commands written before the webhook is answered, then claimed
+//! one at a time per thread (oldest first) by the dispatcher.
+
+use super::{Millis, Store, StoreResult, ms, now_ms};
+use crate::domain::InboxCommand;
+use crate::ids::{CommandId, ThreadKey};
+use sqlx::Row;
+use std::time::Duration;
+
+/// A command claimed for processing.
+#[derive(Debug, Clone)]
+pub struct ClaimedCommand {
+    pub id: CommandId,
+    pub command: InboxCommand,
+    /// 1 on the first try.
+    pub attempts: i64,
+    pub received_at: Millis,
+}
+
+impl Store {
+    /// Stores a command unless one with the same dedupe key exists; true when stored.
+    pub async fn insert_command(&self, dedupe_key: &str, command: &InboxCommand) -> StoreResult<Option<CommandId>> {
+        let id = CommandId::generate();
+        let now = now_ms();
+        let result = sqlx::query(
+            "INSERT INTO commands (id, dedupe_key, thread_key, payload, status, next_attempt_at, received_at)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(dedupe_key)
+        .bind(command.origin.thread_key().as_str())
+        .bind(serde_json::to_string(command)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok((result.rows_affected() == 1).then_some(id))
+    }
+
+    /// Claims the oldest due command whose thread has no older pending command.
+    pub async fn claim_command(&self, owner: &str, lease: Duration) -> StoreResult<Option<ClaimedCommand>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE commands SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+             WHERE id = (
+                SELECT c.id FROM commands c
+                WHERE c.status = 'pending' AND c.next_attempt_at <= $3 AND c.lease_until <= $3
+                  AND NOT EXISTS (
+                    SELECT 1 FROM commands o WHERE o.thread_key = c.thread_key AND o.status = 'pending'
+                      AND (o.received_at < c.received_at OR (o.received_at = c.received_at AND o.id < c.id)))
+                ORDER BY c.received_at LIMIT 1)
+               AND lease_until <= $3
+             RETURNING id, payload, attempts, received_at",
+        )
+        .bind(owner)
+        .bind(now + ms(lease))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let payload: String = row.try_get("payload")?;
+        Ok(Some(ClaimedCommand {
+            id: CommandId(row.try_get("id")?),
+            command: serde_json::from_str(&payload)?,
+            attempts: row.try_get("attempts")?,
+            received_at: row.try_get("received_at")?,
+        }))
+    }
+
+    /// Marks a command handled (`done`) or given up (`failed`, with the reason).
+    pub async fn finish_command(&self, id: &CommandId, failed_reason: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE commands SET status = $1, finished_at = $2, error = $3, lease_until = 0 WHERE id = $4")
+            .bind(if failed_reason.is_some() { "failed" } else { "done" })
+            .bind(now_ms())
+            .bind(failed_reason)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a command back to be tried again after `delay`.
+    pub async fn retry_command(&self, id: &CommandId, delay: Duration, reason: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE commands SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3")
+            .bind(now_ms() + ms(delay))
+            .bind(reason)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Commands not yet handled, for metrics and tests.
+    pub async fn pending_command_count(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
+    /// Number of commands stored for a thread (any status), for tests and diagnostics.
+    pub async fn command_count(&self, thread: &ThreadKey) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands WHERE thread_key = $1")
+            .bind(thread.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}

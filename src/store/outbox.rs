@@ -1,0 +1,111 @@
+//! The outbox: one-off notifications (reactions, replies) written once and sent until
+//! they land. A reply that may have been posted is looked up before it is posted again.
+
+use super::{Store, StoreResult, ms, now_ms};
+use crate::domain::Origin;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use std::time::Duration;
+
+/// A notification to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxMessage {
+    /// Add a reaction to the command's message (idempotent on every platform).
+    Reaction { origin: Origin, reaction: String },
+    /// Post a reply in the command's thread.
+    Reply { origin: Origin, text: String },
+}
+
+/// A claimed outbox row.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: String,
+    pub message: OutboxMessage,
+    pub attempts: i64,
+    /// A previous try may have reached the platform.
+    pub attempted: bool,
+}
+
+impl Store {
+    /// Queues a message unless one with the same key exists.
+    pub async fn enqueue(&self, dedupe_key: &str, message: &OutboxMessage) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO outbox (id, dedupe_key, payload, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(crate::ids::new_uuid())
+        .bind(dedupe_key)
+        .bind(serde_json::to_string(message)?)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims the oldest due message.
+    pub async fn claim_outbox(&self, owner: &str, lease: Duration) -> StoreResult<Option<OutboxItem>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+             WHERE id = (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3
+                         AND lease_until <= $3 ORDER BY created_at LIMIT 1)
+               AND lease_until <= $3
+             RETURNING id, payload, attempts, attempted",
+        )
+        .bind(owner)
+        .bind(now + ms(lease))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let payload: String = row.try_get("payload")?;
+        Ok(Some(OutboxItem {
+            id: row.try_get("id")?,
+            message: serde_json::from_str(&payload)?,
+            attempts: row.try_get("attempts")?,
+            attempted: row.try_get::<i64, _>("attempted")? != 0,
+        }))
+    }
+
+    /// Records that a send is about to happen.
+    pub async fn note_outbox_attempt(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET attempted = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a message delivered (`sent`) or abandoned (`dead`, with the reason).
+    pub async fn finish_outbox(&self, id: &str, dead_reason: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET status = $1, sent_at = $2, error = $3, lease_until = 0 WHERE id = $4")
+            .bind(if dead_reason.is_some() { "dead" } else { "sent" })
+            .bind(now_ms())
+            .bind(dead_reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a message back to be tried after `delay`.
+    pub async fn retry_outbox(&self, id: &str, delay: Duration, reason: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3")
+            .bind(now_ms() + ms(delay))
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Messages not delivered yet.
+    pub async fn pending_outbox_count(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,283 @@
+//! Runs: the intent recorded before Oz is called, the view followed by the tracker,
+//! and the status post kept in step with it (a version counter per visible change).
+
+use super::{Millis, Store, StoreResult, ms, now_ms};
+use crate::domain::{Author, Origin, RunView};
+use crate::ids::{CommandId, RunRef, ThreadKey};
+use crate::oz::types::RunAgentRequest;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::time::Duration;
+
+/// Where a run is in ozbridge's own life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPhase {
+    /// Recorded; Oz has not (knowingly) accepted it yet.
+    Starting,
+    /// Oz accepted it; the tracker follows it.
+    Active,
+    /// Final: terminal in Oz, or could not be started.
+    Done,
+}
+
+impl RunPhase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Active => "active",
+            Self::Done => "done",
+        }
+    }
+    fn parse(value: &str) -> Self {
+        match value {
+            "starting" => Self::Starting,
+            "active" => Self::Active,
+            _ => Self::Done,
+        }
+    }
+}
+
+/// A stored run.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: RunRef,
+    pub command_id: CommandId,
+    pub thread: ThreadKey,
+    pub origin: Origin,
+    pub requester: Author,
+    /// What the requester asked, in their words (shown in the status post).
+    pub asked: String,
+    pub request: RunAgentRequest,
+    pub phase: RunPhase,
+    pub view: RunView,
+    /// How many create calls were sent (a non-zero count means: look before creating).
+    pub create_attempts: i64,
+    pub first_attempt_at: Option<Millis>,
+    pub version: i64,
+    pub posted_version: i64,
+    /// Platform id of the status post (GitHub comment id), once created.
+    pub status_post: Option<String>,
+    /// A create of the status post was sent and may have landed.
+    pub post_attempted: bool,
+    pub created_at: Millis,
+}
+
+/// A run claimed by the notifier, to bring its status post up to `version`.
+pub type ClaimedRun = RunRecord;
+
+const COLUMNS: &str = "id, command_id, thread_key, origin, requester, asked, request, phase, view, create_attempts,
+    first_attempt_at, version, posted_version, status_post, post_attempted, created_at";
+
+fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
+    let text = |name: &str| -> StoreResult<String> { Ok(row.try_get::<String, _>(name)?) };
+    Ok(RunRecord {
+        id: RunRef(text("id")?),
+        command_id: CommandId(text("command_id")?),
+        thread: ThreadKey(text("thread_key")?),
+        origin: serde_json::from_str(&text("origin")?)?,
+        requester: serde_json::from_str(&text("requester")?)?,
+        asked: text("asked")?,
+        request: serde_json::from_str(&text("request")?)?,
+        phase: RunPhase::parse(&text("phase")?),
+        view: serde_json::from_str(&text("view")?)?,
+        create_attempts: row.try_get("create_attempts")?,
+        first_attempt_at: row.try_get("first_attempt_at")?,
+        version: row.try_get("version")?,
+        posted_version: row.try_get("posted_version")?,
+        status_post: row.try_get("status_post")?,
+        post_attempted: row.try_get::<i64, _>("post_attempted")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    /// Records a new run (one per command); false when the command already has one.
+    pub async fn insert_run(&self, run: &RunRecord) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO runs (id, command_id, thread_key, origin, requester, asked, request, phase, view,
+                version, posted_version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11) ON CONFLICT (command_id) DO NOTHING",
+        )
+        .bind(run.id.as_str())
+        .bind(run.command_id.as_str())
+        .bind(run.thread.as_str())
+        .bind(serde_json::to_string(&run.origin)?)
+        .bind(serde_json::to_string(&run.requester)?)
+        .bind(&run.asked)
+        .bind(serde_json::to_string(&run.request)?)
+        .bind(run.phase.as_str())
+        .bind(serde_json::to_string(&run.view)?)
+        .bind(run.version)
+        .bind(run.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// One run by id.
+    pub async fn get_run(&self, id: &RunRef) -> StoreResult<Option<RunRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// The run created for a command, if any.
+    pub async fn run_for_command(&self, command: &CommandId) -> StoreResult<Option<RunRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE command_id = $1"))
+            .bind(command.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// The newest run of a thread.
+    pub async fn latest_run_in_thread(&self, thread: &ThreadKey) -> StoreResult<Option<RunRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE thread_key = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(thread.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every run the tracker follows.
+    pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE phase = 'active'"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Claims a run waiting to be created in Oz.
+    pub async fn claim_run_to_start(&self, owner: &str, lease: Duration) -> StoreResult<Option<RunRecord>> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "UPDATE runs SET start_owner = $1, start_lease_until = $2
+             WHERE id = (SELECT id FROM runs WHERE phase = 'starting' AND start_lease_until <= $3
+                         AND start_next_at <= $3 ORDER BY created_at LIMIT 1)
+               AND start_lease_until <= $3
+             RETURNING {COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now + ms(lease))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Records that a create call is about to be sent.
+    pub async fn note_create_attempt(&self, id: &RunRef) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE runs SET create_attempts = create_attempts + 1,
+                first_attempt_at = COALESCE(first_attempt_at, $1), updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a starting run back, to be tried again after `delay`.
+    pub async fn release_start(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET start_lease_until = 0, start_next_at = $1 WHERE id = $2")
+            .bind(now_ms() + ms(delay))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a run's phase and view; bumps its version when the view changed visibly.
+    pub async fn update_run(&self, id: &RunRef, phase: RunPhase, view: &RunView, changed: bool) -> StoreResult<()> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
+                version = version + $4, updated_at = $5, last_seen_at = $5, start_lease_until = 0
+             WHERE id = $6",
+        )
+        .bind(phase.as_str())
+        .bind(serde_json::to_string(view)?)
+        .bind(view.oz_run_id.as_ref().map(|id| id.as_str().to_owned()))
+        .bind(i64::from(changed))
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims a run whose status post is behind its view.
+    pub async fn claim_run_to_notify(&self, owner: &str, lease: Duration) -> StoreResult<Option<ClaimedRun>> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "UPDATE runs SET notify_owner = $1, notify_lease_until = $2
+             WHERE id = (SELECT id FROM runs WHERE posted_version < version AND notify_lease_until <= $3
+                         AND notify_next_at <= $3 ORDER BY updated_at LIMIT 1)
+               AND notify_lease_until <= $3
+             RETURNING {COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now + ms(lease))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Records that a status post create is about to be sent.
+    pub async fn note_post_attempt(&self, id: &RunRef) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET post_attempted = 1 WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the status post as up to date with `version`.
+    pub async fn mark_posted(&self, id: &RunRef, version: i64, post: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET posted_version = $1, status_post = $2, notify_lease_until = 0, notify_attempts = 0
+             WHERE id = $3",
+        )
+        .bind(version)
+        .bind(post)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a run's notification back, to be tried again after `delay`.
+    pub async fn defer_notify(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET notify_lease_until = 0, notify_next_at = $1, notify_attempts = notify_attempts + 1
+             WHERE id = $2",
+        )
+        .bind(now_ms() + ms(delay))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs by phase, for metrics.
+    pub async fn run_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT phase, COUNT(*) FROM runs GROUP BY phase")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Oldest unsent status change, in ms of age (notification lag), or 0.
+    pub async fn oldest_unposted_age(&self) -> StoreResult<Millis> {
+        let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT MIN(updated_at) FROM runs WHERE posted_version < version")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.0).map(|t| (now_ms() - t).max(0)).unwrap_or(0))
+    }
+}
