@@ -58,12 +58,28 @@ impl RunningApp {
 }
 
 /// Builds the pipeline from the configuration.
-pub async fn build_pipeline(config: &Config, tune: impl FnOnce(&mut PipelineSettings)) -> anyhow::Result<Arc<Pipeline>> {
+pub async fn build_pipeline(
+    config: &Config,
+    tune: impl FnOnce(&mut PipelineSettings),
+) -> anyhow::Result<Arc<Pipeline>> {
     let store = Store::connect(&config.database_url).await?;
-    let api_key = config.oz.api_key.clone().unwrap_or_else(|| SecretString::from(String::new()));
-    let oz = OzClient::new(&config.oz.api_url, api_key, config.oz.request_timeout, Backoff::default())?;
+    let api_key = config
+        .oz
+        .api_key
+        .clone()
+        .unwrap_or_else(|| SecretString::from(String::new()));
+    let oz = OzClient::new(
+        &config.oz.api_url,
+        api_key,
+        config.oz.request_timeout,
+        Backoff::default(),
+    )?;
     let github = match &config.github.auth {
-        Some(auth) => Some(GithubClient::new(&config.github.api_url, auth, Duration::from_secs(20))?),
+        Some(auth) => Some(GithubClient::new(
+            &config.github.api_url,
+            auth,
+            Duration::from_secs(20),
+        )?),
         None => None,
     };
     let outlets = Outlets::new(
@@ -78,8 +94,15 @@ pub async fn build_pipeline(config: &Config, tune: impl FnOnce(&mut PipelineSett
 }
 
 /// Starts the HTTP server on `listener` and the pipeline workers.
-pub async fn start(config: &Config, pipeline: Arc<Pipeline>, listener: TcpListener) -> anyhow::Result<RunningApp> {
+pub async fn start(
+    config: &Config,
+    pipeline: Arc<Pipeline>,
+    listener: TcpListener,
+) -> anyhow::Result<RunningApp> {
     let addr = listener.local_addr()?;
+    if crate::telemetry::prometheus().is_none() {
+        tracing::warn!("another metrics recorder is installed; /metrics will be unavailable");
+    }
     let (shutdown, stop) = watch::channel(false);
     let state = HttpState {
         pipeline: pipeline.clone(),
@@ -93,12 +116,21 @@ pub async fn start(config: &Config, pipeline: Arc<Pipeline>, listener: TcpListen
         let graceful = async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         };
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
             tracing::error!(%error, "HTTP server stopped");
         }
     });
     let workers = pipeline.spawn(stop);
-    Ok(RunningApp { addr, pipeline, shutdown, server, workers })
+    Ok(RunningApp {
+        addr,
+        pipeline,
+        shutdown,
+        server,
+        workers,
+    })
 }
 
 /// `ozbridge serve`: runs until SIGINT or SIGTERM.

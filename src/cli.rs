@@ -42,7 +42,10 @@ enum Commands {
 /// Parses arguments and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -79,7 +82,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if online {
                 ok &= check_online(&config).await;
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Commands::SimOz { listen, step_ms } => {
             crate::telemetry::init_logging(crate::config::LogFormat::Text);
@@ -98,7 +105,12 @@ async fn check_online(config: &Config) -> bool {
     println!();
     match &config.oz.api_key {
         Some(key) => {
-            let client = crate::oz::OzClient::new(&config.oz.api_url, key.clone(), config.oz.request_timeout, Default::default());
+            let client = crate::oz::OzClient::new(
+                &config.oz.api_url,
+                key.clone(),
+                config.oz.request_timeout,
+                Default::default(),
+            );
             match client.map(|c| async move { c.list_models().await }) {
                 Ok(call) => match call.await {
                     Ok(models) => println!("Oz API: ok ({} models available)", models.models.len()),
@@ -116,7 +128,11 @@ async fn check_online(config: &Config) -> bool {
         None => println!("Oz API: skipped (WARP_API_KEY not set)"),
     }
     match &config.github.auth {
-        Some(auth) => match crate::github::GithubClient::new(&config.github.api_url, auth, std::time::Duration::from_secs(20)) {
+        Some(auth) => match crate::github::GithubClient::new(
+            &config.github.api_url,
+            auth,
+            std::time::Duration::from_secs(20),
+        ) {
             Ok(client) => match client.check_credentials().await {
                 Ok(text) => println!("GitHub: ok ({text})"),
                 Err(error) => {

@@ -19,7 +19,10 @@ pub struct ConfigError {
 }
 
 fn config_error(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_owned(), reason: reason.into() }
+    ConfigError {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Log output format.
@@ -37,7 +40,10 @@ pub enum GithubAuthSettings {
     /// A single token (`GITHUB_TOKEN`), for one account or organisation.
     Token(SecretString),
     /// A GitHub App minting per-installation tokens.
-    App { app_id: u64, private_key_pem: SecretString },
+    App {
+        app_id: u64,
+        private_key_pem: SecretString,
+    },
 }
 
 /// Settings of the Oz API and of the runs ozbridge creates.
@@ -88,7 +94,8 @@ pub struct GithubPolicy {
 impl GithubPolicy {
     fn listed(list: &[String], login: &str, id: u64) -> bool {
         let id = id.to_string();
-        list.iter().any(|entry| entry.eq_ignore_ascii_case(login) || *entry == id)
+        list.iter()
+            .any(|entry| entry.eq_ignore_ascii_case(login) || *entry == id)
     }
     /// True when the user is on the allow list.
     pub fn allows(&self, login: &str, id: u64) -> bool {
@@ -100,7 +107,11 @@ impl GithubPolicy {
     }
     /// True when commands in this repository are accepted.
     pub fn repo_enabled(&self, full_name: &str) -> bool {
-        self.enabled_repos.is_empty() || self.enabled_repos.iter().any(|r| r.eq_ignore_ascii_case(full_name))
+        self.enabled_repos.is_empty()
+            || self
+                .enabled_repos
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(full_name))
     }
 }
 
@@ -197,14 +208,22 @@ impl Config {
     }
 
     /// Loads with an injected environment (for tests).
-    pub fn load_with(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let path: Option<PathBuf> = path.map(Path::to_path_buf).or_else(|| env("OZBRIDGE_CONFIG").map(PathBuf::from));
+    pub fn load_with(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let path: Option<PathBuf> = path
+            .map(Path::to_path_buf)
+            .or_else(|| env("OZBRIDGE_CONFIG").map(PathBuf::from));
         let file = match &path {
             None => FileConfig::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| config_error("--config", format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str(&text).map_err(|e| config_error(&format!("{}", path.display()), e.message().to_owned()))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    config_error("--config", format!("cannot read {}: {e}", path.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    config_error(&format!("{}", path.display()), e.message().to_owned())
+                })?
             }
         };
         let env_nonempty = |key: &str| env(key).filter(|v| !v.trim().is_empty());
@@ -215,20 +234,36 @@ impl Config {
             .or(file.listen)
             .unwrap_or_else(|| "0.0.0.0:8080".into());
         let listen = listen_text.parse().map_err(|_| {
-            config_error("OZBRIDGE_LISTEN", format!("`{listen_text}` is not an address like 0.0.0.0:8080"))
+            config_error(
+                "OZBRIDGE_LISTEN",
+                format!("`{listen_text}` is not an address like 0.0.0.0:8080"),
+            )
         })?;
         let database_url = env_nonempty("DATABASE_URL")
             .or(file.database_url)
             .unwrap_or_else(|| "sqlite://data/ozbridge.db".into());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")) {
-            return Err(config_error("DATABASE_URL", "must start with sqlite:, postgres: or postgresql:"));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres:")
+            || database_url.starts_with("postgresql:"))
+        {
+            return Err(config_error(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres: or postgresql:",
+            ));
         }
         let log_format = match env_nonempty("LOG_FORMAT").or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(config_error("LOG_FORMAT", format!("`{other}` is not text or json"))),
+            Some(other) => {
+                return Err(config_error(
+                    "LOG_FORMAT",
+                    format!("`{other}` is not text or json"),
+                ));
+            }
         };
-        let public_url = env_nonempty("OZBRIDGE_PUBLIC_URL").or(file.public_url).map(|u| u.trim_end_matches('/').to_owned());
+        let public_url = env_nonempty("OZBRIDGE_PUBLIC_URL")
+            .or(file.public_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
         if let Some(url) = &public_url {
             check_url("OZBRIDGE_PUBLIC_URL", url)?;
         }
@@ -239,11 +274,18 @@ impl Config {
         check_url("OZ_API_URL", &oz_api_url)?;
         let tick = file.oz.tick_interval_secs.unwrap_or(3.0);
         let tick = env_nonempty("OZ_TICK_INTERVAL_SECS")
-            .map(|v| v.parse::<f64>().map_err(|_| config_error("OZ_TICK_INTERVAL_SECS", "must be a number of seconds")))
+            .map(|v| {
+                v.parse::<f64>().map_err(|_| {
+                    config_error("OZ_TICK_INTERVAL_SECS", "must be a number of seconds")
+                })
+            })
             .transpose()?
             .unwrap_or(tick);
         if !(0.05..=300.0).contains(&tick) {
-            return Err(config_error("oz.tick_interval_secs", "must be between 0.05 and 300 seconds"));
+            return Err(config_error(
+                "oz.tick_interval_secs",
+                "must be between 0.05 and 300 seconds",
+            ));
         }
         let run_label = file.oz.run_label.unwrap_or_else(|| "ozbridge".into());
         if run_label.trim().is_empty() {
@@ -255,7 +297,9 @@ impl Config {
             environment_id: env_nonempty("OZ_ENVIRONMENT_ID").or(file.oz.environment_id),
             model_id: env_nonempty("OZ_MODEL_ID").or(file.oz.model_id),
             run_label,
-            request_timeout: Duration::from_secs(file.oz.request_timeout_secs.unwrap_or(30).clamp(1, 300)),
+            request_timeout: Duration::from_secs(
+                file.oz.request_timeout_secs.unwrap_or(30).clamp(1, 300),
+            ),
             tick_interval: Duration::from_secs_f64(tick),
         };
 
@@ -264,18 +308,34 @@ impl Config {
             .unwrap_or_else(|| "https://api.github.com".into());
         check_url("GITHUB_API_URL", &github_api_url)?;
         let app_id = match env_nonempty("GITHUB_APP_ID") {
-            Some(v) => Some(v.trim().parse::<u64>().map_err(|_| config_error("GITHUB_APP_ID", "must be a number"))?),
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .map_err(|_| config_error("GITHUB_APP_ID", "must be a number"))?,
+            ),
             None => file.github.app_id,
         };
-        let auth = match (app_id, env_nonempty("GITHUB_APP_PRIVATE_KEY"), secret("GITHUB_TOKEN")) {
+        let auth = match (
+            app_id,
+            env_nonempty("GITHUB_APP_PRIVATE_KEY"),
+            secret("GITHUB_TOKEN"),
+        ) {
             (Some(app_id), Some(key), _) => Some(GithubAuthSettings::App {
                 app_id,
                 private_key_pem: SecretString::from(read_private_key(&key)?),
             }),
             (Some(_), None, _) => {
-                return Err(config_error("GITHUB_APP_PRIVATE_KEY", "is required with GITHUB_APP_ID (PEM text or a file path)"));
+                return Err(config_error(
+                    "GITHUB_APP_PRIVATE_KEY",
+                    "is required with GITHUB_APP_ID (PEM text or a file path)",
+                ));
             }
-            (None, Some(_), _) => return Err(config_error("GITHUB_APP_ID", "is required with GITHUB_APP_PRIVATE_KEY")),
+            (None, Some(_), _) => {
+                return Err(config_error(
+                    "GITHUB_APP_ID",
+                    "is required with GITHUB_APP_PRIVATE_KEY",
+                ));
+            }
             (None, None, Some(token)) => Some(GithubAuthSettings::Token(token)),
             (None, None, None) => None,
         };
@@ -290,9 +350,17 @@ impl Config {
         if trigger.trim().is_empty() || trigger.contains(char::is_whitespace) {
             return Err(config_error("github.trigger", "must be one word, like /oz"));
         }
-        for repo in file.github.repos.keys().chain(&file.github.policy.enabled_repos) {
+        for repo in file
+            .github
+            .repos
+            .keys()
+            .chain(&file.github.policy.enabled_repos)
+        {
             if crate::ids::RepoFullName(repo.clone()).split().is_none() {
-                return Err(config_error("github.repos", format!("`{repo}` is not owner/name")));
+                return Err(config_error(
+                    "github.repos",
+                    format!("`{repo}` is not owner/name"),
+                ));
             }
         }
         let github = GithubSettings {
@@ -300,15 +368,33 @@ impl Config {
             auth,
             webhook_secrets,
             trigger,
-            permission_cache_ttl: Duration::from_secs(file.github.permission_cache_secs.unwrap_or(300)),
+            permission_cache_ttl: Duration::from_secs(
+                file.github.permission_cache_secs.unwrap_or(300),
+            ),
             bot_login: file.github.bot_login,
             policy: file.github.policy,
-            repos: file.github.repos.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+            repos: file
+                .github
+                .repos
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
         };
-        let prompt_template = file.templates.prompt.unwrap_or_else(|| DEFAULT_PROMPT_TEMPLATE.into());
+        let prompt_template = file
+            .templates
+            .prompt
+            .unwrap_or_else(|| DEFAULT_PROMPT_TEMPLATE.into());
         crate::pipeline::prompt::check_template(&prompt_template)
             .map_err(|reason| config_error("templates.prompt", reason))?;
-        Ok(Self { listen, database_url, public_url, log_format, oz, github, prompt_template })
+        Ok(Self {
+            listen,
+            database_url,
+            public_url,
+            log_format,
+            oz,
+            github,
+            prompt_template,
+        })
     }
 
     /// Checks that everything `serve` needs is present; names every missing key.
@@ -332,35 +418,64 @@ impl Config {
 
     /// The effective configuration as text, every secret redacted.
     pub fn describe(&self) -> String {
-        let set = |s: &Option<SecretString>| if s.is_some() { "<set, redacted>" } else { "<not set>" };
+        let set = |s: &Option<SecretString>| {
+            if s.is_some() {
+                "<set, redacted>"
+            } else {
+                "<not set>"
+            }
+        };
         let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "<not set>".into());
         let auth = match &self.github.auth {
             None => "<not set>".to_owned(),
             Some(GithubAuthSettings::Token(_)) => "token <redacted>".to_owned(),
-            Some(GithubAuthSettings::App { app_id, .. }) => format!("GitHub App {app_id}, private key <redacted>"),
+            Some(GithubAuthSettings::App { app_id, .. }) => {
+                format!("GitHub App {app_id}, private key <redacted>")
+            }
         };
         let mut out = String::new();
         let mut line = |key: &str, value: String| out.push_str(&format!("{key:<32} {value}\n"));
         line("listen", self.listen.to_string());
         line("database_url", redact_url(&self.database_url));
         line("public_url", opt(&self.public_url));
-        line("log_format", format!("{:?}", self.log_format).to_lowercase());
+        line(
+            "log_format",
+            format!("{:?}", self.log_format).to_lowercase(),
+        );
         line("oz.api_url", self.oz.api_url.clone());
         line("oz.api_key (WARP_API_KEY)", set(&self.oz.api_key).into());
         line("oz.environment_id", opt(&self.oz.environment_id));
         line("oz.model_id", opt(&self.oz.model_id));
         line("oz.run_label", self.oz.run_label.clone());
-        line("oz.request_timeout", format!("{:?}", self.oz.request_timeout));
+        line(
+            "oz.request_timeout",
+            format!("{:?}", self.oz.request_timeout),
+        );
         line("oz.tick_interval", format!("{:?}", self.oz.tick_interval));
         line("github.api_url", self.github.api_url.clone());
         line("github.auth", auth);
-        line("github.webhook_secrets", format!("{} set, redacted", self.github.webhook_secrets.len()));
+        line(
+            "github.webhook_secrets",
+            format!("{} set, redacted", self.github.webhook_secrets.len()),
+        );
         line("github.trigger", self.github.trigger.clone());
-        line("github.permission_cache", format!("{:?}", self.github.permission_cache_ttl));
+        line(
+            "github.permission_cache",
+            format!("{:?}", self.github.permission_cache_ttl),
+        );
         line("github.bot_login", opt(&self.github.bot_login));
-        line("github.allow_users", format!("{:?}", self.github.policy.allow_users));
-        line("github.deny_users", format!("{:?}", self.github.policy.deny_users));
-        line("github.allow_bots", format!("{:?}", self.github.policy.allow_bots));
+        line(
+            "github.allow_users",
+            format!("{:?}", self.github.policy.allow_users),
+        );
+        line(
+            "github.deny_users",
+            format!("{:?}", self.github.policy.deny_users),
+        );
+        line(
+            "github.allow_bots",
+            format!("{:?}", self.github.policy.allow_bots),
+        );
         let enabled = if self.github.policy.enabled_repos.is_empty() {
             "all repositories".to_owned()
         } else {
@@ -370,20 +485,31 @@ impl Config {
         for (repo, settings) in &self.github.repos {
             line(&format!("github.repos.{repo}"), format!("{settings:?}"));
         }
-        let template = if self.prompt_template == DEFAULT_PROMPT_TEMPLATE { "default" } else { "custom" };
+        let template = if self.prompt_template == DEFAULT_PROMPT_TEMPLATE {
+            "default"
+        } else {
+            "custom"
+        };
         line("templates.prompt", template.into());
         out
     }
 
     /// The secret values, for callers that must make sure none leaks (tests, log checks).
     pub fn secret_values(&self) -> Vec<String> {
-        let mut values: Vec<String> = self.github.webhook_secrets.iter().map(|s| s.expose_secret().to_owned()).collect();
+        let mut values: Vec<String> = self
+            .github
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret().to_owned())
+            .collect();
         if let Some(key) = &self.oz.api_key {
             values.push(key.expose_secret().to_owned());
         }
         match &self.github.auth {
             Some(GithubAuthSettings::Token(token)) => values.push(token.expose_secret().to_owned()),
-            Some(GithubAuthSettings::App { private_key_pem, .. }) => values.push(private_key_pem.expose_secret().to_owned()),
+            Some(GithubAuthSettings::App {
+                private_key_pem, ..
+            }) => values.push(private_key_pem.expose_secret().to_owned()),
             None => {}
         }
         values
@@ -391,7 +517,8 @@ impl Config {
 }
 
 fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
-    let parsed = url::Url::parse(value).map_err(|e| config_error(key, format!("`{value}` is not a URL: {e}")))?;
+    let parsed = url::Url::parse(value)
+        .map_err(|e| config_error(key, format!("`{value}` is not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(config_error(key, "must be an http or https URL"));
     }
@@ -402,8 +529,12 @@ fn read_private_key(value: &str) -> Result<String, ConfigError> {
     if value.contains("-----BEGIN") {
         return Ok(value.replace("\\n", "\n"));
     }
-    std::fs::read_to_string(value.trim())
-        .map_err(|e| config_error("GITHUB_APP_PRIVATE_KEY", format!("is neither PEM text nor a readable file: {e}")))
+    std::fs::read_to_string(value.trim()).map_err(|e| {
+        config_error(
+            "GITHUB_APP_PRIVATE_KEY",
+            format!("is neither PEM text nor a readable file: {e}"),
+        )
+    })
 }
 
 /// Hides the password of a database URL.
@@ -423,7 +554,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let dir = tempfile::tempdir().unwrap();
         let path = file.map(|text| {
             let path = dir.path().join("ozbridge.toml");
@@ -444,7 +578,12 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(config.oz.model_id.as_deref(), Some("claude-4-opus"));
         assert!(config.github.policy.allows("ALICE", 1));
-        assert_eq!(config.github.repos["acme/widgets"].environment_id.as_deref(), Some("env-1"));
+        assert_eq!(
+            config.github.repos["acme/widgets"]
+                .environment_id
+                .as_deref(),
+            Some("env-1")
+        );
         let config = load(&[("PORT", "7000")], Some(file)).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:7000");
     }
@@ -457,10 +596,15 @@ mod tests {
         assert_eq!(err.key, "GITHUB_APP_PRIVATE_KEY");
         let err = load(&[], Some("[github]\nfrobnicate = 1\n")).err().unwrap();
         assert!(err.reason.contains("frobnicate"), "{err}");
-        let err = load(&[], Some("[templates]\nprompt = \"{nonsense}\"\n")).err().unwrap();
+        let err = load(&[], Some("[templates]\nprompt = \"{nonsense}\"\n"))
+            .err()
+            .unwrap();
         assert_eq!(err.key, "templates.prompt");
         let err = load(&[], None).unwrap().require_for_serve().unwrap_err();
-        assert!(err.key.contains("WARP_API_KEY") && err.key.contains("GITHUB_WEBHOOK_SECRET"), "{err}");
+        assert!(
+            err.key.contains("WARP_API_KEY") && err.key.contains("GITHUB_WEBHOOK_SECRET"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -478,7 +622,10 @@ mod tests {
         assert_eq!(config.github.webhook_secrets.len(), 2);
         let text = config.describe();
         for secret in config.secret_values().iter().chain([&"dbpass".to_string()]) {
-            assert!(!text.contains(secret.as_str()), "{secret} leaked in:\n{text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "{secret} leaked in:\n{text}"
+            );
         }
         assert!(text.contains("2 set, redacted"));
     }

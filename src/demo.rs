@@ -19,25 +19,34 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let sim = OzSim::new(Duration::from_millis(700));
     let oz_url = sim.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
     let github = FakeGithub::new();
-    let github_url = github.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
+    let github_url = github
+        .serve(TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
     let vars: HashMap<&str, String> = HashMap::from([
         ("WARP_API_KEY", "demo-key".to_owned()),
         ("OZ_API_URL", oz_url),
         ("GITHUB_API_URL", github_url),
         ("GITHUB_TOKEN", "demo-token".to_owned()),
         ("GITHUB_WEBHOOK_SECRET", SECRET.to_owned()),
-        ("DATABASE_URL", format!("sqlite://{}/demo.db", dir.path().display())),
+        (
+            "DATABASE_URL",
+            format!("sqlite://{}/demo.db", dir.path().display()),
+        ),
         ("OZ_TICK_INTERVAL_SECS", "0.3".to_owned()),
     ]);
     let config = Config::load_with(None, &|key| vars.get(key).cloned())?;
-    let pipeline = crate::app::build_pipeline(&config, |s| s.poll = Duration::from_millis(200)).await?;
+    let pipeline =
+        crate::app::build_pipeline(&config, |s| s.poll = Duration::from_millis(200)).await?;
     let app = crate::app::start(&config, pipeline, TcpListener::bind("127.0.0.1:0").await?).await?;
 
     github.set_permission(REPO, "alice", "write");
     let text = "/oz fix the flaky login test";
     let comment_id = github.add_user_comment(REPO, 42, "alice", text);
     let mut events = github.subscribe();
-    println!("ozbridge demo: bridge on http://{}, Oz simulator and fake GitHub on loopback\n", app.addr);
+    println!(
+        "ozbridge demo: bridge on http://{}, Oz simulator and fake GitHub on loopback\n",
+        app.addr
+    );
     println!("@alice commented on {REPO}#42 \"Login test is flaky\":\n    {text}\n");
 
     let body = CommentEventSpec {
@@ -67,35 +76,52 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         .body(body)
         .send()
         .await?;
-    println!("[{:>5} ms] webhook answered {}", started.elapsed().as_millis(), response.status());
+    println!(
+        "[{:>5} ms] webhook answered {}",
+        started.elapsed().as_millis(),
+        response.status()
+    );
 
     let finished = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(event) = events.recv().await {
+        let mut final_seen = false;
+        loop {
+            // After the final reaction, wait for the last edit (the summary) to land.
+            let wait = if final_seen {
+                Duration::from_millis(1500)
+            } else {
+                Duration::from_secs(30)
+            };
+            let Ok(Ok(event)) = tokio::time::timeout(wait, events.recv()).await else {
+                return final_seen;
+            };
             let at = started.elapsed().as_millis();
             match event {
                 GithubEvent::Reaction { content, .. } => {
                     println!("[{at:>5} ms] reaction :{content}: on @alice's comment");
                     if matches!(content.as_str(), "rocket" | "confused" | "-1") {
-                        return true;
+                        final_seen = true;
                     }
                 }
                 GithubEvent::CommentCreated { body, .. } => {
                     println!("[{at:>5} ms] ozbridge posted a comment:\n{}", indent(&body));
                 }
                 GithubEvent::CommentEdited { body, .. } => {
-                    println!("[{at:>5} ms] ozbridge edited its comment:\n{}", indent(&body));
+                    println!(
+                        "[{at:>5} ms] ozbridge edited its comment:\n{}",
+                        indent(&body)
+                    );
                 }
             }
         }
-        false
     })
     .await
     .unwrap_or(false);
-    // Give the last edit a moment to land, then show the thread as it stands.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let comments = github.bot_comments(REPO, 42);
-    println!("Final thread: {} comment(s) by ozbridge, {} revision(s) of the status comment.", comments.len(),
-        comments.first().map(|c| c.revisions.len()).unwrap_or(0));
+    println!(
+        "Final thread: {} comment(s) by ozbridge, {} revision(s) of the status comment.",
+        comments.len(),
+        comments.first().map(|c| c.revisions.len()).unwrap_or(0)
+    );
     app.shutdown().await;
     if finished {
         println!("\nDemo complete: the run was followed from webhook to final state.");
@@ -107,5 +133,9 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    │ {l}")).collect::<Vec<_>>().join("\n") + "\n"
+    text.lines()
+        .map(|l| format!("    │ {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }

@@ -45,7 +45,11 @@ impl Origin {
     /// The conversation place: one active run per thread.
     pub fn thread_key(&self) -> ThreadKey {
         match self {
-            Self::Github(g) => ThreadKey(format!("github:{}#{}", g.repo.as_str().to_ascii_lowercase(), g.number)),
+            Self::Github(g) => ThreadKey(format!(
+                "github:{}#{}",
+                g.repo.as_str().to_ascii_lowercase(),
+                g.number
+            )),
         }
     }
 }

@@ -12,7 +12,9 @@ static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -28,7 +30,8 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
 
 /// Counts a webhook by source (`github`, `slack`) and outcome.
 pub fn webhook(source: &'static str, outcome: &'static str) {
-    metrics::counter!("ozbridge_webhooks_total", "source" => source, "outcome" => outcome).increment(1);
+    metrics::counter!("ozbridge_webhooks_total", "source" => source, "outcome" => outcome)
+        .increment(1);
 }
 
 /// Counts a handled command by kind and result.
@@ -40,7 +43,8 @@ pub fn command(kind: &'static str, result: &'static str) {
 pub fn outbound(service: &'static str, status: &str, elapsed: Duration) {
     metrics::counter!("ozbridge_outbound_requests_total", "service" => service, "status" => status.to_owned())
         .increment(1);
-    metrics::histogram!("ozbridge_outbound_seconds", "service" => service).record(elapsed.as_secs_f64());
+    metrics::histogram!("ozbridge_outbound_seconds", "service" => service)
+        .record(elapsed.as_secs_f64());
 }
 
 /// Sets the number of runs in a phase.

@@ -34,7 +34,9 @@ pub fn find_command(body: &str, trigger: &str) -> Option<CommandLine> {
             match fence {
                 None if indent < 4 => fence = Some((marker, width)),
                 Some((open, open_width))
-                    if open == marker && width >= open_width && trimmed.trim_end().chars().all(|c| c == marker) =>
+                    if open == marker
+                        && width >= open_width
+                        && trimmed.trim_end().chars().all(|c| c == marker) =>
                 {
                     fence = None
                 }
@@ -84,7 +86,10 @@ mod tests {
     #[test]
     fn finds_a_command_at_line_start() {
         assert_eq!(args("/oz fix this").as_deref(), Some("fix this"));
-        assert_eq!(args("Hi!\n  /oz fix the flaky test  \nthanks").as_deref(), Some("fix the flaky test"));
+        assert_eq!(
+            args("Hi!\n  /oz fix the flaky test  \nthanks").as_deref(),
+            Some("fix the flaky test")
+        );
         assert_eq!(args("/oz").as_deref(), Some(""));
     }
 
@@ -97,12 +102,19 @@ mod tests {
         assert_eq!(args("use `/oz fix this` to start"), None);
         assert_eq!(args("/ozzy fix"), None);
         assert_eq!(args("please /oz fix"), None);
-        assert_eq!(args("```\ncode\n```\n/oz after the fence").as_deref(), Some("after the fence"));
+        assert_eq!(
+            args("```\ncode\n```\n/oz after the fence").as_deref(),
+            Some("after the fence")
+        );
     }
 
     #[test]
     fn takes_the_rest_of_the_paragraph() {
-        let found = find_command("/oz fix the login test\nIt fails on CI.\n\nUnrelated.", "/oz").unwrap();
+        let found = find_command(
+            "/oz fix the login test\nIt fails on CI.\n\nUnrelated.",
+            "/oz",
+        )
+        .unwrap();
         assert_eq!(found.args, "fix the login test");
         assert_eq!(found.continuation, "It fails on CI.");
         assert_eq!(found.full_text(), "fix the login test\nIt fails on CI.");
@@ -110,6 +122,9 @@ mod tests {
 
     #[test]
     fn trigger_is_configurable() {
-        assert_eq!(find_command("@oz do it", "@oz").map(|c| c.args).as_deref(), Some("do it"));
+        assert_eq!(
+            find_command("@oz do it", "@oz").map(|c| c.args).as_deref(),
+            Some("do it")
+        );
     }
 }

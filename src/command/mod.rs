@@ -3,5 +3,5 @@
 mod find;
 mod parse;
 
-pub use find::{find_command, CommandLine};
-pub use parse::{parse, suggest, Command, CommandError, RunOptions};
+pub use find::{CommandLine, find_command};
+pub use parse::{Command, CommandError, RunOptions, parse, suggest};

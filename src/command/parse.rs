@@ -104,7 +104,11 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
             inline_value
                 .clone()
                 .filter(|v| !v.is_empty())
-                .or_else(|| rest.next().filter(|v| !v.starts_with("--")).map(str::to_owned))
+                .or_else(|| {
+                    rest.next()
+                        .filter(|v| !v.starts_with("--"))
+                        .map(str::to_owned)
+                })
                 .ok_or_else(|| CommandError::MissingValue {
                     option: name.to_owned(),
                     example: example.to_owned(),
@@ -116,7 +120,9 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
             "--skill" => (&mut options.skill, value("owner/repo:path/to/SKILL.md")?),
             "--new" => {
                 if options.new_conversation {
-                    return Err(CommandError::DuplicateOption { option: name.into() });
+                    return Err(CommandError::DuplicateOption {
+                        option: name.into(),
+                    });
                 }
                 options.new_conversation = true;
                 continue;
@@ -129,7 +135,9 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
             }
         };
         if slot.0.replace(slot.1).is_some() {
-            return Err(CommandError::DuplicateOption { option: name.into() });
+            return Err(CommandError::DuplicateOption {
+                option: name.into(),
+            });
         }
     }
     let mut prompt = prompt_words.join(" ");
@@ -160,7 +168,10 @@ mod tests {
     use super::*;
 
     fn cmd(args: &str) -> Result<Command, CommandError> {
-        parse(&CommandLine { args: args.into(), continuation: String::new() })
+        parse(&CommandLine {
+            args: args.into(),
+            continuation: String::new(),
+        })
     }
 
     #[test]
@@ -180,7 +191,10 @@ mod tests {
         );
         assert_eq!(
             cmd("-- --model is a flag in our CLI").unwrap(),
-            Command::Run { prompt: "--model is a flag in our CLI".into(), options: RunOptions::default() }
+            Command::Run {
+                prompt: "--model is a flag in our CLI".into(),
+                options: RunOptions::default()
+            }
         );
     }
 
@@ -191,29 +205,49 @@ mod tests {
         assert_eq!(cmd("").unwrap(), Command::Help);
         assert_eq!(cmd("models").unwrap(), Command::Models);
         assert_eq!(cmd("agents").unwrap(), Command::Agents);
-        assert!(matches!(cmd("help me fix the build").unwrap(), Command::Run { .. }));
+        assert!(matches!(
+            cmd("help me fix the build").unwrap(),
+            Command::Run { .. }
+        ));
     }
 
     #[test]
     fn bad_commands_say_what_is_wrong() {
         let err = cmd("fix it --modle gpt-5").unwrap_err();
-        assert_eq!(err.to_string(), "`--modle` is not an option I know. Did you mean `--model`?");
+        assert_eq!(
+            err.to_string(),
+            "`--modle` is not an option I know. Did you mean `--model`?"
+        );
         let err = cmd("fix it --model").unwrap_err();
         assert!(err.to_string().contains("needs a value"), "{err}");
         assert_eq!(cmd("--new").unwrap_err(), CommandError::EmptyPrompt);
-        assert!(matches!(cmd("a --env x --env y").unwrap_err(), CommandError::DuplicateOption { .. }));
-        assert!(matches!(cmd("a --frobnicate").unwrap_err(), CommandError::UnknownOption { suggestion: None, .. }));
+        assert!(matches!(
+            cmd("a --env x --env y").unwrap_err(),
+            CommandError::DuplicateOption { .. }
+        ));
+        assert!(matches!(
+            cmd("a --frobnicate").unwrap_err(),
+            CommandError::UnknownOption {
+                suggestion: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn skill_alone_is_enough() {
         let parsed = cmd("--skill acme/agents:triage/SKILL.md").unwrap();
-        assert!(matches!(parsed, Command::Run { prompt, options } if prompt.is_empty() && options.skill.is_some()));
+        assert!(
+            matches!(parsed, Command::Run { prompt, options } if prompt.is_empty() && options.skill.is_some())
+        );
     }
 
     #[test]
     fn suggestions_need_to_be_close() {
-        assert_eq!(suggest("gpt5", ["gpt-5", "claude-4-opus"]).as_deref(), Some("gpt-5"));
+        assert_eq!(
+            suggest("gpt5", ["gpt-5", "claude-4-opus"]).as_deref(),
+            Some("gpt-5")
+        );
         assert_eq!(suggest("zzz", ["gpt-5", "claude-4-opus"]), None);
     }
 }

@@ -34,17 +34,34 @@ pub struct InstallationToken {
 impl AppAuth {
     /// Parses the PEM private key; the error never contains key material.
     pub fn new(app_id: u64, private_key_pem: &SecretString) -> anyhow::Result<Self> {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
-            .map_err(|_| anyhow::anyhow!("GITHUB_APP_PRIVATE_KEY is not a valid RSA private key in PEM form"))?;
-        Ok(Self { app_id, key, tokens: Mutex::default() })
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "GITHUB_APP_PRIVATE_KEY is not a valid RSA private key in PEM form"
+                    )
+                })?;
+        Ok(Self {
+            app_id,
+            key,
+            tokens: Mutex::default(),
+        })
     }
 
     /// A JWT for app-level calls: issued 60 s in the past (clock drift), valid 9 minutes.
     pub fn jwt(&self) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { iat: now - 60, exp: now + 9 * 60, iss: self.app_id.to_string() };
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &self.key)
-            .map_err(|e| anyhow::anyhow!("cannot sign the GitHub App JWT: {e}"))
+        let claims = Claims {
+            iat: now - 60,
+            exp: now + 9 * 60,
+            iss: self.app_id.to_string(),
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &self.key,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot sign the GitHub App JWT: {e}"))
     }
 
     /// A cached installation token still valid for a while.
@@ -58,7 +75,9 @@ impl AppAuth {
 
     /// Caches a freshly minted token.
     pub fn store(&self, installation: u64, token: InstallationToken) -> SecretString {
-        let lifetime = (token.expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+        let lifetime = (token.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
         let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_MARGIN);
         let secret = SecretString::from(token.token);
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());

@@ -146,16 +146,27 @@ struct RefBody {
 
 impl GithubClient {
     /// A client for `api_url` with the configured authentication.
-    pub fn new(api_url: &str, auth: &GithubAuthSettings, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        api_url: &str,
+        auth: &GithubAuthSettings,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let auth = match auth {
             GithubAuthSettings::Token(token) => Auth::Token(token.clone()),
-            GithubAuthSettings::App { app_id, private_key_pem } => Auth::App(AppAuth::new(*app_id, private_key_pem)?),
+            GithubAuthSettings::App {
+                app_id,
+                private_key_pem,
+            } => Auth::App(AppAuth::new(*app_id, private_key_pem)?),
         };
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("ozbridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, api: api_url.trim_end_matches('/').to_owned(), auth: std::sync::Arc::new(auth) })
+        Ok(Self {
+            http,
+            api: api_url.trim_end_matches('/').to_owned(),
+            auth: std::sync::Arc::new(auth),
+        })
     }
 
     /// Adds a reaction to an issue comment or a review comment (idempotent on GitHub).
@@ -170,7 +181,8 @@ impl GithubClient {
         let kind = if review_comment { "pulls" } else { "issues" };
         let path = format!("/repos/{repo}/{kind}/comments/{comment_id}/reactions");
         let body = serde_json::json!({ "content": content });
-        self.send::<serde_json::Value>(Method::POST, &path, installation, Some(&body)).await?;
+        self.send::<serde_json::Value>(Method::POST, &path, installation, Some(&body))
+            .await?;
         Ok(())
     }
 
@@ -183,7 +195,13 @@ impl GithubClient {
         body: &str,
     ) -> Result<CommentRef, GithubError> {
         let path = format!("/repos/{repo}/issues/{number}/comments");
-        self.send(Method::POST, &path, installation, Some(&serde_json::json!({ "body": body }))).await
+        self.send(
+            Method::POST,
+            &path,
+            installation,
+            Some(&serde_json::json!({ "body": body })),
+        )
+        .await
     }
 
     /// Replaces the body of a comment.
@@ -195,8 +213,13 @@ impl GithubClient {
         body: &str,
     ) -> Result<(), GithubError> {
         let path = format!("/repos/{repo}/issues/comments/{comment_id}");
-        self.send::<serde_json::Value>(Method::PATCH, &path, installation, Some(&serde_json::json!({ "body": body })))
-            .await?;
+        self.send::<serde_json::Value>(
+            Method::PATCH,
+            &path,
+            installation,
+            Some(&serde_json::json!({ "body": body })),
+        )
+        .await?;
         Ok(())
     }
 
@@ -211,11 +234,19 @@ impl GithubClient {
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Option<u64>, GithubError> {
         let since = since
-            .map(|t| format!("&since={}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+            .map(|t| {
+                format!(
+                    "&since={}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            })
             .unwrap_or_default();
         for page in 1..=50 {
-            let path = format!("/repos/{repo}/issues/{number}/comments?per_page=100&page={page}{since}");
-            let comments: Vec<ListedComment> = self.send::<Vec<ListedComment>>(Method::GET, &path, installation, None::<&()>).await?;
+            let path =
+                format!("/repos/{repo}/issues/{number}/comments?per_page=100&page={page}{since}");
+            let comments: Vec<ListedComment> = self
+                .send::<Vec<ListedComment>>(Method::GET, &path, installation, None::<&()>)
+                .await?;
             if let Some(found) = comments.iter().find(|c| c.body.contains(marker)) {
                 return Ok(Some(found.id));
             }
@@ -234,8 +265,13 @@ impl GithubClient {
         login: &str,
     ) -> Result<Permission, GithubError> {
         let path = format!("/repos/{repo}/collaborators/{login}/permission");
-        match self.send::<PermissionBody>(Method::GET, &path, installation, None::<&()>).await {
-            Ok(body) => Ok(Permission::parse(body.role_name.as_deref().unwrap_or(&body.permission))),
+        match self
+            .send::<PermissionBody>(Method::GET, &path, installation, None::<&()>)
+            .await
+        {
+            Ok(body) => Ok(Permission::parse(
+                body.role_name.as_deref().unwrap_or(&body.permission),
+            )),
             // GitHub answers 404 for a user who is not a collaborator at all.
             Err(GithubError::Status { status: 404, .. }) => Ok(Permission::None),
             Err(error) => Err(error),
@@ -250,7 +286,9 @@ impl GithubClient {
         number: u64,
     ) -> Result<(String, String), GithubError> {
         let path = format!("/repos/{repo}/pulls/{number}");
-        let pull: PullBody = self.send(Method::GET, &path, installation, None::<&()>).await?;
+        let pull: PullBody = self
+            .send(Method::GET, &path, installation, None::<&()>)
+            .await?;
         Ok((pull.head.name, pull.base.name))
     }
 
@@ -259,13 +297,25 @@ impl GithubClient {
         match &*self.auth {
             Auth::App(app) => {
                 let jwt = app.jwt().map_err(|e| GithubError::Auth(e.to_string()))?;
-                let value: serde_json::Value = self.send_with(Method::GET, "/app", &jwt, None::<&()>).await?;
-                Ok(format!("GitHub App `{}`", value.get("slug").and_then(|s| s.as_str()).unwrap_or("?")))
+                let value: serde_json::Value = self
+                    .send_with(Method::GET, "/app", &jwt, None::<&()>)
+                    .await?;
+                Ok(format!(
+                    "GitHub App `{}`",
+                    value.get("slug").and_then(|s| s.as_str()).unwrap_or("?")
+                ))
             }
             Auth::Token(_) => {
-                let value: serde_json::Value = self.send(Method::GET, "/rate_limit", None, None::<&()>).await?;
-                let remaining = value.pointer("/resources/core/remaining").and_then(|v| v.as_i64()).unwrap_or(-1);
-                Ok(format!("token accepted, {remaining} core requests left this hour"))
+                let value: serde_json::Value = self
+                    .send(Method::GET, "/rate_limit", None, None::<&()>)
+                    .await?;
+                let remaining = value
+                    .pointer("/resources/core/remaining")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(-1);
+                Ok(format!(
+                    "token accepted, {remaining} core requests left this hour"
+                ))
             }
         }
     }
@@ -273,14 +323,18 @@ impl GithubClient {
     async fn token(&self, installation: Option<u64>) -> Result<SecretString, GithubError> {
         match (&*self.auth, installation) {
             (Auth::Token(token), _) => Ok(token.clone()),
-            (Auth::App(_), None) => Err(GithubError::Auth("the webhook carried no installation id".into())),
+            (Auth::App(_), None) => Err(GithubError::Auth(
+                "the webhook carried no installation id".into(),
+            )),
             (Auth::App(app), Some(id)) => {
                 if let Some(token) = app.cached(id) {
                     return Ok(token);
                 }
                 let jwt = app.jwt().map_err(|e| GithubError::Auth(e.to_string()))?;
                 let path = format!("/app/installations/{id}/access_tokens");
-                let minted: InstallationToken = self.send_with(Method::POST, &path, &jwt, None::<&()>).await?;
+                let minted: InstallationToken = self
+                    .send_with(Method::POST, &path, &jwt, None::<&()>)
+                    .await?;
                 Ok(app.store(id, minted))
             }
         }
@@ -294,7 +348,8 @@ impl GithubClient {
         body: Option<&(impl serde::Serialize + ?Sized)>,
     ) -> Result<T, GithubError> {
         let token = self.token(installation).await?;
-        self.send_with(method, path, token.expose_secret(), body).await
+        self.send_with(method, path, token.expose_secret(), body)
+            .await
     }
 
     async fn send_with<T: DeserializeOwned>(
@@ -323,35 +378,56 @@ impl GithubClient {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(GithubError::from_reqwest)?;
         if status.is_success() {
-            let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+            let bytes = if bytes.is_empty() {
+                &b"null"[..]
+            } else {
+                &bytes[..]
+            };
             return serde_json::from_slice(bytes).map_err(|e| GithubError::Decode(e.to_string()));
         }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes).map(|b| b.message).unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.message)
+            .unwrap_or_default();
         if let Some(retry_after) = rate_limit_wait(status, &headers, &message) {
             return Err(GithubError::RateLimited { retry_after });
         }
-        Err(GithubError::Status { status: status.as_u16(), message })
+        Err(GithubError::Status {
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 
 /// How long to wait when a 403 or 429 is a rate limit: `retry-after`, else the reset
 /// time when no requests remain, else one minute for a secondary limit.
-fn rate_limit_wait(status: StatusCode, headers: &header::HeaderMap, message: &str) -> Option<Duration> {
+fn rate_limit_wait(
+    status: StatusCode,
+    headers: &header::HeaderMap,
+    message: &str,
+) -> Option<Duration> {
     if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
         return None;
     }
     if let Some(wait) = parse_retry_after(headers) {
         return Some(wait);
     }
-    let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
     if number("x-ratelimit-remaining") == Some(0)
         && let Some(reset) = number("x-ratelimit-reset")
     {
         let wait = reset - chrono::Utc::now().timestamp();
-        return Some(Duration::from_secs(u64::try_from(wait.max(1)).unwrap_or(60)));
+        return Some(Duration::from_secs(
+            u64::try_from(wait.max(1)).unwrap_or(60),
+        ));
     }
     let lower = message.to_ascii_lowercase();
-    (status == StatusCode::TOO_MANY_REQUESTS || lower.contains("rate limit")).then_some(Duration::from_secs(60))
+    (status == StatusCode::TOO_MANY_REQUESTS || lower.contains("rate limit"))
+        .then_some(Duration::from_secs(60))
 }
 
 #[cfg(test)]
@@ -361,13 +437,23 @@ mod tests {
     #[test]
     fn rate_limits_are_recognised_in_each_form() {
         let mut headers = header::HeaderMap::new();
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers, "Resource not accessible"), None);
         assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &headers, "You have exceeded a secondary rate limit"),
+            rate_limit_wait(StatusCode::FORBIDDEN, &headers, "Resource not accessible"),
+            None
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &headers,
+                "You have exceeded a secondary rate limit"
+            ),
             Some(Duration::from_secs(60))
         );
         headers.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers, ""), Some(Duration::from_secs(7)));
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &headers, ""),
+            Some(Duration::from_secs(7))
+        );
         let mut headers = header::HeaderMap::new();
         headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
         let reset = chrono::Utc::now().timestamp() + 30;

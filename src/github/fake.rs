@@ -16,9 +16,20 @@ use tokio::sync::broadcast;
 /// Something the bot did on the fake GitHub, as a user would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GithubEvent {
-    Reaction { comment_id: u64, content: String },
-    CommentCreated { id: u64, repo: String, number: u64, body: String },
-    CommentEdited { id: u64, body: String },
+    Reaction {
+        comment_id: u64,
+        content: String,
+    },
+    CommentCreated {
+        id: u64,
+        repo: String,
+        number: u64,
+        body: String,
+    },
+    CommentEdited {
+        id: u64,
+        body: String,
+    },
 }
 
 /// A stored comment.
@@ -46,6 +57,8 @@ struct FakeState {
     rate_limit_retry_after: u64,
     /// Requests refused with 502 before anything happens.
     fail_next: u32,
+    /// Comment creations that land but whose answer is lost (502).
+    lose_create_answers: u32,
     requests: Vec<String>,
     tokens_minted: u32,
 }
@@ -73,7 +86,10 @@ impl FakeGithub {
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
-            state: Arc::new(Mutex::new(FakeState { next_id: 1000, ..FakeState::default() })),
+            state: Arc::new(Mutex::new(FakeState {
+                next_id: 1000,
+                ..FakeState::default()
+            })),
             events,
             bot_login: "ozbridge[bot]".into(),
         }
@@ -85,11 +101,26 @@ impl FakeGithub {
             .route("/app", get(app))
             .route("/rate_limit", get(rate_limit))
             .route("/app/installations/{id}/access_tokens", post(mint_token))
-            .route("/repos/{owner}/{repo}/issues/{number}/comments", post(create_comment).get(list_comments))
-            .route("/repos/{owner}/{repo}/issues/comments/{id}", post(edit_comment).patch(edit_comment))
-            .route("/repos/{owner}/{repo}/issues/comments/{id}/reactions", post(react))
-            .route("/repos/{owner}/{repo}/pulls/comments/{id}/reactions", post(react))
-            .route("/repos/{owner}/{repo}/collaborators/{user}/permission", get(permission))
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/comments",
+                post(create_comment).get(list_comments),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/comments/{id}",
+                post(edit_comment).patch(edit_comment),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/comments/{id}/reactions",
+                post(react),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/comments/{id}/reactions",
+                post(react),
+            )
+            .route(
+                "/repos/{owner}/{repo}/collaborators/{user}/permission",
+                get(permission),
+            )
             .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
@@ -115,12 +146,18 @@ impl FakeGithub {
 
     /// Sets a user's permission (`admin`, `maintain`, `write`, `triage`, `read`).
     pub fn set_permission(&self, repo: &str, login: &str, permission: &str) {
-        lock(&self.state).permissions.insert((repo.to_ascii_lowercase(), login.to_ascii_lowercase()), permission.into());
+        lock(&self.state).permissions.insert(
+            (repo.to_ascii_lowercase(), login.to_ascii_lowercase()),
+            permission.into(),
+        );
     }
 
     /// Registers a pull request's branches.
     pub fn add_pull(&self, repo: &str, number: u64, head: &str, base: &str) {
-        lock(&self.state).pulls.insert((repo.to_ascii_lowercase(), number), (head.into(), base.into()));
+        lock(&self.state).pulls.insert(
+            (repo.to_ascii_lowercase(), number),
+            (head.into(), base.into()),
+        );
     }
 
     /// Adds a comment written by a person; returns its id.
@@ -147,6 +184,11 @@ impl FakeGithub {
         state.rate_limit_retry_after = retry_after_secs;
     }
 
+    /// Creates the next `count` comments but answers 502, as if the answer was lost.
+    pub fn lose_next_create_answers(&self, count: u32) {
+        lock(&self.state).lose_create_answers = count;
+    }
+
     /// Answers the next `count` requests with 502.
     pub fn fail_next(&self, count: u32) {
         lock(&self.state).fail_next = count;
@@ -165,7 +207,12 @@ impl FakeGithub {
 
     /// Reactions on a comment, in the order they were added (duplicates collapse).
     pub fn reactions(&self, comment_id: u64) -> Vec<String> {
-        lock(&self.state).reactions.iter().filter(|(id, _)| *id == comment_id).map(|(_, c)| c.clone()).collect()
+        lock(&self.state)
+            .reactions
+            .iter()
+            .filter(|(id, _)| *id == comment_id)
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     /// Requests received, as `METHOD path`.
@@ -187,7 +234,11 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn gate(State(fake): State<FakeGithub>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn gate(
+    State(fake): State<FakeGithub>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let authorized = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -195,7 +246,9 @@ async fn gate(State(fake): State<FakeGithub>, request: axum::extract::Request, n
         .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
     let failing = {
         let mut state = lock(&fake.state);
-        state.requests.push(format!("{} {}", request.method(), request.uri().path()));
+        state
+            .requests
+            .push(format!("{} {}", request.method(), request.uri().path()));
         if state.fail_next > 0 {
             state.fail_next -= 1;
             true
@@ -234,7 +287,10 @@ struct BodyInput {
 
 fn check_body(body: &str) -> Option<Response> {
     (body.chars().count() > crate::github::render::MAX_COMMENT_CHARS).then(|| {
-        error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed: body is too long (maximum is 65536 characters)")
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed: body is too long (maximum is 65536 characters)",
+        )
     })
 }
 
@@ -270,9 +326,22 @@ async fn create_comment(
         revisions: vec![input.body.clone()],
         created_at: chrono::Utc::now(),
     });
-    let _ = fake.events.send(GithubEvent::CommentCreated { id, repo: repo.clone(), number, body: input.body });
+    let _ = fake.events.send(GithubEvent::CommentCreated {
+        id,
+        repo: repo.clone(),
+        number,
+        body: input.body,
+    });
+    if state.lose_create_answers > 0 {
+        state.lose_create_answers -= 1;
+        return error(StatusCode::BAD_GATEWAY, "Server Error");
+    }
     let url = format!("https://github.com/{repo}/issues/{number}#issuecomment-{id}");
-    (StatusCode::CREATED, Json(json!({ "id": id, "html_url": url }))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "html_url": url })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -321,7 +390,10 @@ async fn edit_comment(
     };
     comment.body = input.body.clone();
     comment.revisions.push(input.body.clone());
-    let _ = fake.events.send(GithubEvent::CommentEdited { id, body: input.body });
+    let _ = fake.events.send(GithubEvent::CommentEdited {
+        id,
+        body: input.body,
+    });
     Json(json!({ "id": id })).into_response()
 }
 
@@ -330,7 +402,9 @@ struct ReactionInput {
     content: String,
 }
 
-const REACTIONS: [&str; 8] = ["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"];
+const REACTIONS: [&str; 8] = [
+    "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
+];
 
 async fn react(
     State(fake): State<FakeGithub>,
@@ -341,13 +415,24 @@ async fn react(
         return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
     let mut state = lock(&fake.state);
-    if state.reactions.iter().any(|(c, r)| *c == id && *r == input.content) {
+    if state
+        .reactions
+        .iter()
+        .any(|(c, r)| *c == id && *r == input.content)
+    {
         // GitHub answers 200 with the existing reaction: adding one is idempotent.
         return (StatusCode::OK, Json(json!({ "content": input.content }))).into_response();
     }
     state.reactions.push((id, input.content.clone()));
-    let _ = fake.events.send(GithubEvent::Reaction { comment_id: id, content: input.content.clone() });
-    (StatusCode::CREATED, Json(json!({ "content": input.content }))).into_response()
+    let _ = fake.events.send(GithubEvent::Reaction {
+        comment_id: id,
+        content: input.content.clone(),
+    });
+    (
+        StatusCode::CREATED,
+        Json(json!({ "content": input.content })),
+    )
+        .into_response()
 }
 
 async fn permission(
@@ -355,7 +440,10 @@ async fn permission(
     Path((owner, repo, user)): Path<(String, String, String)>,
     _headers: HeaderMap,
 ) -> Response {
-    let key = (format!("{owner}/{repo}").to_ascii_lowercase(), user.to_ascii_lowercase());
+    let key = (
+        format!("{owner}/{repo}").to_ascii_lowercase(),
+        user.to_ascii_lowercase(),
+    );
     match lock(&fake.state).permissions.get(&key) {
         Some(role) => {
             let permission = match role.as_str() {
@@ -363,16 +451,23 @@ async fn permission(
                 "triage" => "read",
                 other => other,
             };
-            Json(json!({ "permission": permission, "role_name": role, "user": { "login": user } })).into_response()
+            Json(json!({ "permission": permission, "role_name": role, "user": { "login": user } }))
+                .into_response()
         }
         None => error(StatusCode::NOT_FOUND, &format!("{user} is not a user")),
     }
 }
 
-async fn pull(State(fake): State<FakeGithub>, Path((owner, repo, number)): Path<(String, String, u64)>) -> Response {
+async fn pull(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+) -> Response {
     let key = (format!("{owner}/{repo}").to_ascii_lowercase(), number);
     match lock(&fake.state).pulls.get(&key) {
-        Some((head, base)) => Json(json!({ "number": number, "head": { "ref": head }, "base": { "ref": base } })).into_response(),
+        Some((head, base)) => {
+            Json(json!({ "number": number, "head": { "ref": head }, "base": { "ref": base } }))
+                .into_response()
+        }
         None => error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
@@ -398,7 +493,11 @@ pub struct CommentEventSpec<'a> {
 impl CommentEventSpec<'_> {
     /// The JSON payload.
     pub fn payload(&self) -> serde_json::Value {
-        let kind = if self.is_pull_request { "pull" } else { "issues" };
+        let kind = if self.is_pull_request {
+            "pull"
+        } else {
+            "issues"
+        };
         let mut issue = json!({
             "number": self.number,
             "title": self.title,

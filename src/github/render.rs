@@ -69,10 +69,21 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
     let mut out = String::new();
     out.push_str(&run_marker(input.run));
     out.push('\n');
-    let raw_state = view.state.as_ref().map(|s| format!(" (`{s}`)")).unwrap_or_default();
-    out.push_str(&format!("**Oz agent** · {}{raw_state}\n\n", state_label(view)));
+    let raw_state = view
+        .state
+        .as_ref()
+        .map(|s| format!(" (`{s}`)"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "**Oz agent** · {}{raw_state}\n\n",
+        state_label(view)
+    ));
     let request = truncate(input.request_text.lines().next().unwrap_or_default(), 200);
-    out.push_str(&format!("@{} asked: {}\n\n", input.requester.login, quote_inline(&request)));
+    out.push_str(&format!(
+        "@{} asked: {}\n\n",
+        input.requester.login,
+        quote_inline(&request)
+    ));
     if let Some(link) = &view.session_link {
         out.push_str(&format!("- Live session: [open in Warp]({link})\n"));
     }
@@ -82,9 +93,20 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
         }
     }
     if view.state == Some(RunState::Blocked) {
-        let reason = view.status_message.as_ref().map(|m| format!(": {}", m.message)).unwrap_or_default();
-        let link = view.session_link.as_ref().map(|l| format!(" [Open the session]({l}) to answer.")).unwrap_or_default();
-        out.push_str(&format!("\n@{}, the agent is waiting for you{reason}.{link}\n", input.requester.login));
+        let reason = view
+            .status_message
+            .as_ref()
+            .map(|m| format!(": {}", m.message))
+            .unwrap_or_default();
+        let link = view
+            .session_link
+            .as_ref()
+            .map(|l| format!(" [Open the session]({l}) to answer."))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n@{}, the agent is waiting for you{reason}.{link}\n",
+            input.requester.login
+        ));
     }
     if let Some(error) = &view.start_error {
         out.push_str(&format!("\n**The run could not be started:** {error}\n"));
@@ -92,11 +114,20 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
     if matches!(view.state, Some(RunState::Failed | RunState::Error)) {
         match &view.status_message {
             Some(message) => {
-                let code = message.error_code.as_ref().map(|c| format!(" (`{c}`)")).unwrap_or_default();
-                out.push_str(&format!("\n**What went wrong:** {}{code}\n", truncate(&message.message, 2_000)));
+                let code = message
+                    .error_code
+                    .as_ref()
+                    .map(|c| format!(" (`{c}`)"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "\n**What went wrong:** {}{code}\n",
+                    truncate(&message.message, 2_000)
+                ));
                 let advice = match message.retryable {
                     Some(true) => "Retrying may help: comment the same command again.",
-                    Some(false) => "Retrying the same request will not help; change the request or its setup first.",
+                    Some(false) => {
+                        "Retrying the same request will not help; change the request or its setup first."
+                    }
                     None => "It is not known whether retrying would help.",
                 };
                 out.push_str(&format!("\n{advice}\n"));
@@ -105,10 +136,18 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
         }
     }
     if let Some(summary) = &view.summary {
-        out.push_str(&format!("\n### Summary\n\n{}\n", truncate(summary, MAX_SUMMARY_CHARS)));
+        out.push_str(&format!(
+            "\n### Summary\n\n{}\n",
+            truncate(summary, MAX_SUMMARY_CHARS)
+        ));
     }
     if let Some(id) = &view.oz_run_id {
-        out.push_str(&format!("\n<sub>Oz run `{id}` · reply `/oz cancel` to stop it, `/oz status` for its state</sub>\n"));
+        let hint = if view.is_final() {
+            ""
+        } else {
+            " · reply `/oz cancel` to stop it, `/oz status` for its state"
+        };
+        out.push_str(&format!("\n<sub>Oz run `{id}`{hint}</sub>\n"));
     }
     truncate(&out, MAX_COMMENT_CHARS)
 }
@@ -119,7 +158,9 @@ fn artifact_line(artifact: &Artifact, public_url: Option<&str>) -> Option<String
         None => format!("`{name}`"),
     };
     Some(match artifact {
-        Artifact::PullRequest { data, .. } => format!("Pull request: {} (branch `{}`)", data.url, data.branch),
+        Artifact::PullRequest { data, .. } => {
+            format!("Pull request: {} (branch `{}`)", data.url, data.branch)
+        }
         Artifact::Plan { data, .. } => {
             let title = data.title.clone().unwrap_or_else(|| "Plan".into());
             match &data.url {
@@ -127,8 +168,12 @@ fn artifact_line(artifact: &Artifact, public_url: Option<&str>) -> Option<String
                 None => format!("Plan: {title}"),
             }
         }
-        Artifact::Screenshot { data, .. } => format!("Screenshot: {}", download(&data.artifact_uid, "screenshot")),
-        Artifact::File { data, .. } => format!("File: {}", download(&data.artifact_uid, &data.filename)),
+        Artifact::Screenshot { data, .. } => {
+            format!("Screenshot: {}", download(&data.artifact_uid, "screenshot"))
+        }
+        Artifact::File { data, .. } => {
+            format!("File: {}", download(&data.artifact_uid, &data.filename))
+        }
         Artifact::Other { raw, artifact_type } => {
             let url = raw.pointer("/data/url").and_then(|u| u.as_str())?;
             format!("{}: {url}", artifact_type.to_lowercase().replace('_', " "))
@@ -143,7 +188,10 @@ fn quote_inline(text: &str) -> String {
 /// Wraps a reply body with its marker and keeps it under the size limit.
 pub fn reply(key: &str, text: &str) -> String {
     let marker = reply_marker(key);
-    format!("{marker}\n{}", truncate(text, MAX_COMMENT_CHARS - marker.chars().count() - 1))
+    format!(
+        "{marker}\n{}",
+        truncate(text, MAX_COMMENT_CHARS - marker.chars().count() - 1)
+    )
 }
 
 #[cfg(test)]
@@ -152,7 +200,11 @@ mod tests {
     use crate::oz::types::*;
 
     fn author() -> Author {
-        Author { login: "alice".into(), id: 1, is_bot: false }
+        Author {
+            login: "alice".into(),
+            id: 1,
+            is_bot: false,
+        }
     }
 
     #[test]
@@ -164,7 +216,10 @@ mod tests {
             session_link: Some("https://app.warp.dev/session/s".into()),
             artifacts: vec![Artifact::PullRequest {
                 created_at: None,
-                data: PullRequestArtifactData { url: "https://github.com/o/r/pull/2".into(), branch: "oz/fix".into() },
+                data: PullRequestArtifactData {
+                    url: "https://github.com/o/r/pull/2".into(),
+                    branch: "oz/fix".into(),
+                },
             }],
             status_message: Some(RunStatusMessage {
                 message: "boom".into(),
@@ -185,7 +240,10 @@ mod tests {
         assert!(body.contains("https://github.com/o/r/pull/2 (branch `oz/fix`)"));
         assert!(body.contains("Retrying may help"));
         assert!(body.contains("environment_setup_failed"));
-        assert!(!body.contains("@bob"), "mentions inside the quoted request must not ping");
+        assert!(
+            !body.contains("@bob"),
+            "mentions inside the quoted request must not ping"
+        );
     }
 
     #[test]

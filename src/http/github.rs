@@ -20,10 +20,16 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
     if let Err(error) = verify_hex_hmac(&state.github_secrets, signature, "sha256=", &[&body]) {
         crate::telemetry::webhook("github", "unauthorized");
         tracing::info!(%error, "refused a GitHub delivery");
-        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": error.to_string() }))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": error.to_string() })),
+        )
+            .into_response();
     }
     let event = header(&headers, "x-github-event").unwrap_or_default();
-    let delivery = header(&headers, "x-github-delivery").unwrap_or_default().to_owned();
+    let delivery = header(&headers, "x-github-delivery")
+        .unwrap_or_default()
+        .to_owned();
     let rules = IntakeRules {
         trigger: &state.pipeline.settings.trigger,
         policy: &state.github_policy,
@@ -39,8 +45,16 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
             tracing::debug!(%delivery, event, reason, "ignored a GitHub delivery");
             (StatusCode::ACCEPTED, Json(json!({ "ignored": reason }))).into_response()
         }
-        Ok(GithubIntake::Command { dedupe_key, command }) => {
-            match state.pipeline.store.insert_command(&dedupe_key, &command).await {
+        Ok(GithubIntake::Command {
+            dedupe_key,
+            command,
+        }) => {
+            match state
+                .pipeline
+                .store
+                .insert_command(&dedupe_key, &command)
+                .await
+            {
                 Ok(Some(id)) => {
                     crate::telemetry::webhook("github", "accepted");
                     tracing::info!(%delivery, command = %id, thread = %command.origin.thread_key(), "command accepted");
@@ -55,13 +69,21 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
                     crate::telemetry::webhook("github", "error");
                     tracing::error!(%error, %delivery, "could not store a command");
                     // A 5xx marks the delivery failed, so it can be redelivered.
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "storage unavailable" }))).into_response()
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Json(json!({ "error": "storage unavailable" })),
+                    )
+                        .into_response()
                 }
             }
         }
         Err(error) => {
             crate::telemetry::webhook("github", "bad_payload");
-            (StatusCode::BAD_REQUEST, Json(json!({ "error": error.to_string() }))).into_response()
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": error.to_string() })),
+            )
+                .into_response()
         }
     }
 }

@@ -37,7 +37,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/artifacts/{uid}", get(ops::artifact))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(8)))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(8),
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

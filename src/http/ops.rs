@@ -22,15 +22,27 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics() -> Response {
     match crate::telemetry::prometheus() {
-        Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
     }
 }
 
 /// `GET /artifacts/{uid}`: redirects to a fresh download URL of a run's screenshot or
 /// file (Oz's URLs expire, so status comments link here instead).
 pub async fn artifact(State(state): State<HttpState>, Path(uid): Path<String>) -> Response {
-    if uid.len() > 200 || !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if uid.len() > 200
+        || !uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return (StatusCode::BAD_REQUEST, "not an artifact id").into_response();
     }
     match state.pipeline.oz.get_artifact(&uid).await {
@@ -38,7 +50,9 @@ pub async fn artifact(State(state): State<HttpState>, Path(uid): Path<String>) -
             Some(url) => Redirect::temporary(url).into_response(),
             None => (StatusCode::NOT_FOUND, "this artifact has no download").into_response(),
         },
-        Err(error) if error.status() == Some(404) => (StatusCode::NOT_FOUND, "no such artifact").into_response(),
+        Err(error) if error.status() == Some(404) => {
+            (StatusCode::NOT_FOUND, "no such artifact").into_response()
+        }
         Err(error) => {
             tracing::warn!(%error, "artifact lookup failed");
             (StatusCode::BAD_GATEWAY, "Oz did not answer").into_response()

@@ -18,7 +18,10 @@ pub enum GithubIntake {
     /// Nothing to do; the reason is for logs and metrics.
     Ignored(&'static str),
     /// A command to store under `dedupe_key`.
-    Command { dedupe_key: String, command: Box<InboxCommand> },
+    Command {
+        dedupe_key: String,
+        command: Box<InboxCommand>,
+    },
 }
 
 /// What intake needs to know from the configuration.
@@ -116,15 +119,21 @@ struct CommentPayload {
 }
 
 /// Decides what a verified delivery means.
-pub fn parse_event(event: &str, body: &[u8], rules: &IntakeRules<'_>) -> Result<GithubIntake, PayloadError> {
+pub fn parse_event(
+    event: &str,
+    body: &[u8],
+    rules: &IntakeRules<'_>,
+) -> Result<GithubIntake, PayloadError> {
     let kind = match event {
         "ping" => return Ok(GithubIntake::Ping),
         "issue_comment" => CommentKind::Issue,
         "pull_request_review_comment" => CommentKind::Review,
         _ => return Ok(GithubIntake::Ignored("event type not handled")),
     };
-    let payload: CommentPayload = serde_json::from_slice(body)
-        .map_err(|e| PayloadError { event: event.to_owned(), reason: e.to_string() })?;
+    let payload: CommentPayload = serde_json::from_slice(body).map_err(|e| PayloadError {
+        event: event.to_owned(),
+        reason: e.to_string(),
+    })?;
     let comment_body = payload.comment.body.as_deref().unwrap_or_default();
     let Some(line) = find_command(comment_body, rules.trigger) else {
         return Ok(GithubIntake::Ignored("no command"));
@@ -136,7 +145,9 @@ pub fn parse_event(event: &str, body: &[u8], rules: &IntakeRules<'_>) -> Result<
             let Some(previous) = payload.changes.as_ref().and_then(|c| c.body.as_ref()) else {
                 return Ok(GithubIntake::Ignored("edit without a body change"));
             };
-            if find_command(&previous.from, rules.trigger).is_some_and(|old| old.full_text() == line.full_text()) {
+            if find_command(&previous.from, rules.trigger)
+                .is_some_and(|old| old.full_text() == line.full_text())
+            {
                 return Ok(GithubIntake::Ignored("edit kept the same command"));
             }
         }
@@ -144,12 +155,20 @@ pub fn parse_event(event: &str, body: &[u8], rules: &IntakeRules<'_>) -> Result<
     }
     let user = &payload.comment.user;
     if crate::github::render::is_own_comment(comment_body)
-        || rules.bot_login.is_some_and(|bot| bot.eq_ignore_ascii_case(&user.login))
+        || rules
+            .bot_login
+            .is_some_and(|bot| bot.eq_ignore_ascii_case(&user.login))
     {
         return Ok(GithubIntake::Ignored("own comment"));
     }
     let is_bot = user.kind == "Bot" || user.login.ends_with("[bot]");
-    if is_bot && !rules.policy.allow_bots.iter().any(|b| b.eq_ignore_ascii_case(&user.login)) {
+    if is_bot
+        && !rules
+            .policy
+            .allow_bots
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(&user.login))
+    {
         return Ok(GithubIntake::Ignored("comment by a bot"));
     }
     let repo = RepoFullName(payload.repository.full_name.clone());
@@ -157,28 +176,41 @@ pub fn parse_event(event: &str, body: &[u8], rules: &IntakeRules<'_>) -> Result<
         return Ok(GithubIntake::Ignored("repository not enabled"));
     }
     let (context, number) = match (payload.pull_request, payload.issue) {
-        (Some(pr), _) => (ThreadContext {
-            title: pr.title,
-            body: bounded(pr.body.unwrap_or_default()),
-            url: pr.html_url,
-            is_pull_request: true,
-            head_ref: Some(pr.head.name),
-            base_ref: Some(pr.base.name),
-        }, pr.number),
-        (None, Some(issue)) => (ThreadContext {
-            title: issue.title,
-            body: bounded(issue.body.unwrap_or_default()),
-            url: issue.html_url,
-            is_pull_request: issue.pull_request.is_some(),
-            head_ref: None,
-            base_ref: None,
-        }, issue.number),
+        (Some(pr), _) => (
+            ThreadContext {
+                title: pr.title,
+                body: bounded(pr.body.unwrap_or_default()),
+                url: pr.html_url,
+                is_pull_request: true,
+                head_ref: Some(pr.head.name),
+                base_ref: Some(pr.base.name),
+            },
+            pr.number,
+        ),
+        (None, Some(issue)) => (
+            ThreadContext {
+                title: issue.title,
+                body: bounded(issue.body.unwrap_or_default()),
+                url: issue.html_url,
+                is_pull_request: issue.pull_request.is_some(),
+                head_ref: None,
+                base_ref: None,
+            },
+            issue.number,
+        ),
         (None, None) => {
-            return Err(PayloadError { event: event.to_owned(), reason: "neither issue nor pull_request".into() });
+            return Err(PayloadError {
+                event: event.to_owned(),
+                reason: "neither issue nor pull_request".into(),
+            });
         }
     };
     let digest = hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8]);
-    let dedupe_key = format!("github:{}:comment:{}:{digest}", repo.as_str().to_ascii_lowercase(), payload.comment.id);
+    let dedupe_key = format!(
+        "github:{}:comment:{}:{digest}",
+        repo.as_str().to_ascii_lowercase(),
+        payload.comment.id
+    );
     let command = InboxCommand {
         origin: Origin::Github(GithubOrigin {
             repo,
@@ -187,11 +219,18 @@ pub fn parse_event(event: &str, body: &[u8], rules: &IntakeRules<'_>) -> Result<
             comment_id: payload.comment.id,
             comment_kind: kind,
         }),
-        author: Author { login: user.login.clone(), id: user.id, is_bot },
+        author: Author {
+            login: user.login.clone(),
+            id: user.id,
+            is_bot,
+        },
         line,
         context,
     };
-    Ok(GithubIntake::Command { dedupe_key, command: Box::new(command) })
+    Ok(GithubIntake::Command {
+        dedupe_key,
+        command: Box::new(command),
+    })
 }
 
 fn bounded(text: String) -> String {
@@ -214,20 +253,35 @@ mod tests {
     }
 
     fn decide(event: &str, value: &serde_json::Value, policy: &GithubPolicy) -> GithubIntake {
-        let rules = IntakeRules { trigger: "/oz", policy, bot_login: None };
+        let rules = IntakeRules {
+            trigger: "/oz",
+            policy,
+            bot_login: None,
+        };
         parse_event(event, value.to_string().as_bytes(), &rules).unwrap()
     }
 
     #[test]
     fn a_created_comment_with_a_command_is_taken() {
         let policy = GithubPolicy::default();
-        let GithubIntake::Command { dedupe_key, command } = decide("issue_comment", &payload("created", "/oz fix it", "User"), &policy) else {
+        let GithubIntake::Command {
+            dedupe_key,
+            command,
+        } = decide(
+            "issue_comment",
+            &payload("created", "/oz fix it", "User"),
+            &policy,
+        )
+        else {
             panic!("expected a command");
         };
         assert!(dedupe_key.starts_with("github:acme/widgets:comment:7:"));
         assert_eq!(command.line.args, "fix it");
         assert_eq!(command.context.title, "Login flaky");
-        assert_eq!(command.origin.thread_key().as_str(), "github:acme/widgets#42");
+        assert_eq!(
+            command.origin.thread_key().as_str(),
+            "github:acme/widgets#42"
+        );
     }
 
     #[test]
@@ -235,27 +289,76 @@ mod tests {
         let policy = GithubPolicy::default();
         let mut same = payload("edited", "/oz fix it\n\ntypo fixed", "User");
         same["changes"] = json!({ "body": { "from": "/oz fix it\n\ntypo fxed" } });
-        assert_eq!(decide("issue_comment", &same, &policy), GithubIntake::Ignored("edit kept the same command"));
+        assert_eq!(
+            decide("issue_comment", &same, &policy),
+            GithubIntake::Ignored("edit kept the same command")
+        );
         let mut unchanged = payload("edited", "/oz fix it", "User");
         unchanged["changes"] = json!({});
-        assert_eq!(decide("issue_comment", &unchanged, &policy), GithubIntake::Ignored("edit without a body change"));
+        assert_eq!(
+            decide("issue_comment", &unchanged, &policy),
+            GithubIntake::Ignored("edit without a body change")
+        );
         let mut added = payload("edited", "/oz fix it", "User");
         added["changes"] = json!({ "body": { "from": "please look" } });
-        assert!(matches!(decide("issue_comment", &added, &policy), GithubIntake::Command { .. }));
+        assert!(matches!(
+            decide("issue_comment", &added, &policy),
+            GithubIntake::Command { .. }
+        ));
     }
 
     #[test]
     fn bots_own_comments_and_other_repos_are_ignored() {
         let policy = GithubPolicy::default();
-        assert_eq!(decide("issue_comment", &payload("created", "/oz x", "Bot"), &policy), GithubIntake::Ignored("comment by a bot"));
-        let allowed = GithubPolicy { allow_bots: vec!["alice".into()], ..GithubPolicy::default() };
-        assert!(matches!(decide("issue_comment", &payload("created", "/oz x", "Bot"), &allowed), GithubIntake::Command { .. }));
+        assert_eq!(
+            decide(
+                "issue_comment",
+                &payload("created", "/oz x", "Bot"),
+                &policy
+            ),
+            GithubIntake::Ignored("comment by a bot")
+        );
+        let allowed = GithubPolicy {
+            allow_bots: vec!["alice".into()],
+            ..GithubPolicy::default()
+        };
+        assert!(matches!(
+            decide(
+                "issue_comment",
+                &payload("created", "/oz x", "Bot"),
+                &allowed
+            ),
+            GithubIntake::Command { .. }
+        ));
         let own = payload("created", "<!-- ozbridge:reply:x -->\n/oz help", "User");
-        assert_eq!(decide("issue_comment", &own, &policy), GithubIntake::Ignored("own comment"));
-        let elsewhere = GithubPolicy { enabled_repos: vec!["acme/other".into()], ..GithubPolicy::default() };
-        assert_eq!(decide("issue_comment", &payload("created", "/oz x", "User"), &elsewhere), GithubIntake::Ignored("repository not enabled"));
-        assert_eq!(decide("push", &json!({}), &policy), GithubIntake::Ignored("event type not handled"));
-        assert_eq!(decide("issue_comment", &payload("deleted", "/oz x", "User"), &policy), GithubIntake::Ignored("comment action not handled"));
+        assert_eq!(
+            decide("issue_comment", &own, &policy),
+            GithubIntake::Ignored("own comment")
+        );
+        let elsewhere = GithubPolicy {
+            enabled_repos: vec!["acme/other".into()],
+            ..GithubPolicy::default()
+        };
+        assert_eq!(
+            decide(
+                "issue_comment",
+                &payload("created", "/oz x", "User"),
+                &elsewhere
+            ),
+            GithubIntake::Ignored("repository not enabled")
+        );
+        assert_eq!(
+            decide("push", &json!({}), &policy),
+            GithubIntake::Ignored("event type not handled")
+        );
+        assert_eq!(
+            decide(
+                "issue_comment",
+                &payload("deleted", "/oz x", "User"),
+                &policy
+            ),
+            GithubIntake::Ignored("comment action not handled")
+        );
     }
 
     #[test]
@@ -267,11 +370,22 @@ mod tests {
                               "head": { "ref": "feature" }, "base": { "ref": "main" } },
             "repository": { "full_name": "acme/widgets" }
         });
-        let GithubIntake::Command { command, .. } = decide("pull_request_review_comment", &value, &GithubPolicy::default()) else {
+        let GithubIntake::Command { command, .. } = decide(
+            "pull_request_review_comment",
+            &value,
+            &GithubPolicy::default(),
+        ) else {
             panic!("expected a command");
         };
         assert_eq!(command.context.head_ref.as_deref(), Some("feature"));
         assert!(command.context.is_pull_request);
-        assert!(matches!(command.origin, Origin::Github(GithubOrigin { comment_kind: CommentKind::Review, number: 5, .. })));
+        assert!(matches!(
+            command.origin,
+            Origin::Github(GithubOrigin {
+                comment_kind: CommentKind::Review,
+                number: 5,
+                ..
+            })
+        ));
     }
 }

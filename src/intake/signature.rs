@@ -31,7 +31,10 @@ pub fn verify_hex_hmac(
         return Err(SignatureError::NoSecret);
     }
     let header = header.ok_or(SignatureError::Missing)?;
-    let hex_part = header.trim().strip_prefix(prefix).ok_or(SignatureError::Malformed)?;
+    let hex_part = header
+        .trim()
+        .strip_prefix(prefix)
+        .ok_or(SignatureError::Malformed)?;
     let expected = hex::decode(hex_part).map_err(|_| SignatureError::Malformed)?;
     // Every secret is tried (no early exit on the first) so timing says nothing about
     // which one matched; each comparison is constant time.
@@ -45,7 +48,11 @@ pub fn verify_hex_hmac(
         }
         matched |= mac.verify_slice(&expected).is_ok();
     }
-    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 /// `sha256=<hex>` of HMAC-SHA256(secret, body), as GitHub sends it.
@@ -56,7 +63,8 @@ pub fn sign_github(secret: &str, body: &[u8]) -> String {
 /// Hex HMAC-SHA256 of the concatenated parts.
 pub fn hex_hmac(secret: &str, parts: &[&[u8]]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     for part in parts {
         mac.update(part);
     }
@@ -68,14 +76,25 @@ mod tests {
     use super::*;
 
     fn secrets(values: &[&str]) -> Vec<SecretString> {
-        values.iter().map(|v| SecretString::from(v.to_string())).collect()
+        values
+            .iter()
+            .map(|v| SecretString::from(v.to_string()))
+            .collect()
     }
 
     #[test]
     fn github_test_vector() {
         let expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert_eq!(sign_github("It's a Secret to Everybody", b"Hello, World!"), expected);
-        let ok = verify_hex_hmac(&secrets(&["It's a Secret to Everybody"]), Some(expected), "sha256=", &[b"Hello, World!"]);
+        assert_eq!(
+            sign_github("It's a Secret to Everybody", b"Hello, World!"),
+            expected
+        );
+        let ok = verify_hex_hmac(
+            &secrets(&["It's a Secret to Everybody"]),
+            Some(expected),
+            "sha256=",
+            &[b"Hello, World!"],
+        );
         assert_eq!(ok, Ok(()));
     }
 
@@ -84,11 +103,29 @@ mod tests {
         let body: &[u8] = b"{}";
         let signature = sign_github("new", body);
         let both = secrets(&["old", "new"]);
-        assert_eq!(verify_hex_hmac(&both, Some(&signature), "sha256=", &[body]), Ok(()));
-        assert_eq!(verify_hex_hmac(&secrets(&["old"]), Some(&signature), "sha256=", &[body]), Err(SignatureError::Mismatch));
-        assert_eq!(verify_hex_hmac(&both, None, "sha256=", &[body]), Err(SignatureError::Missing));
-        assert_eq!(verify_hex_hmac(&both, Some("sha1=abc"), "sha256=", &[body]), Err(SignatureError::Malformed));
-        assert_eq!(verify_hex_hmac(&both, Some("sha256=zz"), "sha256=", &[body]), Err(SignatureError::Malformed));
-        assert_eq!(verify_hex_hmac(&[], Some(&signature), "sha256=", &[body]), Err(SignatureError::NoSecret));
+        assert_eq!(
+            verify_hex_hmac(&both, Some(&signature), "sha256=", &[body]),
+            Ok(())
+        );
+        assert_eq!(
+            verify_hex_hmac(&secrets(&["old"]), Some(&signature), "sha256=", &[body]),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_hex_hmac(&both, None, "sha256=", &[body]),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_hex_hmac(&both, Some("sha1=abc"), "sha256=", &[body]),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_hex_hmac(&both, Some("sha256=zz"), "sha256=", &[body]),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify_hex_hmac(&[], Some(&signature), "sha256=", &[body]),
+            Err(SignatureError::NoSecret)
+        );
     }
 }

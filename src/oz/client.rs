@@ -41,9 +41,7 @@ impl OzError {
             Self::Api {
                 status, problem, ..
             } => {
-                problem.retryable.unwrap_or(false)
-                    || *status == 429
-                    || (500..600).contains(status)
+                problem.retryable.unwrap_or(false) || *status == 429 || (500..600).contains(status)
             }
             Self::Timeout | Self::Transport(_) => true,
             Self::Decode(_) => false,
@@ -224,7 +222,8 @@ impl OzClient {
     /// `GET /agent/runs/{runId}`.
     pub async fn get_run(&self, run_id: &OzRunId) -> Result<RunItem, OzError> {
         let path = format!("/agent/runs/{}", segment(run_id.as_str()));
-        self.call::<(), _>(Method::GET, &path, &[], None, true).await
+        self.call::<(), _>(Method::GET, &path, &[], None, true)
+            .await
     }
 
     /// `POST /agent/runs/{runId}/cancel`; returns the cancelled run's id.
@@ -240,7 +239,8 @@ impl OzClient {
         run_id: &OzRunId,
     ) -> Result<ConversationResponse, OzError> {
         let path = format!("/agent/runs/{}/conversation", segment(run_id.as_str()));
-        self.call::<(), _>(Method::GET, &path, &[], None, true).await
+        self.call::<(), _>(Method::GET, &path, &[], None, true)
+            .await
     }
 
     /// `GET /agent/conversations/{conversation_id}`.
@@ -249,7 +249,8 @@ impl OzClient {
         id: &ConversationId,
     ) -> Result<ConversationResponse, OzError> {
         let path = format!("/agent/conversations/{}", segment(id.as_str()));
-        self.call::<(), _>(Method::GET, &path, &[], None, true).await
+        self.call::<(), _>(Method::GET, &path, &[], None, true)
+            .await
     }
 
     /// `GET /agent/runs/{runId}/transcript`: the download URL it redirects to (not followed).
@@ -279,7 +280,10 @@ impl OzClient {
     }
 
     /// `GET /agent`.
-    pub async fn list_agents(&self, query: &ListAgentsQuery) -> Result<ListAgentsResponse, OzError> {
+    pub async fn list_agents(
+        &self,
+        query: &ListAgentsQuery,
+    ) -> Result<ListAgentsResponse, OzError> {
         let mut pairs = Vec::new();
         if let Some(repo) = &query.repo {
             pairs.push(("repo", repo.clone()));
@@ -300,13 +304,15 @@ impl OzClient {
     /// `GET /agent/artifacts/{artifactUid}`.
     pub async fn get_artifact(&self, artifact_uid: &str) -> Result<ArtifactResponse, OzError> {
         let path = format!("/agent/artifacts/{}", segment(artifact_uid));
-        self.call::<(), _>(Method::GET, &path, &[], None, true).await
+        self.call::<(), _>(Method::GET, &path, &[], None, true)
+            .await
     }
 
     /// `GET /agent/sessions/{sessionUuid}/redirect`.
     pub async fn get_session_redirect(&self, session: &str) -> Result<SessionRedirect, OzError> {
         let path = format!("/agent/sessions/{}/redirect", segment(session));
-        self.call::<(), _>(Method::GET, &path, &[], None, true).await
+        self.call::<(), _>(Method::GET, &path, &[], None, true)
+            .await
     }
 
     async fn call<B: serde::Serialize, T: DeserializeOwned>(
@@ -351,7 +357,9 @@ impl OzClient {
                     if idempotent
                         && error.is_retryable()
                         && attempt < self.backoff.attempts
-                        && error.retry_after().is_none_or(|wait| wait <= self.backoff.max) =>
+                        && error
+                            .retry_after()
+                            .is_none_or(|wait| wait <= self.backoff.max) =>
                 {
                     let wait = self.backoff.delay(attempt, error.retry_after());
                     tracing::debug!(path, attempt, ?wait, %error, "retrying Oz call");

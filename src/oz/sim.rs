@@ -27,7 +27,7 @@ pub enum Scenario {
     Error,
     /// Stops in BLOCKED, waiting for a human.
     Blocked,
-    /// Stays PENDING (cancel answers 409) for a while, then runs like `Succeed`.
+    /// Stays PENDING (cancel answers 409) for ten steps, then runs until cancelled.
     SlowStart,
     /// Runs forever in INPROGRESS (until cancelled).
     Endless,
@@ -145,7 +145,14 @@ impl OzSim {
             .route("/agent/models", get(list_models))
             .route("/agent/artifacts/{uid}", get(artifact))
             .route("/agent/sessions/{uuid}/redirect", get(session_redirect))
-            .fallback(|| async { problem(StatusCode::NOT_FOUND, "resource_not_found", "No such route", false) })
+            .fallback(|| async {
+                problem(
+                    StatusCode::NOT_FOUND,
+                    "resource_not_found",
+                    "No such route",
+                    false,
+                )
+            })
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
         Router::new().nest("/api/v1", api).with_state(self.clone())
     }
@@ -202,8 +209,11 @@ impl OzSim {
         let pr = Step::Artifact(Artifact::PullRequest {
             created_at: None,
             data: PullRequestArtifactData {
-                url: format!("https://github.com/acme/widgets/pull/{}", 100 + run.task_id.len()),
-                branch: format!("oz/{}", &run.run_id.as_str()[..8.min(run.run_id.as_str().len())]),
+                url: format!(
+                    "https://github.com/acme/widgets/pull/{}",
+                    100 + run.task_id.len()
+                ),
+                branch: format!("oz/fix-{}", run.task_id.trim_start_matches("task-")),
             },
         });
         let summary = Step::Summary(format!(
@@ -213,13 +223,13 @@ impl OzSim {
         let mut script: Vec<(DateTime<Utc>, Step)> = Vec::new();
         let mut n = 1;
         if scenario == Scenario::SlowStart {
-            script.push((at(1), Step::State(RunState::Pending)));
-            n = 4;
+            script.push((at(0), Step::State(RunState::Pending)));
+            n = 10;
         }
         script.push((at(n), Step::Session));
         script.push((at(n), Step::State(RunState::InProgress)));
         match scenario {
-            Scenario::Succeed | Scenario::SlowStart => {
+            Scenario::Succeed => {
                 script.push((at(n + 1), pr));
                 script.push((at(n + 2), summary));
                 script.push((at(n + 2), Step::State(RunState::Succeeded)));
@@ -232,7 +242,10 @@ impl OzSim {
                         created_at: None,
                         data: PlanArtifactData {
                             document_uid: uid("doc"),
-                            url: Some(format!("https://app.warp.dev/drive/notebook/{}", uid("plan"))),
+                            url: Some(format!(
+                                "https://app.warp.dev/drive/notebook/{}",
+                                uid("plan")
+                            )),
                             title: Some("Fix plan".into()),
                             ..PlanArtifactData::default()
                         },
@@ -280,7 +293,8 @@ impl OzSim {
                 script.push((
                     at(n + 1),
                     Step::Status(RunStatusMessage {
-                        message: "The environment could not be set up: image pull timed out.".into(),
+                        message: "The environment could not be set up: image pull timed out."
+                            .into(),
                         error_code: Some(PlatformErrorCode::EnvironmentSetupFailed),
                         retryable: Some(true),
                     }),
@@ -298,7 +312,7 @@ impl OzSim {
                 ));
                 script.push((at(n + 1), Step::State(RunState::Blocked)));
             }
-            Scenario::Endless | Scenario::Unsupported => {}
+            Scenario::SlowStart | Scenario::Endless | Scenario::Unsupported => {}
         }
         script.into()
     }
@@ -307,7 +321,9 @@ impl OzSim {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the simulator's plain data half-written
     // in a way that matters to a test, so poisoning is ignored.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SimState {
@@ -385,7 +401,9 @@ impl SimState {
 
 fn problem(status: StatusCode, code: &str, detail: &str, retryable: bool) -> Response {
     let body = Problem {
-        type_uri: format!("https://docs.warp.dev/reference/api-and-sdk/troubleshooting/errors/{code}"),
+        type_uri: format!(
+            "https://docs.warp.dev/reference/api-and-sdk/troubleshooting/errors/{code}"
+        ),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail: Some(detail.to_owned()),
@@ -420,20 +438,42 @@ async fn gate(
     let authorized = !token.is_empty() && sim.api_key.as_ref().is_none_or(|key| *key == token);
     let fault = {
         let mut state = lock(&sim.state);
-        *state.calls.entry(operation_name(&method, &path)).or_default() += 1;
-        if authorized { state.take_fault(&method, &path) } else { None }
+        *state
+            .calls
+            .entry(operation_name(&method, &path))
+            .or_default() += 1;
+        if authorized {
+            state.take_fault(&method, &path)
+        } else {
+            None
+        }
     };
     if !authorized {
-        return problem(StatusCode::UNAUTHORIZED, "authentication_required", "A valid API key is required.", false);
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "authentication_required",
+            "A valid API key is required.",
+            false,
+        );
     }
     match fault {
         None => next.run(request).await,
         Some(FaultKind::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            problem(status, "internal_error", "Injected fault.", status.is_server_error())
+            problem(
+                status,
+                "internal_error",
+                "Injected fault.",
+                status.is_server_error(),
+            )
         }
         Some(FaultKind::RateLimited { retry_after_secs }) => {
-            let mut response = problem(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests.", true);
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests.",
+                true,
+            );
             if let Ok(value) = retry_after_secs.to_string().parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -445,7 +485,12 @@ async fn gate(
         }
         Some(FaultKind::CreateThenFail) => {
             let _created = next.run(request).await;
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Injected fault after commit.", true)
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Injected fault after commit.",
+                true,
+            )
         }
     }
 }
@@ -473,28 +518,59 @@ async fn create_run(
     body: Result<Json<RunAgentRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(request)) = body else {
-        return problem(StatusCode::BAD_REQUEST, "invalid_request", "The body is not a valid RunAgentRequest.", false);
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body is not a valid RunAgentRequest.",
+            false,
+        );
     };
-    let has_prompt = request.prompt.as_deref().is_some_and(|p| !p.trim().is_empty());
+    let has_prompt = request
+        .prompt
+        .as_deref()
+        .is_some_and(|p| !p.trim().is_empty());
     let has_skill = request.skill.is_some()
-        || request.config.as_ref().and_then(|c| c.skill_spec.as_ref()).is_some();
+        || request
+            .config
+            .as_ref()
+            .and_then(|c| c.skill_spec.as_ref())
+            .is_some();
     if !has_prompt && !has_skill {
-        return problem(StatusCode::BAD_REQUEST, "invalid_request", "Either prompt or skill is required.", false);
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Either prompt or skill is required.",
+            false,
+        );
     }
     if let Some(minutes) = request.config.as_ref().and_then(|c| c.idle_timeout_minutes)
         && !(1..=60).contains(&minutes)
     {
-        return problem(StatusCode::BAD_REQUEST, "invalid_request", "idle_timeout_minutes must be 1 to 60.", false);
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "idle_timeout_minutes must be 1 to 60.",
+            false,
+        );
     }
     let now = Utc::now();
     let mut state = lock(&sim.state);
     if let Some(id) = &request.conversation_id
         && !state.conversations.contains_key(id)
     {
-        return problem(StatusCode::NOT_FOUND, "resource_not_found", "Conversation not found.", false);
+        return problem(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "Conversation not found.",
+            false,
+        );
     }
     state.counter += 1;
-    let run_id = OzRunId(format!("run-{:06}-{}", state.counter, &crate::ids::new_uuid()[..8]));
+    let run_id = OzRunId(format!(
+        "run-{:06}-{}",
+        state.counter,
+        &crate::ids::new_uuid()[..8]
+    ));
     let conversation_id = request
         .conversation_id
         .clone()
@@ -517,7 +593,9 @@ async fn create_run(
             request_id: None,
             role: MessageRole::User,
             timestamp: Some(now),
-            content: vec![ContentBlock::Text { text: prompt.clone() }],
+            content: vec![ContentBlock::Text {
+                text: prompt.clone(),
+            }],
         }],
         steps: Vec::new(),
     });
@@ -529,7 +607,10 @@ async fn create_run(
     let item = RunItem {
         run_id: run_id.clone(),
         task_id: format!("task-{}", state.counter),
-        title: request.title.clone().unwrap_or_else(|| prompt.chars().take(60).collect()),
+        title: request
+            .title
+            .clone()
+            .unwrap_or_else(|| prompt.chars().take(60).collect()),
         state: RunState::Queued,
         execution_location: Some(RunExecutionLocation::Remote),
         prompt,
@@ -560,7 +641,11 @@ async fn create_run(
         at_capacity: Some(false),
     };
     let index = state.runs.len();
-    state.runs.push(SimRun { item, scenario, script });
+    state.runs.push(SimRun {
+        item,
+        scenario,
+        script,
+    });
     state.index.insert(run_id, index);
     state.requests.push(request);
     Json(response).into_response()
@@ -573,10 +658,17 @@ struct ListParams {
 
 impl ListParams {
     fn one(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     fn all(&self, key: &str) -> Vec<&str> {
-        self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -589,29 +681,57 @@ async fn list_runs(State(sim): State<OzSim>, RawQuery(raw): RawQuery) -> Respons
     let limit = match params.one("limit").map(str::parse::<usize>) {
         None => 20,
         Some(Ok(n)) if (1..=500).contains(&n) => n,
-        Some(_) => return problem(StatusCode::BAD_REQUEST, "invalid_request", "limit must be 1 to 500.", false),
+        Some(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "limit must be 1 to 500.",
+                false,
+            );
+        }
     };
-    let time = |key: &str| -> Result<Option<DateTime<Utc>>, Response> {
+    // `Err(key)` names the malformed parameter.
+    let time = |key: &'static str| -> Result<Option<DateTime<Utc>>, &'static str> {
         params
             .one(key)
             .map(|v| {
                 DateTime::parse_from_rfc3339(v)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| problem(StatusCode::BAD_REQUEST, "invalid_request", &format!("{key} must be RFC 3339."), false))
+                    .map_err(|_| key)
             })
             .transpose()
     };
-    let (created_after, created_before, updated_after) =
-        match (time("created_after"), time("created_before"), time("updated_after")) {
-            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
-        };
-    let offset = match params.one("cursor").map(|c| c.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok())) {
+    let (created_after, created_before, updated_after) = match (
+        time("created_after"),
+        time("created_before"),
+        time("updated_after"),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(key), _, _) | (_, Err(key), _) | (_, _, Err(key)) => {
+            let detail = format!("{key} must be RFC 3339.");
+            return problem(StatusCode::BAD_REQUEST, "invalid_request", &detail, false);
+        }
+    };
+    let offset = match params
+        .one("cursor")
+        .map(|c| c.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+    {
         None => 0,
         Some(Some(n)) => n,
-        Some(None) => return problem(StatusCode::BAD_REQUEST, "invalid_request", "Unknown cursor.", false),
+        Some(None) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Unknown cursor.",
+                false,
+            );
+        }
     };
-    let states: Vec<RunState> = params.all("state").into_iter().map(RunState::parse).collect();
+    let states: Vec<RunState> = params
+        .all("state")
+        .into_iter()
+        .map(RunState::parse)
+        .collect();
     let name = params.one("name");
     let q = params.one("q").map(str::to_lowercase);
     let mut state = lock(&sim.state);
@@ -621,25 +741,39 @@ async fn list_runs(State(sim): State<OzSim>, RawQuery(raw): RawQuery) -> Respons
         .iter()
         .map(|r| &r.item)
         .filter(|r| states.is_empty() || states.contains(&r.state))
-        .filter(|r| name.is_none_or(|n| r.agent_config.as_ref().and_then(|c| c.name.as_deref()) == Some(n)))
+        .filter(|r| {
+            name.is_none_or(|n| r.agent_config.as_ref().and_then(|c| c.name.as_deref()) == Some(n))
+        })
         .filter(|r| created_after.is_none_or(|t| r.created_at > t))
         .filter(|r| created_before.is_none_or(|t| r.created_at < t))
         .filter(|r| updated_after.is_none_or(|t| r.updated_at > t))
         .filter(|r| {
             q.as_ref().is_none_or(|q| {
-                r.title.to_lowercase().contains(q.as_str()) || r.prompt.to_lowercase().contains(q.as_str())
+                r.title.to_lowercase().contains(q.as_str())
+                    || r.prompt.to_lowercase().contains(q.as_str())
             })
         })
         .collect();
     let by_created = params.one("sort_by") == Some("created_at");
     runs.sort_by(|a, b| {
-        let key = |r: &RunItem| if by_created { r.created_at } else { r.updated_at };
+        let key = |r: &RunItem| {
+            if by_created {
+                r.created_at
+            } else {
+                r.updated_at
+            }
+        };
         key(a).cmp(&key(b)).then_with(|| a.run_id.cmp(&b.run_id))
     });
     if params.one("sort_order") != Some("asc") {
         runs.reverse();
     }
-    let page: Vec<RunItem> = runs.iter().skip(offset).take(limit).map(|r| (*r).clone()).collect();
+    let page: Vec<RunItem> = runs
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| (*r).clone())
+        .collect();
     let has_next_page = offset + page.len() < runs.len();
     Json(ListRunsResponse {
         page_info: PageInfo {
@@ -652,7 +786,12 @@ async fn list_runs(State(sim): State<OzSim>, RawQuery(raw): RawQuery) -> Respons
 }
 
 fn not_found(what: &str) -> Response {
-    problem(StatusCode::NOT_FOUND, "resource_not_found", &format!("{what} not found."), false)
+    problem(
+        StatusCode::NOT_FOUND,
+        "resource_not_found",
+        &format!("{what} not found."),
+        false,
+    )
 }
 
 async fn get_run(State(sim): State<OzSim>, Path(id): Path<String>) -> Response {
@@ -670,13 +809,28 @@ async fn cancel_run(State(sim): State<OzSim>, Path(id): Path<String>) -> Respons
     };
     let run = &mut state.runs[index];
     if run.item.state.is_terminal() {
-        return problem(StatusCode::BAD_REQUEST, "invalid_request", "The run is already in a terminal state.", false);
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The run is already in a terminal state.",
+            false,
+        );
     }
     if run.item.state == RunState::Pending {
-        return problem(StatusCode::CONFLICT, "conflict", "The run is PENDING and cannot be cancelled yet. Retry after a moment.", true);
+        return problem(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The run is PENDING and cannot be cancelled yet. Retry after a moment.",
+            true,
+        );
     }
     if run.scenario == Scenario::Unsupported {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "operation_not_supported", "Runs of this type cannot be cancelled.", false);
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "operation_not_supported",
+            "Runs of this type cannot be cancelled.",
+            false,
+        );
     }
     run.script.clear();
     run.item.state = RunState::Cancelled;
@@ -695,7 +849,11 @@ async fn run_conversation(State(sim): State<OzSim>, Path(id): Path<String>) -> R
 
 async fn conversation(State(sim): State<OzSim>, Path(id): Path<String>) -> Response {
     lock(&sim.state).advance(Utc::now());
-    match lock(&sim.state).conversations.get(&ConversationId(id)).cloned() {
+    match lock(&sim.state)
+        .conversations
+        .get(&ConversationId(id))
+        .cloned()
+    {
         Some(conversation) => Json(conversation).into_response(),
         None => not_found("Conversation"),
     }
@@ -722,7 +880,11 @@ async fn list_models() -> Response {
         default_model_id: "auto".into(),
         models: vec![
             model("auto", "Auto", ModelProvider::Unknown),
-            model("claude-4-sonnet", "Claude 4 Sonnet", ModelProvider::Anthropic),
+            model(
+                "claude-4-sonnet",
+                "Claude 4 Sonnet",
+                ModelProvider::Anthropic,
+            ),
             model("claude-4-opus", "Claude 4 Opus", ModelProvider::Anthropic),
             model("gpt-5", "GPT-5", ModelProvider::OpenAi),
             model("gemini-2.5-pro", "Gemini 2.5 Pro", ModelProvider::Google),
@@ -740,7 +902,12 @@ async fn list_agents(Query(params): Query<AgentsParams>) -> Response {
     if let Some(repo) = &params.repo
         && !repo.contains('/')
     {
-        return problem(StatusCode::BAD_REQUEST, "invalid_request", "repo must be owner/repo.", false);
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "repo must be owner/repo.",
+            false,
+        );
     }
     let variant = |id: &str, path: &str, description: &str| AgentListVariant {
         id: id.into(),
@@ -752,7 +919,10 @@ async fn list_agents(Query(params): Query<AgentsParams>) -> Response {
             skill_path: path.into(),
             worker_host: None,
         },
-        environments: vec![AgentListEnvironment { uid: "env-default".into(), name: "default".into() }],
+        environments: vec![AgentListEnvironment {
+            uid: "env-default".into(),
+            name: "default".into(),
+        }],
         last_run_timestamp: None,
         error: None,
     };
@@ -760,11 +930,19 @@ async fn list_agents(Query(params): Query<AgentsParams>) -> Response {
         agents: vec![
             AgentListItem {
                 name: "triage".into(),
-                variants: vec![variant("v-triage", ".agents/skills/triage/SKILL.md", "Triage an issue")],
+                variants: vec![variant(
+                    "v-triage",
+                    ".agents/skills/triage/SKILL.md",
+                    "Triage an issue",
+                )],
             },
             AgentListItem {
                 name: "fix-flaky-test".into(),
-                variants: vec![variant("v-flaky", ".agents/skills/fix-flaky-test/SKILL.md", "Fix a flaky test")],
+                variants: vec![variant(
+                    "v-flaky",
+                    ".agents/skills/fix-flaky-test/SKILL.md",
+                    "Fix a flaky test",
+                )],
             },
         ],
     })
@@ -775,13 +953,21 @@ async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>, uri: Uri) -
     let _ = uri;
     let mut state = lock(&sim.state);
     state.advance(Utc::now());
-    let found = state.runs.iter().flat_map(|r| r.item.artifacts.iter()).find_map(|a| match a {
-        Artifact::Screenshot { data, .. } if data.artifact_uid == uid => Some((ArtifactType::Screenshot, data.mime_type.clone(), None)),
-        Artifact::File { data, .. } if data.artifact_uid == uid => {
-            Some((ArtifactType::File, data.mime_type.clone(), Some((data.filepath.clone(), data.filename.clone()))))
-        }
-        _ => None,
-    });
+    let found = state
+        .runs
+        .iter()
+        .flat_map(|r| r.item.artifacts.iter())
+        .find_map(|a| match a {
+            Artifact::Screenshot { data, .. } if data.artifact_uid == uid => {
+                Some((ArtifactType::Screenshot, data.mime_type.clone(), None))
+            }
+            Artifact::File { data, .. } if data.artifact_uid == uid => Some((
+                ArtifactType::File,
+                data.mime_type.clone(),
+                Some((data.filepath.clone(), data.filename.clone())),
+            )),
+            _ => None,
+        });
     let Some((kind, content_type, file)) = found else {
         return not_found("Artifact");
     };
@@ -794,10 +980,20 @@ async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>, uri: Uri) -
         data["filepath"] = filepath.into();
         data["filename"] = filename.into();
     }
-    Json(ArtifactResponse { artifact_uid: uid, artifact_type: kind, created_at: Some(Utc::now()), data }).into_response()
+    Json(ArtifactResponse {
+        artifact_uid: uid,
+        artifact_type: kind,
+        created_at: Some(Utc::now()),
+        data,
+    })
+    .into_response()
 }
 
-async fn session_redirect(State(sim): State<OzSim>, Path(uuid): Path<String>, _headers: HeaderMap) -> Response {
+async fn session_redirect(
+    State(sim): State<OzSim>,
+    Path(uuid): Path<String>,
+    _headers: HeaderMap,
+) -> Response {
     let state = lock(&sim.state);
     let conversation_id = state
         .runs

@@ -348,10 +348,7 @@ pub enum Artifact {
         data: FileArtifactData,
     },
     /// An artifact type this version does not know (e.g. `EXTERNAL_REFERENCE`).
-    Other {
-        artifact_type: String,
-        raw: Value,
-    },
+    Other { artifact_type: String, raw: Value },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -696,7 +693,9 @@ mod tests {
         let run: RunItem = serde_json::from_value(raw).unwrap();
         assert_eq!(run.state, RunState::Other("HIBERNATING".into()));
         assert!(!run.state.is_terminal());
-        assert!(matches!(&run.artifacts[0], Artifact::Other { artifact_type, .. } if artifact_type == "EXTERNAL_REFERENCE"));
+        assert!(
+            matches!(&run.artifacts[0], Artifact::Other { artifact_type, .. } if artifact_type == "EXTERNAL_REFERENCE")
+        );
         assert!(
             matches!(&run.artifacts[1], Artifact::PullRequest { data, .. } if data.branch == "fix")
         );

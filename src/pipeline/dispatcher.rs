@@ -33,14 +33,20 @@ enum Failure {
 
 impl From<crate::store::StoreError> for Failure {
     fn from(error: crate::store::StoreError) -> Self {
-        Self::Retry { wait: Duration::from_secs(1), reason: error.to_string() }
+        Self::Retry {
+            wait: Duration::from_secs(1),
+            reason: error.to_string(),
+        }
     }
 }
 
 impl From<SendError> for Failure {
     fn from(error: SendError) -> Self {
         if error.retryable {
-            Self::Retry { wait: error.retry_after.unwrap_or(Duration::from_secs(2)), reason: error.message }
+            Self::Retry {
+                wait: error.retry_after.unwrap_or(Duration::from_secs(2)),
+                reason: error.message,
+            }
         } else {
             Self::GiveUp(error.message)
         }
@@ -50,7 +56,10 @@ impl From<SendError> for Failure {
 impl From<OzError> for Failure {
     fn from(error: OzError) -> Self {
         if error.is_retryable() {
-            Self::Retry { wait: error.retry_after().unwrap_or(Duration::from_secs(2)), reason: error.to_string() }
+            Self::Retry {
+                wait: error.retry_after().unwrap_or(Duration::from_secs(2)),
+                reason: error.to_string(),
+            }
         } else {
             Self::GiveUp(error.to_string())
         }
@@ -60,7 +69,11 @@ impl From<OzError> for Failure {
 impl Pipeline {
     /// Handles one due command; false when there was none.
     pub(super) async fn dispatch_one(&self) -> bool {
-        let claimed = match self.store.claim_command(&self.settings.worker_id, self.settings.lease).await {
+        let claimed = match self
+            .store
+            .claim_command(&self.settings.worker_id, self.settings.lease)
+            .await
+        {
             Ok(Some(claimed)) => claimed,
             Ok(None) => return false,
             Err(error) => {
@@ -71,9 +84,15 @@ impl Pipeline {
         let outcome = self.handle(&claimed).await;
         let saved = match outcome {
             Ok(()) => self.store.finish_command(&claimed.id, None).await,
-            Err(Failure::Retry { wait, reason }) if claimed.attempts < i64::from(self.settings.backoff.attempts) => {
+            Err(Failure::Retry { wait, reason })
+                if claimed.attempts < i64::from(self.settings.backoff.attempts) =>
+            {
                 tracing::info!(command = %claimed.id, attempt = claimed.attempts, %reason, "command will be retried");
-                let wait = wait.max(self.settings.backoff.delay(u32::try_from(claimed.attempts).unwrap_or(1), None));
+                let wait = wait.max(
+                    self.settings
+                        .backoff
+                        .delay(u32::try_from(claimed.attempts).unwrap_or(1), None),
+                );
                 self.store.retry_command(&claimed.id, wait, &reason).await
             }
             Err(Failure::Retry { reason, .. } | Failure::GiveUp(reason)) => {
@@ -81,7 +100,10 @@ impl Pipeline {
                 crate::telemetry::command("any", "failed");
                 let origin = &claimed.command.origin;
                 let text = texts::gave_up(&claimed.command.author.login, &reason);
-                match self.enqueue_reply(format!("gave-up:{}", claimed.id), origin, text).await {
+                match self
+                    .enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
+                    .await
+                {
                     Ok(()) => self.store.finish_command(&claimed.id, Some(&reason)).await,
                     Err(error) => Err(error),
                 }
@@ -97,14 +119,21 @@ impl Pipeline {
         let command = &claimed.command;
         let origin = &command.origin;
         let login = &command.author.login;
-        self.enqueue_mark(format!("mark:{}:received", claimed.id), origin, Mark::Received).await?;
+        self.enqueue_mark(
+            format!("mark:{}:received", claimed.id),
+            origin,
+            Mark::Received,
+        )
+        .await?;
         if let Access::Denied(text) = self.outlets.access(origin, &command.author).await? {
             crate::telemetry::command("any", "denied");
-            self.enqueue_reply(format!("denied:{}", claimed.id), origin, text).await?;
+            self.enqueue_reply(format!("denied:{}", claimed.id), origin, text)
+                .await?;
             return Ok(());
         }
         let trigger = &self.settings.trigger;
-        let reply = |text: String| self.enqueue_reply(format!("reply:{}", claimed.id), origin, text);
+        let reply =
+            |text: String| self.enqueue_reply(format!("reply:{}", claimed.id), origin, text);
         match parse(&command.line) {
             Err(error) => {
                 crate::telemetry::command("invalid", "answered");
@@ -112,13 +141,23 @@ impl Pipeline {
             }
             Ok(Command::Help) => reply(texts::help(trigger)).await?,
             Ok(Command::Models) => reply(texts::models(&self.oz.list_models().await?)).await?,
-            Ok(Command::Agents) => reply(texts::agents(&self.oz.list_agents(&ListAgentsQuery::default()).await?)).await?,
+            Ok(Command::Agents) => {
+                reply(texts::agents(
+                    &self.oz.list_agents(&ListAgentsQuery::default()).await?,
+                ))
+                .await?
+            }
             Ok(Command::Status) => {
-                let latest = self.store.latest_run_in_thread(&origin.thread_key()).await?;
+                let latest = self
+                    .store
+                    .latest_run_in_thread(&origin.thread_key())
+                    .await?;
                 reply(texts::status(latest.as_ref().map(|r| &r.view))).await?;
             }
             Ok(Command::Cancel) => self.cancel(claimed).await?,
-            Ok(Command::Run { prompt, options }) => self.record_run(claimed, &prompt, &options).await?,
+            Ok(Command::Run { prompt, options }) => {
+                self.record_run(claimed, &prompt, &options).await?
+            }
         }
         Ok(())
     }
@@ -127,25 +166,46 @@ impl Pipeline {
         let origin = &claimed.command.origin;
         let login = &claimed.command.author.login;
         let key = format!("reply:{}", claimed.id);
-        let latest = self.store.latest_run_in_thread(&origin.thread_key()).await?;
+        let latest = self
+            .store
+            .latest_run_in_thread(&origin.thread_key())
+            .await?;
         let Some(run) = latest.filter(|r| r.phase != RunPhase::Done) else {
-            self.enqueue_reply(key, origin, format!("@{login}, there is no active Oz run on this thread to cancel.")).await?;
+            self.enqueue_reply(
+                key,
+                origin,
+                format!("@{login}, there is no active Oz run on this thread to cancel."),
+            )
+            .await?;
             return Ok(());
         };
         let Some(oz_id) = run.view.oz_run_id.clone() else {
-            return Err(Failure::Retry { wait: Duration::from_secs(2), reason: "the run is still being created".into() });
+            return Err(Failure::Retry {
+                wait: Duration::from_secs(2),
+                reason: "the run is still being created".into(),
+            });
         };
         match self.oz.cancel_run(&oz_id).await {
             Ok(_) => {
                 crate::telemetry::command("cancel", "ok");
-                self.enqueue_mark(format!("mark:{}:ack", claimed.id), origin, Mark::Acknowledged).await?;
+                self.enqueue_mark(
+                    format!("mark:{}:ack", claimed.id),
+                    origin,
+                    Mark::Acknowledged,
+                )
+                .await?;
                 Ok(())
             }
             // PENDING runs cannot be cancelled yet: Oz asks to retry after a moment.
-            Err(OzError::Api { status: 409, .. }) => {
-                Err(Failure::Retry { wait: Duration::from_secs(2), reason: "the run is PENDING; cancel retried".into() })
-            }
-            Err(OzError::Api { status: 422, problem, .. }) => {
+            Err(OzError::Api { status: 409, .. }) => Err(Failure::Retry {
+                wait: Duration::from_secs(2),
+                reason: "the run is PENDING; cancel retried".into(),
+            }),
+            Err(OzError::Api {
+                status: 422,
+                problem,
+                ..
+            }) => {
                 let detail = problem.detail.unwrap_or_default();
                 let text = format!(
                     "@{login}, this run cannot be cancelled through the API ({detail}). Runs that execute on \
@@ -155,14 +215,24 @@ impl Pipeline {
                 Ok(())
             }
             Err(OzError::Api { status: 400, .. }) => {
-                self.enqueue_reply(key, origin, format!("@{login}, the run had already finished.")).await?;
+                self.enqueue_reply(
+                    key,
+                    origin,
+                    format!("@{login}, the run had already finished."),
+                )
+                .await?;
                 Ok(())
             }
             Err(error) => Err(error.into()),
         }
     }
 
-    async fn record_run(&self, claimed: &ClaimedCommand, prompt_text: &str, options: &RunOptions) -> Result<(), Failure> {
+    async fn record_run(
+        &self,
+        claimed: &ClaimedCommand,
+        prompt_text: &str,
+        options: &RunOptions,
+    ) -> Result<(), Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
         let login = &command.author.login;
@@ -174,12 +244,18 @@ impl Pipeline {
         let latest = self.store.latest_run_in_thread(&thread).await?;
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
             crate::telemetry::command("run", "busy");
-            self.enqueue_reply(key, origin, texts::busy(login, &self.settings.trigger)).await?;
+            self.enqueue_reply(key, origin, texts::busy(login, &self.settings.trigger))
+                .await?;
             return Ok(());
         }
         if let Err(error) = self.validate(options).await {
             crate::telemetry::command("run", "invalid");
-            self.enqueue_reply(key, origin, texts::command_error(login, &error, &self.settings.trigger)).await?;
+            self.enqueue_reply(
+                key,
+                origin,
+                texts::command_error(login, &error, &self.settings.trigger),
+            )
+            .await?;
             return Ok(());
         }
         let conversation_id = if options.new_conversation {
@@ -188,7 +264,9 @@ impl Pipeline {
             latest.as_ref().and_then(|r| r.view.conversation_id.clone())
         };
         let mut full = command.clone();
-        self.outlets.complete_context(origin, &mut full.context).await;
+        self.outlets
+            .complete_context(origin, &mut full.context)
+            .await;
         let run_ref = RunRef::generate();
         let request = self.build_request(&full, prompt_text, options, &run_ref, conversation_id);
         let now = now_ms();
@@ -207,6 +285,7 @@ impl Pipeline {
             version: 1,
             posted_version: 0,
             status_post: None,
+            posted_digest: None,
             post_attempted: false,
             created_at: now,
         };
@@ -226,7 +305,10 @@ impl Pipeline {
         conversation_id: Option<crate::ids::ConversationId>,
     ) -> RunAgentRequest {
         let crate::domain::Origin::Github(g) = &command.origin;
-        let repo_settings = self.settings.repos.get(&g.repo.as_str().to_ascii_lowercase());
+        let repo_settings = self
+            .settings
+            .repos
+            .get(&g.repo.as_str().to_ascii_lowercase());
         let environment_id = options
             .environment
             .clone()
@@ -238,7 +320,12 @@ impl Pipeline {
             .or_else(|| repo_settings.and_then(|r| r.model_id.clone()))
             .or_else(|| self.settings.model_id.clone());
         RunAgentRequest {
-            prompt: Some(super::prompt::render_prompt(&self.settings.prompt_template, command, prompt_text, run)),
+            prompt: Some(super::prompt::render_prompt(
+                &self.settings.prompt_template,
+                command,
+                prompt_text,
+                run,
+            )),
             skill: options.skill.clone(),
             title: Some(super::prompt::run_title(command)),
             conversation_id,
@@ -255,10 +342,18 @@ impl Pipeline {
     /// Checks `--model` and `--skill` against Oz's lists when they can be fetched.
     async fn validate(&self, options: &RunOptions) -> Result<(), CommandError> {
         if let Some(model) = &options.model
-            && let Some(known) = self.known(&self.catalog.models, || async {
-                Ok(self.oz.list_models().await?.models.into_iter().map(|m| m.id).collect())
-            })
-            .await
+            && let Some(known) = self
+                .known(&self.catalog.models, || async {
+                    Ok(self
+                        .oz
+                        .list_models()
+                        .await?
+                        .models
+                        .into_iter()
+                        .map(|m| m.id)
+                        .collect())
+                })
+                .await
             && !known.contains(model)
         {
             return Err(CommandError::UnknownModel {
@@ -267,15 +362,21 @@ impl Pipeline {
             });
         }
         if let Some(skill) = &options.skill
-            && let Some(known) = self.known(&self.catalog.skills, || async {
-                let agents = self.oz.list_agents(&ListAgentsQuery::default()).await?;
-                Ok(agents
-                    .agents
-                    .iter()
-                    .flat_map(|a| a.variants.iter().map(|v| v.skill_spec()).chain([a.name.clone()]))
-                    .collect())
-            })
-            .await
+            && let Some(known) = self
+                .known(&self.catalog.skills, || async {
+                    let agents = self.oz.list_agents(&ListAgentsQuery::default()).await?;
+                    Ok(agents
+                        .agents
+                        .iter()
+                        .flat_map(|a| {
+                            a.variants
+                                .iter()
+                                .map(|v| v.skill_spec())
+                                .chain([a.name.clone()])
+                        })
+                        .collect())
+                })
+                .await
             && !known.contains(skill)
         {
             return Err(CommandError::UnknownSkill {
@@ -288,7 +389,11 @@ impl Pipeline {
 
     /// A cached list, refreshed when stale; `None` when it cannot be had (then
     /// anything is accepted and Oz has the last word).
-    async fn known<F, Fut>(&self, slot: &Mutex<Option<(Instant, Vec<String>)>>, fetch: F) -> Option<Vec<String>>
+    async fn known<F, Fut>(
+        &self,
+        slot: &Mutex<Option<(Instant, Vec<String>)>>,
+        fetch: F,
+    ) -> Option<Vec<String>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<String>, OzError>>,
@@ -303,7 +408,8 @@ impl Pipeline {
         }
         match fetch().await {
             Ok(list) => {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), list.clone()));
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), list.clone()));
                 Some(list)
             }
             Err(error) => {

@@ -59,13 +59,19 @@ impl PipelineSettings {
             poll: Duration::from_secs(1),
             tick: config.oz.tick_interval,
             workers: 4,
-            backoff: Backoff { attempts: 10, base: Duration::from_secs(1), max: Duration::from_secs(300) },
+            backoff: Backoff {
+                attempts: 10,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+            },
         }
     }
 }
 
 fn hostname() -> String {
-    std::env::var("HOSTNAME").or_else(|_| std::env::var("FLY_MACHINE_ID")).unwrap_or_else(|_| "ozbridge".into())
+    std::env::var("HOSTNAME")
+        .or_else(|_| std::env::var("FLY_MACHINE_ID"))
+        .unwrap_or_else(|_| "ozbridge".into())
 }
 
 /// Wakes idle workers when new work is written.
@@ -89,20 +95,48 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over its parts.
     pub fn new(store: Store, oz: OzClient, outlets: Outlets, settings: PipelineSettings) -> Self {
-        Self { store, oz, outlets, settings, wake: Wakers::default(), catalog: dispatcher::Catalog::default() }
+        Self {
+            store,
+            oz,
+            outlets,
+            settings,
+            wake: Wakers::default(),
+            catalog: dispatcher::Catalog::default(),
+        }
     }
 
     /// Queues a reaction on the command's message.
-    async fn enqueue_mark(&self, key: String, origin: &crate::domain::Origin, mark: Mark) -> crate::store::StoreResult<()> {
-        let message = OutboxMessage::Reaction { origin: origin.clone(), reaction: mark.name().into() };
+    async fn enqueue_mark(
+        &self,
+        key: String,
+        origin: &crate::domain::Origin,
+        mark: Mark,
+    ) -> crate::store::StoreResult<()> {
+        let message = OutboxMessage::Reaction {
+            origin: origin.clone(),
+            reaction: mark.name().into(),
+        };
         self.store.enqueue(&key, &message).await?;
         self.wake.notify.notify_one();
         Ok(())
     }
 
     /// Queues a reply in the command's thread.
-    async fn enqueue_reply(&self, key: String, origin: &crate::domain::Origin, text: String) -> crate::store::StoreResult<()> {
-        self.store.enqueue(&key, &OutboxMessage::Reply { origin: origin.clone(), text }).await?;
+    async fn enqueue_reply(
+        &self,
+        key: String,
+        origin: &crate::domain::Origin,
+        text: String,
+    ) -> crate::store::StoreResult<()> {
+        self.store
+            .enqueue(
+                &key,
+                &OutboxMessage::Reply {
+                    origin: origin.clone(),
+                    text,
+                },
+            )
+            .await?;
         self.wake.notify.notify_one();
         Ok(())
     }
@@ -112,17 +146,68 @@ impl Pipeline {
         let mut handles = Vec::new();
         for _ in 0..self.settings.workers {
             let p = self.clone();
-            handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.dispatch_one().await } }, |p| &p.wake.dispatch, None));
+            handles.push(spawn_loop(
+                shutdown.clone(),
+                self.clone(),
+                move || {
+                    let p = p.clone();
+                    async move { p.dispatch_one().await }
+                },
+                |p| &p.wake.dispatch,
+                None,
+            ));
             let p = self.clone();
-            handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.start_one().await } }, |p| &p.wake.start, None));
+            handles.push(spawn_loop(
+                shutdown.clone(),
+                self.clone(),
+                move || {
+                    let p = p.clone();
+                    async move { p.start_one().await }
+                },
+                |p| &p.wake.start,
+                None,
+            ));
             let p = self.clone();
-            handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.deliver_one().await || p.post_one().await } }, |p| &p.wake.notify, None));
+            handles.push(spawn_loop(
+                shutdown.clone(),
+                self.clone(),
+                move || {
+                    let p = p.clone();
+                    async move { p.deliver_one().await || p.post_one().await }
+                },
+                |p| &p.wake.notify,
+                None,
+            ));
         }
         let p = self.clone();
         let tick = self.settings.tick;
-        handles.push(spawn_loop(shutdown.clone(), self.clone(), move || { let p = p.clone(); async move { p.tick().await; false } }, |p| &p.wake.start, Some(tick)));
+        handles.push(spawn_loop(
+            shutdown.clone(),
+            self.clone(),
+            move || {
+                let p = p.clone();
+                async move {
+                    p.tick().await;
+                    false
+                }
+            },
+            |p| &p.wake.start,
+            Some(tick),
+        ));
         let p = self.clone();
-        handles.push(spawn_loop(shutdown, self.clone(), move || { let p = p.clone(); async move { p.report_gauges().await; false } }, |p| &p.wake.start, Some(Duration::from_secs(15))));
+        handles.push(spawn_loop(
+            shutdown,
+            self.clone(),
+            move || {
+                let p = p.clone();
+                async move {
+                    p.report_gauges().await;
+                    false
+                }
+            },
+            |p| &p.wake.start,
+            Some(Duration::from_secs(15)),
+        ));
         handles
     }
 
@@ -132,11 +217,16 @@ impl Pipeline {
                 crate::telemetry::runs_in_phase(phase, count);
             }
         }
-        if let (Ok(commands), Ok(outbox)) = (self.store.pending_command_count().await, self.store.pending_outbox_count().await) {
+        if let (Ok(commands), Ok(outbox)) = (
+            self.store.pending_command_count().await,
+            self.store.pending_outbox_count().await,
+        ) {
             crate::telemetry::backlog(commands, outbox);
         }
         if let Ok(lag) = self.store.oldest_unposted_age().await {
-            crate::telemetry::notification_lag(Duration::from_millis(u64::try_from(lag).unwrap_or(0)));
+            crate::telemetry::notification_lag(Duration::from_millis(
+                u64::try_from(lag).unwrap_or(0),
+            ));
         }
     }
 }

@@ -15,7 +15,11 @@ impl Pipeline {
         if self.outlets.pause_left().is_some() {
             return false;
         }
-        let item = match self.store.claim_outbox(&self.settings.worker_id, self.settings.lease).await {
+        let item = match self
+            .store
+            .claim_outbox(&self.settings.worker_id, self.settings.lease)
+            .await
+        {
             Ok(Some(item)) => item,
             Ok(None) => return false,
             Err(error) => {
@@ -29,12 +33,19 @@ impl Pipeline {
             Err(error) => {
                 self.outlets.note_failure(&error);
                 if error.retryable && item.attempts < MAX_DELIVERY_ATTEMPTS {
-                    let wait = self.settings.backoff.delay(u32::try_from(item.attempts).unwrap_or(1), error.retry_after);
+                    let wait = self
+                        .settings
+                        .backoff
+                        .delay(u32::try_from(item.attempts).unwrap_or(1), error.retry_after);
                     tracing::info!(id = %item.id, %error, ?wait, "notification will be retried");
-                    self.store.retry_outbox(&item.id, wait, &error.message).await
+                    self.store
+                        .retry_outbox(&item.id, wait, &error.message)
+                        .await
                 } else {
                     tracing::warn!(id = %item.id, %error, "notification abandoned");
-                    self.store.finish_outbox(&item.id, Some(&error.message)).await
+                    self.store
+                        .finish_outbox(&item.id, Some(&error.message))
+                        .await
                 }
             }
         };
@@ -48,13 +59,22 @@ impl Pipeline {
         match &item.message {
             OutboxMessage::Reaction { origin, reaction } => match Mark::parse(reaction) {
                 Some(mark) => self.outlets.mark(origin, mark).await,
-                None => Err(SendError { message: format!("unknown mark {reaction}"), retryable: false, retry_after: None }),
+                None => Err(SendError {
+                    message: format!("unknown mark {reaction}"),
+                    retryable: false,
+                    retry_after: None,
+                }),
             },
             OutboxMessage::Reply { origin, text } => {
                 if !item.attempted {
-                    self.store.note_outbox_attempt(&item.id).await.map_err(store_failure)?;
+                    self.store
+                        .note_outbox_attempt(&item.id)
+                        .await
+                        .map_err(store_failure)?;
                 }
-                self.outlets.reply(origin, &item.id, text, item.attempted).await
+                self.outlets
+                    .reply(origin, &item.id, text, item.attempted)
+                    .await
             }
         }
     }
@@ -64,7 +84,11 @@ impl Pipeline {
         if self.outlets.pause_left().is_some() {
             return false;
         }
-        let run = match self.store.claim_run_to_notify(&self.settings.worker_id, self.settings.lease).await {
+        let run = match self
+            .store
+            .claim_run_to_notify(&self.settings.worker_id, self.settings.lease)
+            .await
+        {
             Ok(Some(run)) => run,
             Ok(None) => return false,
             Err(error) => {
@@ -74,10 +98,19 @@ impl Pipeline {
         };
         let result = self
             .outlets
-            .upsert_status(&run, &run.asked, || async { self.store.note_post_attempt(&run.id).await.map_err(store_failure) })
+            .upsert_status(&run, || async {
+                self.store
+                    .note_post_attempt(&run.id)
+                    .await
+                    .map_err(store_failure)
+            })
             .await;
         let saved = match result {
-            Ok(post) => self.store.mark_posted(&run.id, run.version, &post).await,
+            Ok((post, digest)) => {
+                self.store
+                    .mark_posted(&run.id, run.version, &post, &digest)
+                    .await
+            }
             Err(error) => {
                 self.outlets.note_failure(&error);
                 let wait = error.retry_after.unwrap_or(Duration::from_secs(5));
@@ -93,5 +126,9 @@ impl Pipeline {
 }
 
 fn store_failure(error: crate::store::StoreError) -> SendError {
-    SendError { message: error.to_string(), retryable: true, retry_after: None }
+    SendError {
+        message: error.to_string(),
+        retryable: true,
+        retry_after: None,
+    }
 }

@@ -8,6 +8,7 @@ use crate::github::render::{self, StatusInput};
 use crate::github::{GithubClient, GithubError, Permission};
 use crate::ids::RepoFullName;
 use crate::store::RunRecord;
+use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,9 +47,15 @@ impl Mark {
 
     /// Parses a stored name.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Received, Self::Succeeded, Self::Failed, Self::Cancelled, Self::Acknowledged]
-            .into_iter()
-            .find(|m| m.name() == name)
+        [
+            Self::Received,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+            Self::Acknowledged,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
     }
 }
 
@@ -63,7 +70,11 @@ pub struct SendError {
 
 impl From<GithubError> for SendError {
     fn from(error: GithubError) -> Self {
-        Self { retryable: error.is_retryable(), retry_after: error.retry_after(), message: error.to_string() }
+        Self {
+            retryable: error.is_retryable(),
+            retry_after: error.retry_after(),
+            message: error.to_string(),
+        }
     }
 }
 
@@ -88,8 +99,20 @@ pub struct Outlets {
 
 impl Outlets {
     /// Outlets over the configured clients.
-    pub fn new(github: Option<GithubClient>, policy: GithubPolicy, public_url: Option<String>, permission_ttl: Duration) -> Self {
-        Self { github, policy, public_url, permission_ttl, permissions: Mutex::default(), paused_until: Mutex::default() }
+    pub fn new(
+        github: Option<GithubClient>,
+        policy: GithubPolicy,
+        public_url: Option<String>,
+        permission_ttl: Duration,
+    ) -> Self {
+        Self {
+            github,
+            policy,
+            public_url,
+            permission_ttl,
+            permissions: Mutex::default(),
+            paused_until: Mutex::default(),
+        }
     }
 
     fn github(&self) -> Result<&GithubClient, SendError> {
@@ -121,12 +144,17 @@ impl Outlets {
     pub async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError> {
         let Origin::Github(g) = origin;
         if self.policy.denies(&author.login, author.id) {
-            return Ok(Access::Denied(format!("@{}, you are not allowed to start Oz agents here.", author.login)));
+            return Ok(Access::Denied(format!(
+                "@{}, you are not allowed to start Oz agents here.",
+                author.login
+            )));
         }
         if self.policy.allows(&author.login, author.id) {
             return Ok(Access::Allowed);
         }
-        let permission = self.permission(&g.repo, g.installation_id, &author.login).await?;
+        let permission = self
+            .permission(&g.repo, g.installation_id, &author.login)
+            .await?;
         if permission.can_write() {
             Ok(Access::Allowed)
         } else {
@@ -138,8 +166,16 @@ impl Outlets {
         }
     }
 
-    async fn permission(&self, repo: &RepoFullName, installation: Option<u64>, login: &str) -> Result<Permission, SendError> {
-        let key = (repo.as_str().to_ascii_lowercase(), login.to_ascii_lowercase());
+    async fn permission(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        login: &str,
+    ) -> Result<Permission, SendError> {
+        let key = (
+            repo.as_str().to_ascii_lowercase(),
+            login.to_ascii_lowercase(),
+        );
         {
             let cache = self.permissions.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((permission, at)) = cache.get(&key)
@@ -160,13 +196,18 @@ impl Outlets {
     pub async fn complete_context(&self, origin: &Origin, context: &mut ThreadContext) {
         let Origin::Github(g) = origin;
         if context.is_pull_request && context.head_ref.is_none() {
-            match self.github().map(|gh| gh.pull_branches(&g.repo, g.installation_id, g.number)) {
+            match self
+                .github()
+                .map(|gh| gh.pull_branches(&g.repo, g.installation_id, g.number))
+            {
                 Ok(call) => match call.await {
                     Ok((head, base)) => {
                         context.head_ref = Some(head);
                         context.base_ref = Some(base);
                     }
-                    Err(error) => tracing::warn!(%error, "could not read the pull request's branches"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read the pull request's branches")
+                    }
                 },
                 Err(error) => tracing::warn!(%error, "could not read the pull request's branches"),
             }
@@ -177,57 +218,108 @@ impl Outlets {
     pub async fn mark(&self, origin: &Origin, mark: Mark) -> Result<(), SendError> {
         let Origin::Github(g) = origin;
         let review = g.comment_kind == CommentKind::Review;
-        self.github()?.add_reaction(&g.repo, g.installation_id, g.comment_id, review, mark.github_reaction()).await?;
+        self.github()?
+            .add_reaction(
+                &g.repo,
+                g.installation_id,
+                g.comment_id,
+                review,
+                mark.github_reaction(),
+            )
+            .await?;
         Ok(())
     }
 
     /// Posts a reply in the thread. When `maybe_posted`, a previous try may have landed:
     /// look for its marker first so the reply never appears twice.
-    pub async fn reply(&self, origin: &Origin, key: &str, text: &str, maybe_posted: bool) -> Result<(), SendError> {
+    pub async fn reply(
+        &self,
+        origin: &Origin,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
         let Origin::Github(g) = origin;
         let gh = self.github()?;
         if maybe_posted
-            && gh.find_comment_with_marker(&g.repo, g.installation_id, g.number, &render::reply_marker(key), None).await?.is_some()
+            && gh
+                .find_comment_with_marker(
+                    &g.repo,
+                    g.installation_id,
+                    g.number,
+                    &render::reply_marker(key),
+                    None,
+                )
+                .await?
+                .is_some()
         {
             return Ok(());
         }
-        gh.create_comment(&g.repo, g.installation_id, g.number, &render::reply(key, text)).await?;
+        gh.create_comment(
+            &g.repo,
+            g.installation_id,
+            g.number,
+            &render::reply(key, text),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Creates or edits the run's status post; returns its platform id. `before_create`
+    /// Creates or edits the run's status post; returns its platform id and the digest of
+    /// what it shows. Nothing is sent when the rendering did not change. `before_create`
     /// is awaited right before a create is sent (to record the attempt durably).
     pub async fn upsert_status<F: Future<Output = Result<(), SendError>>>(
         &self,
         run: &RunRecord,
-        request_text: &str,
         before_create: impl FnOnce() -> F,
-    ) -> Result<String, SendError> {
+    ) -> Result<(String, String), SendError> {
         let Origin::Github(g) = &run.origin;
         let gh = self.github()?;
         let body = render::status_comment(&StatusInput {
             run: &run.id,
             view: &run.view,
             requester: &run.requester,
-            request_text,
+            request_text: &run.asked,
             public_url: self.public_url.as_deref(),
         });
+        let digest = hex::encode(&sha2::Sha256::digest(body.as_bytes())[..16]);
+        if let Some(post) = &run.status_post
+            && run.posted_digest.as_deref() == Some(digest.as_str())
+        {
+            return Ok((post.clone(), digest));
+        }
         let existing = match (&run.status_post, run.post_attempted) {
             (Some(id), _) => id.parse::<u64>().ok(),
             (None, true) => self.find_status(gh, g, run).await?,
             (None, false) => None,
         };
         if let Some(id) = existing {
-            gh.update_comment(&g.repo, g.installation_id, id, &body).await?;
-            return Ok(id.to_string());
+            gh.update_comment(&g.repo, g.installation_id, id, &body)
+                .await?;
+            return Ok((id.to_string(), digest));
         }
         before_create().await?;
-        let created = gh.create_comment(&g.repo, g.installation_id, g.number, &body).await?;
-        Ok(created.id.to_string())
+        let created = gh
+            .create_comment(&g.repo, g.installation_id, g.number, &body)
+            .await?;
+        Ok((created.id.to_string(), digest))
     }
 
-    async fn find_status(&self, gh: &GithubClient, g: &GithubOrigin, run: &RunRecord) -> Result<Option<u64>, SendError> {
+    async fn find_status(
+        &self,
+        gh: &GithubClient,
+        g: &GithubOrigin,
+        run: &RunRecord,
+    ) -> Result<Option<u64>, SendError> {
         let since = chrono::DateTime::from_timestamp_millis(run.created_at - 60_000);
-        Ok(gh.find_comment_with_marker(&g.repo, g.installation_id, g.number, &render::run_marker(&run.id), since).await?)
+        Ok(gh
+            .find_comment_with_marker(
+                &g.repo,
+                g.installation_id,
+                g.number,
+                &render::run_marker(&run.id),
+                since,
+            )
+            .await?)
     }
 }

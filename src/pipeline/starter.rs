@@ -16,7 +16,11 @@ const MAX_CREATE_ATTEMPTS: i64 = 8;
 impl Pipeline {
     /// Starts one due run; false when there was none.
     pub(super) async fn start_one(&self) -> bool {
-        match self.store.claim_run_to_start(&self.settings.worker_id, self.settings.lease).await {
+        match self
+            .store
+            .claim_run_to_start(&self.settings.worker_id, self.settings.lease)
+            .await
+        {
             Ok(Some(run)) => {
                 if let Err(error) = self.start(&run).await {
                     tracing::warn!(%error, run = %run.id, "could not record a start");
@@ -42,7 +46,10 @@ impl Pipeline {
                         conversation_id: item.conversation_id.clone(),
                         ..run.view.clone()
                     };
-                    return self.store.update_run(&run.id, RunPhase::Active, &view, true).await;
+                    return self
+                        .store
+                        .update_run(&run.id, RunPhase::Active, &view, true)
+                        .await;
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -53,19 +60,32 @@ impl Pipeline {
             }
         }
         if run.create_attempts >= MAX_CREATE_ATTEMPTS {
-            return self.fail_start(run, "Oz did not accept the run after several tries. Please try again later.").await;
+            return self
+                .fail_start(
+                    run,
+                    "Oz did not accept the run after several tries. Please try again later.",
+                )
+                .await;
         }
         self.store.note_create_attempt(&run.id).await?;
         match self.oz.create_run(&run.request).await {
             Ok(created) => {
-                let view = RunView { state: Some(created.state), oz_run_id: Some(created.run_id), ..run.view.clone() };
-                self.store.update_run(&run.id, RunPhase::Active, &view, true).await?;
+                let view = RunView {
+                    state: Some(created.state),
+                    oz_run_id: Some(created.run_id),
+                    ..run.view.clone()
+                };
+                self.store
+                    .update_run(&run.id, RunPhase::Active, &view, true)
+                    .await?;
                 self.wake.notify.notify_one();
                 Ok(())
             }
             Err(error) if error.is_retryable() => {
                 tracing::info!(run = %run.id, %error, "run creation failed; will look it up and retry");
-                self.store.release_start(&run.id, self.retry_wait(run, &error)).await
+                self.store
+                    .release_start(&run.id, self.retry_wait(run, &error))
+                    .await
             }
             Err(error) => self.fail_start(run, &user_message(&error)).await,
         }
@@ -77,9 +97,15 @@ impl Pipeline {
     }
 
     async fn fail_start(&self, run: &RunRecord, reason: &str) -> crate::store::StoreResult<()> {
-        let view = RunView { start_error: Some(reason.to_owned()), ..run.view.clone() };
-        self.store.update_run(&run.id, RunPhase::Done, &view, true).await?;
-        self.enqueue_mark(format!("mark:{}:final", run.id), &run.origin, Mark::Failed).await
+        let view = RunView {
+            start_error: Some(reason.to_owned()),
+            ..run.view.clone()
+        };
+        self.store
+            .update_run(&run.id, RunPhase::Done, &view, true)
+            .await?;
+        self.enqueue_mark(format!("mark:{}:final", run.id), &run.origin, Mark::Failed)
+            .await
     }
 
     /// Looks for a run created by an earlier attempt of this one.
@@ -95,10 +121,18 @@ impl Pipeline {
         };
         for _ in 0..20 {
             let page = self.oz.list_runs(&query).await?;
-            if let Some(found) = page.runs.into_iter().find(|r| r.prompt.contains(&reference)) {
+            if let Some(found) = page
+                .runs
+                .into_iter()
+                .find(|r| r.prompt.contains(&reference))
+            {
                 return Ok(Some(found));
             }
-            match page.page_info.next_cursor.filter(|_| page.page_info.has_next_page) {
+            match page
+                .page_info
+                .next_cursor
+                .filter(|_| page.page_info.has_next_page)
+            {
                 Some(cursor) => query.cursor = Some(cursor),
                 None => break,
             }
@@ -111,7 +145,10 @@ impl Pipeline {
 fn user_message(error: &OzError) -> String {
     match error.problem() {
         Some(problem) => {
-            let detail = problem.detail.clone().unwrap_or_else(|| problem.title.clone());
+            let detail = problem
+                .detail
+                .clone()
+                .unwrap_or_else(|| problem.title.clone());
             format!("Oz refused the run: {detail} (`{}`).", problem.error)
         }
         None => format!("Oz refused the run: {error}."),

@@ -24,7 +24,9 @@ pub fn help(trigger: &str) -> String {
 
 /// A command that could not be understood.
 pub fn command_error(login: &str, error: &dyn std::fmt::Display, trigger: &str) -> String {
-    format!("@{login}, I could not run that command: {error}\n\nWrite `{trigger} help` to see what I understand. Nothing was started.")
+    format!(
+        "@{login}, I could not run that command: {error}\n\nWrite `{trigger} help` to see what I understand. Nothing was started."
+    )
 }
 
 /// A run is already active in the thread.
@@ -53,13 +55,22 @@ pub fn status(view: Option<&RunView>) -> String {
 
 /// Answer to `/oz models`.
 pub fn models(list: &ListModelsResponse) -> String {
-    let mut text = String::from("**Models** (pass one with `--model ID`)\n\n| id | name | provider | note |\n|---|---|---|---|\n");
+    let mut text = String::from(
+        "**Models** (pass one with `--model ID`)\n\n| id | name | provider | note |\n|---|---|---|---|\n",
+    );
     for model in &list.models {
-        let mut note = model.disable_reason.clone().map(|r| format!("unavailable: {r}")).unwrap_or_default();
+        let mut note = model
+            .disable_reason
+            .clone()
+            .map(|r| format!("unavailable: {r}"))
+            .unwrap_or_default();
         if model.id == list.default_model_id {
             note = format!("default {note}").trim().to_owned();
         }
-        text.push_str(&format!("| `{}` | {} | {} | {note} |\n", model.id, model.display_name, model.provider));
+        text.push_str(&format!(
+            "| `{}` | {} | {} | {note} |\n",
+            model.id, model.display_name, model.provider
+        ));
     }
     text
 }
@@ -72,7 +83,12 @@ pub fn agents(list: &ListAgentsResponse) -> String {
     let mut text = String::from("**Agents** (pass one with `--skill SPEC`)\n\n");
     for agent in &list.agents {
         for variant in &agent.variants {
-            text.push_str(&format!("- **{}**: `{}`: {}\n", agent.name, variant.skill_spec(), variant.description));
+            text.push_str(&format!(
+                "- **{}**: `{}`: {}\n",
+                agent.name,
+                variant.skill_spec(),
+                variant.description
+            ));
         }
     }
     text
@@ -85,7 +101,15 @@ pub fn gave_up(login: &str, reason: &str) -> String {
 
 /// The agent is waiting for the requester (a reply, since edits do not notify).
 pub fn blocked(login: &str, view: &RunView) -> String {
-    let reason = view.status_message.as_ref().map(|m| format!(": {}", m.message)).unwrap_or_default();
-    let link = view.session_link.as_ref().map(|l| format!(" [Open the session]({l}) to answer.")).unwrap_or_default();
+    let reason = view
+        .status_message
+        .as_ref()
+        .map(|m| format!(": {}", m.message))
+        .unwrap_or_default();
+    let link = view
+        .session_link
+        .as_ref()
+        .map(|l| format!(" [Open the session]({l}) to answer."))
+        .unwrap_or_default();
     format!("@{login}, the Oz agent needs you{reason}.{link}")
 }

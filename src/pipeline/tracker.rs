@@ -25,8 +25,12 @@ const MAX_SINGLE_FETCHES: usize = 20;
 impl Pipeline {
     /// One tracker tick, on the replica holding the tracker lease.
     pub(super) async fn tick(&self) {
-        let lease = self.settings.tick.max(Duration::from_secs(1)) * 5;
-        match self.store.try_lease("tracker", &self.settings.worker_id, lease).await {
+        let lease = (self.settings.tick * 5).max(Duration::from_secs(1));
+        match self
+            .store
+            .try_lease("tracker", &self.settings.worker_id, lease)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return,
             Err(error) => {
@@ -44,10 +48,21 @@ impl Pipeline {
         if runs.is_empty() {
             return Ok(());
         }
-        let mut by_oz: HashMap<OzRunId, RunRecord> =
-            runs.into_iter().filter_map(|r| r.view.oz_run_id.clone().map(|id| (id, r))).collect();
-        let oldest = by_oz.values().map(|r| r.created_at).min().unwrap_or_else(now_ms) - 60_000;
-        let stored: Option<i64> = self.store.get_marker(WATERMARK).await?.and_then(|v| v.parse().ok());
+        let mut by_oz: HashMap<OzRunId, RunRecord> = runs
+            .into_iter()
+            .filter_map(|r| r.view.oz_run_id.clone().map(|id| (id, r)))
+            .collect();
+        let oldest = by_oz
+            .values()
+            .map(|r| r.created_at)
+            .min()
+            .unwrap_or_else(now_ms)
+            - 60_000;
+        let stored: Option<i64> = self
+            .store
+            .get_marker(WATERMARK)
+            .await?
+            .and_then(|v| v.parse().ok());
         let watermark = stored.unwrap_or(oldest).max(oldest);
         let mut newest = watermark;
         let mut query = ListRunsQuery {
@@ -66,22 +81,33 @@ impl Pipeline {
                     self.apply(&record, &item).await?;
                 }
             }
-            match page.page_info.next_cursor.filter(|_| page.page_info.has_next_page) {
+            match page
+                .page_info
+                .next_cursor
+                .filter(|_| page.page_info.has_next_page)
+            {
                 Some(cursor) => query.cursor = Some(cursor),
                 None => break,
             }
         }
-        self.store.set_marker(WATERMARK, &newest.to_string()).await?;
+        self.store
+            .set_marker(WATERMARK, &newest.to_string())
+            .await?;
         // What the list could not account for: finished runs still missing their
         // summary, and runs not mentioned for a long time.
         let now = now_ms();
         let leftovers: Vec<RunRecord> = by_oz
             .into_values()
-            .filter(|r| r.view.state.as_ref().is_some_and(RunState::is_terminal) || now - r.created_at > STALE_MS)
+            .filter(|r| {
+                r.view.state.as_ref().is_some_and(RunState::is_terminal)
+                    || now - r.created_at > STALE_MS
+            })
             .take(MAX_SINGLE_FETCHES)
             .collect();
         for record in leftovers {
-            let Some(id) = record.view.oz_run_id.clone() else { continue };
+            let Some(id) = record.view.oz_run_id.clone() else {
+                continue;
+            };
             match self.oz.get_run(&id).await {
                 Ok(item) => self.apply(&record, &item).await?,
                 Err(error) => tracing::info!(%error, run = %record.id, "could not fetch a run"),
@@ -96,8 +122,14 @@ impl Pipeline {
         let mut view = RunView {
             state: Some(item.state.clone()),
             oz_run_id: Some(item.run_id.clone()),
-            conversation_id: item.conversation_id.clone().or_else(|| old.conversation_id.clone()),
-            session_link: item.session_link.clone().or_else(|| old.session_link.clone()),
+            conversation_id: item
+                .conversation_id
+                .clone()
+                .or_else(|| old.conversation_id.clone()),
+            session_link: item
+                .session_link
+                .clone()
+                .or_else(|| old.session_link.clone()),
             artifacts: item.artifacts.clone(),
             status_message: item.status_message.clone(),
             summary: old.summary.clone(),
@@ -108,11 +140,16 @@ impl Pipeline {
             if item.state == RunState::Succeeded && view.summary.is_none() {
                 match self.oz.get_run_conversation(&item.run_id).await {
                     Ok(conversation) => {
-                        view.summary = Some(conversation.last_assistant_text().unwrap_or_else(|| "The agent finished without a final message.".into()));
+                        view.summary =
+                            Some(conversation.last_assistant_text().unwrap_or_else(|| {
+                                "The agent finished without a final message.".into()
+                            }));
                         phase = RunPhase::Done;
                     }
                     // Without its summary the run stays tracked; the next tick tries again.
-                    Err(error) => tracing::info!(%error, run = %record.id, "summary not available yet"),
+                    Err(error) => {
+                        tracing::info!(%error, run = %record.id, "summary not available yet")
+                    }
                 }
             } else {
                 phase = RunPhase::Done;
@@ -122,10 +159,21 @@ impl Pipeline {
         if !changed && phase == record.phase {
             return Ok(());
         }
-        self.store.update_run(&record.id, phase, &view, changed).await?;
+        self.store
+            .update_run(&record.id, phase, &view, changed)
+            .await?;
         if item.state == RunState::Blocked && old.state != Some(RunState::Blocked) {
-            let key = format!("blocked:{}:{}", record.id, item.updated_at.timestamp_millis());
-            self.enqueue_reply(key, &record.origin, texts::blocked(&record.requester.login, &view)).await?;
+            let key = format!(
+                "blocked:{}:{}",
+                record.id,
+                item.updated_at.timestamp_millis()
+            );
+            self.enqueue_reply(
+                key,
+                &record.origin,
+                texts::blocked(&record.requester.login, &view),
+            )
+            .await?;
         }
         if phase == RunPhase::Done {
             let mark = match item.state {
@@ -133,7 +181,8 @@ impl Pipeline {
                 RunState::Cancelled => Mark::Cancelled,
                 _ => Mark::Failed,
             };
-            self.enqueue_mark(format!("mark:{}:final", record.id), &record.origin, mark).await?;
+            self.enqueue_mark(format!("mark:{}:final", record.id), &record.origin, mark)
+                .await?;
         }
         self.wake.notify.notify_one();
         Ok(())

@@ -19,7 +19,11 @@ pub struct ClaimedCommand {
 
 impl Store {
     /// Stores a command unless one with the same dedupe key exists; true when stored.
-    pub async fn insert_command(&self, dedupe_key: &str, command: &InboxCommand) -> StoreResult<Option<CommandId>> {
+    pub async fn insert_command(
+        &self,
+        dedupe_key: &str,
+        command: &InboxCommand,
+    ) -> StoreResult<Option<CommandId>> {
         let id = CommandId::generate();
         let now = now_ms();
         let result = sqlx::query(
@@ -37,7 +41,11 @@ impl Store {
     }
 
     /// Claims the oldest due command whose thread has no older pending command.
-    pub async fn claim_command(&self, owner: &str, lease: Duration) -> StoreResult<Option<ClaimedCommand>> {
+    pub async fn claim_command(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<ClaimedCommand>> {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE commands SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
@@ -67,7 +75,11 @@ impl Store {
     }
 
     /// Marks a command handled (`done`) or given up (`failed`, with the reason).
-    pub async fn finish_command(&self, id: &CommandId, failed_reason: Option<&str>) -> StoreResult<()> {
+    pub async fn finish_command(
+        &self,
+        id: &CommandId,
+        failed_reason: Option<&str>,
+    ) -> StoreResult<()> {
         sqlx::query("UPDATE commands SET status = $1, finished_at = $2, error = $3, lease_until = 0 WHERE id = $4")
             .bind(if failed_reason.is_some() { "failed" } else { "done" })
             .bind(now_ms())
@@ -79,13 +91,20 @@ impl Store {
     }
 
     /// Puts a command back to be tried again after `delay`.
-    pub async fn retry_command(&self, id: &CommandId, delay: Duration, reason: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE commands SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3")
-            .bind(now_ms() + ms(delay))
-            .bind(reason)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+    pub async fn retry_command(
+        &self,
+        id: &CommandId,
+        delay: Duration,
+        reason: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE commands SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3",
+        )
+        .bind(now_ms() + ms(delay))
+        .bind(reason)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

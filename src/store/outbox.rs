@@ -45,7 +45,11 @@ impl Store {
     }
 
     /// Claims the oldest due message.
-    pub async fn claim_outbox(&self, owner: &str, lease: Duration) -> StoreResult<Option<OutboxItem>> {
+    pub async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<OutboxItem>> {
         let now = now_ms();
         let row = sqlx::query(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
@@ -92,12 +96,14 @@ impl Store {
 
     /// Puts a message back to be tried after `delay`.
     pub async fn retry_outbox(&self, id: &str, delay: Duration, reason: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3")
-            .bind(now_ms() + ms(delay))
-            .bind(reason)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3",
+        )
+        .bind(now_ms() + ms(delay))
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

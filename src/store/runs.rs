@@ -57,6 +57,8 @@ pub struct RunRecord {
     pub posted_version: i64,
     /// Platform id of the status post (GitHub comment id), once created.
     pub status_post: Option<String>,
+    /// Digest of the body last posted, so an unchanged rendering is not sent again.
+    pub posted_digest: Option<String>,
     /// A create of the status post was sent and may have landed.
     pub post_attempted: bool,
     pub created_at: Millis,
@@ -66,7 +68,7 @@ pub struct RunRecord {
 pub type ClaimedRun = RunRecord;
 
 const COLUMNS: &str = "id, command_id, thread_key, origin, requester, asked, request, phase, view, create_attempts,
-    first_attempt_at, version, posted_version, status_post, post_attempted, created_at";
+    first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, created_at";
 
 fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
     let text = |name: &str| -> StoreResult<String> { Ok(row.try_get::<String, _>(name)?) };
@@ -85,6 +87,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         version: row.try_get("version")?,
         posted_version: row.try_get("posted_version")?,
         status_post: row.try_get("status_post")?,
+        posted_digest: row.try_get("posted_digest")?,
         post_attempted: row.try_get::<i64, _>("post_attempted")? != 0,
         created_at: row.try_get("created_at")?,
     })
@@ -145,14 +148,20 @@ impl Store {
 
     /// Every run the tracker follows.
     pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE phase = 'active'"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE phase = 'active'"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(decode).collect()
     }
 
     /// Claims a run waiting to be created in Oz.
-    pub async fn claim_run_to_start(&self, owner: &str, lease: Duration) -> StoreResult<Option<RunRecord>> {
+    pub async fn claim_run_to_start(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<RunRecord>> {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "UPDATE runs SET start_owner = $1, start_lease_until = $2
@@ -194,7 +203,13 @@ impl Store {
     }
 
     /// Stores a run's phase and view; bumps its version when the view changed visibly.
-    pub async fn update_run(&self, id: &RunRef, phase: RunPhase, view: &RunView, changed: bool) -> StoreResult<()> {
+    pub async fn update_run(
+        &self,
+        id: &RunRef,
+        phase: RunPhase,
+        view: &RunView,
+        changed: bool,
+    ) -> StoreResult<()> {
         let now = now_ms();
         sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
@@ -213,7 +228,11 @@ impl Store {
     }
 
     /// Claims a run whose status post is behind its view.
-    pub async fn claim_run_to_notify(&self, owner: &str, lease: Duration) -> StoreResult<Option<ClaimedRun>> {
+    pub async fn claim_run_to_notify(
+        &self,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<ClaimedRun>> {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "UPDATE runs SET notify_owner = $1, notify_lease_until = $2
@@ -240,13 +259,21 @@ impl Store {
     }
 
     /// Records the status post as up to date with `version`.
-    pub async fn mark_posted(&self, id: &RunRef, version: i64, post: &str) -> StoreResult<()> {
+    pub async fn mark_posted(
+        &self,
+        id: &RunRef,
+        version: i64,
+        post: &str,
+        digest: &str,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE runs SET posted_version = $1, status_post = $2, notify_lease_until = 0, notify_attempts = 0
-             WHERE id = $3",
+            "UPDATE runs SET posted_version = $1, status_post = $2, posted_digest = $3, notify_lease_until = 0,
+                notify_attempts = 0
+             WHERE id = $4",
         )
         .bind(version)
         .bind(post)
+        .bind(digest)
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
@@ -268,16 +295,22 @@ impl Store {
 
     /// Runs by phase, for metrics.
     pub async fn run_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT phase, COUNT(*) FROM runs GROUP BY phase")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT phase, COUNT(*) FROM runs GROUP BY phase")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Oldest unsent status change, in ms of age (notification lag), or 0.
     pub async fn oldest_unposted_age(&self) -> StoreResult<Millis> {
-        let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT MIN(updated_at) FROM runs WHERE posted_version < version")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.and_then(|r| r.0).map(|t| (now_ms() - t).max(0)).unwrap_or(0))
+        let row: Option<(Option<i64>,)> =
+            sqlx::query_as("SELECT MIN(updated_at) FROM runs WHERE posted_version < version")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .and_then(|r| r.0)
+            .map(|t| (now_ms() - t).max(0))
+            .unwrap_or(0))
     }
 }

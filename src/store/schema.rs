@@ -40,6 +40,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         version BIGINT NOT NULL DEFAULT 1,
         posted_version BIGINT NOT NULL DEFAULT 0,
         status_post TEXT,
+        posted_digest TEXT,
         post_attempted BIGINT NOT NULL DEFAULT 0,
         notify_owner TEXT,
         notify_lease_until BIGINT NOT NULL DEFAULT 0,
@@ -91,10 +92,12 @@ pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
         for statement in *statements {
             sqlx::query(statement).execute(pool).await?;
         }
-        sqlx::query("INSERT INTO ozbridge_schema (version) VALUES ($1) ON CONFLICT (version) DO NOTHING")
-            .bind(version)
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO ozbridge_schema (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(version)
+        .execute(pool)
+        .await?;
     }
     Ok(())
 }

@@ -1,0 +1,283 @@
+//! Test harness: ozbridge through its real router and workers, against the in-crate Oz
+//! simulator and fake GitHub on loopback, with a fresh database per test.
+#![allow(dead_code)]
+
+use ozbridge::app::{RunningApp, build_pipeline, start};
+use ozbridge::config::Config;
+use ozbridge::github::fake::{CommentEventSpec, FakeComment, FakeGithub};
+use ozbridge::intake::signature::sign_github;
+use ozbridge::oz::sim::OzSim;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub const SECRET: &str = "test-webhook-secret";
+pub const OLD_SECRET: &str = "previous-webhook-secret";
+pub const REPO: &str = "acme/widgets";
+
+/// A fresh database URL: SQLite in a temp dir, or a new PostgreSQL database when asked.
+pub async fn database_url(dir: &tempfile::TempDir, postgres: bool) -> Option<String> {
+    if !postgres {
+        return Some(format!("sqlite://{}/test.db", dir.path().display()));
+    }
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!(
+            "skipped: TEST_DATABASE_URL is not set, so the PostgreSQL variant does not run here"
+        );
+        return None;
+    };
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&base)
+        .await
+        .expect("TEST_DATABASE_URL must be reachable");
+    let name = format!("ozb_{}", uuid_simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&base).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+fn uuid_simple() -> String {
+    ozbridge::ids::new_uuid().replace('-', "")
+}
+
+pub struct Harness {
+    pub sim: OzSim,
+    pub github: FakeGithub,
+    pub config: Config,
+    pub app: Option<RunningApp>,
+    pub http: reqwest::Client,
+    next_comment: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(None, &[]).await.expect("sqlite harness")
+    }
+
+    /// `database`: `None` for SQLite, or a prepared URL. `extra`: more env settings.
+    pub async fn start_with(database: Option<String>, extra: &[(&str, &str)]) -> Option<Self> {
+        ozbridge::install_crypto();
+        ozbridge::telemetry::init_logging(ozbridge::config::LogFormat::Text);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = match database {
+            Some(url) => url,
+            None => database_url(&dir, false).await?,
+        };
+        let sim = OzSim::new(Duration::from_millis(150)).with_api_key("test-oz-key");
+        let oz_url = sim
+            .serve(TcpListener::bind("127.0.0.1:0").await.ok()?)
+            .await
+            .ok()?;
+        let github = FakeGithub::new();
+        let github_url = github
+            .serve(TcpListener::bind("127.0.0.1:0").await.ok()?)
+            .await
+            .ok()?;
+        let mut vars: HashMap<String, String> = [
+            ("WARP_API_KEY", "test-oz-key".to_owned()),
+            ("OZ_API_URL", oz_url),
+            ("GITHUB_API_URL", github_url),
+            ("GITHUB_TOKEN", "test-github-token".to_owned()),
+            ("GITHUB_WEBHOOK_SECRET", format!("{SECRET},{OLD_SECRET}")),
+            ("DATABASE_URL", database),
+            ("OZ_TICK_INTERVAL_SECS", "0.1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config_file = vars.remove("CONFIG_TOML").map(|text| {
+            let path = dir.path().join("ozbridge.toml");
+            std::fs::write(&path, text).expect("write config");
+            path
+        });
+        let config =
+            Config::load_with(config_file.as_deref(), &|k| vars.get(k).cloned()).expect("config");
+        github.set_permission(REPO, "alice", "write");
+        github.set_permission(REPO, "mallory", "read");
+        let mut harness = Self {
+            sim,
+            github,
+            config,
+            app: None,
+            http: reqwest::Client::new(),
+            next_comment: 0,
+            _dir: dir,
+        };
+        harness.boot().await;
+        Some(harness)
+    }
+
+    /// Starts a new app process on the same database.
+    pub async fn boot(&mut self) {
+        let pipeline = build_pipeline(&self.config, |s| {
+            s.poll = Duration::from_millis(50);
+            s.lease = Duration::from_millis(1500);
+            s.workers = 2;
+            s.backoff.base = Duration::from_millis(100);
+            s.backoff.max = Duration::from_millis(800);
+        })
+        .await
+        .expect("pipeline");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        self.app = Some(
+            start(&self.config, pipeline, listener)
+                .await
+                .expect("start"),
+        );
+    }
+
+    /// Kills the app mid-work (like `kill -9`) and starts a new one on the same database.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.kill();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.boot().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        let addr = self.app.as_ref().expect("app running").addr;
+        format!("http://{addr}{path}")
+    }
+
+    pub fn store(&self) -> &ozbridge::store::Store {
+        &self.app.as_ref().expect("app running").pipeline.store
+    }
+
+    /// A person's comment on the fake GitHub plus its webhook payload.
+    pub fn comment(&mut self, number: u64, author: &str, body: &str) -> (u64, String) {
+        let id = self.github.add_user_comment(REPO, number, author, body);
+        self.next_comment = id;
+        let payload = CommentEventSpec {
+            action: "created",
+            repo: REPO,
+            number,
+            title: "Login test is flaky",
+            issue_body: "It fails one run in five.",
+            is_pull_request: false,
+            comment_id: id,
+            author,
+            author_id: if author == "alice" { 1001 } else { 2002 },
+            author_type: "User",
+            body,
+            previous_body: None,
+            installation: None,
+        }
+        .payload();
+        (id, payload.to_string())
+    }
+
+    pub async fn post(
+        &self,
+        event: &str,
+        body: &str,
+        signature: Option<String>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.url("/github/webhook"))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", ozbridge::ids::new_uuid())
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        request.send().await.expect("webhook request")
+    }
+
+    /// Sends a correctly signed delivery.
+    pub async fn deliver(&self, event: &str, body: &str) -> reqwest::Response {
+        self.post(event, body, Some(sign_github(SECRET, body.as_bytes())))
+            .await
+    }
+
+    /// Comments and delivers the webhook; returns the comment id.
+    pub async fn command(&mut self, number: u64, author: &str, body: &str) -> u64 {
+        let (id, payload) = self.comment(number, author, body);
+        let response = self.deliver("issue_comment", &payload).await;
+        assert!(
+            response.status().is_success(),
+            "webhook answered {}",
+            response.status()
+        );
+        id
+    }
+
+    pub fn bot_comments(&self, number: u64) -> Vec<FakeComment> {
+        self.github.bot_comments(REPO, number)
+    }
+
+    /// The status comment of a thread (the one with a run marker).
+    pub fn status_comment(&self, number: u64) -> Option<FakeComment> {
+        self.bot_comments(number)
+            .into_iter()
+            .find(|c| c.body.contains("<!-- ozbridge:run:"))
+    }
+
+    /// Replies (non-status comments) of a thread.
+    pub fn replies(&self, number: u64) -> Vec<String> {
+        self.bot_comments(number)
+            .into_iter()
+            .filter(|c| c.body.contains("<!-- ozbridge:reply:"))
+            .map(|c| c.body)
+            .collect()
+    }
+
+    /// Waits until `check` holds (15 s at most), polling.
+    pub async fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !check() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the comment carries the reaction.
+    pub async fn wait_reaction(&self, comment: u64, reaction: &str) {
+        let github = self.github.clone();
+        self.wait_for(&format!("reaction {reaction} on {comment}"), || {
+            github.reactions(comment).iter().any(|r| r == reaction)
+        })
+        .await;
+    }
+
+    /// Waits until the status comment contains `text`.
+    pub async fn wait_status_contains(&self, number: u64, text: &str) -> FakeComment {
+        self.wait_for(&format!("status comment containing {text:?}"), || {
+            self.status_comment(number)
+                .is_some_and(|c| c.body.contains(text))
+        })
+        .await;
+        self.status_comment(number).expect("status comment")
+    }
+
+    /// Waits until a reply containing `text` is posted.
+    pub async fn wait_reply_contains(&self, number: u64, text: &str) -> String {
+        self.wait_for(&format!("reply containing {text:?}"), || {
+            self.replies(number).iter().any(|r| r.contains(text))
+        })
+        .await;
+        self.replies(number)
+            .into_iter()
+            .find(|r| r.contains(text))
+            .expect("reply")
+    }
+
+    /// Lets the pipeline settle, then asserts nothing more happens.
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}

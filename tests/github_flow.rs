@@ -1,0 +1,588 @@
+//! End-to-end: signed GitHub webhooks through the real router and workers, against the
+//! Oz simulator and the fake GitHub.
+
+mod common;
+
+use common::{Harness, OLD_SECRET, REPO};
+use ozbridge::github::fake::CommentEventSpec;
+use ozbridge::intake::signature::sign_github;
+use ozbridge::oz::sim::{Fault, FaultKind, Scenario};
+
+#[tokio::test]
+async fn issue_command_runs_to_success_in_one_status_comment() {
+    let mut h = Harness::start().await;
+    let comment = h.command(42, "alice", "/oz fix the flaky login test").await;
+    h.wait_reaction(comment, "eyes").await;
+    let status = h.wait_status_contains(42, "✅ Done").await;
+    h.wait_reaction(comment, "rocket").await;
+    assert!(
+        status
+            .body
+            .contains("Live session: [open in Warp](https://app.warp.dev/session/"),
+        "{}",
+        status.body
+    );
+    assert!(
+        status
+            .body
+            .contains("Pull request: https://github.com/acme/widgets/pull/"),
+        "{}",
+        status.body
+    );
+    assert!(status.body.contains("### Summary"));
+    assert!(
+        status.revisions.iter().any(|r| r.contains("🏃 Working")),
+        "the comment was edited through the run"
+    );
+    assert_eq!(
+        h.bot_comments(42).len(),
+        1,
+        "exactly one comment: the status comment"
+    );
+    let requests = h.sim.create_requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(
+        request.title.as_deref(),
+        Some("acme/widgets#42: Login test is flaky")
+    );
+    let config = request.config.as_ref().expect("config");
+    assert_eq!(config.name.as_deref(), Some("ozbridge"));
+    let prompt = request.prompt.as_deref().unwrap_or_default();
+    assert!(
+        prompt.contains("fix the flaky login test") && prompt.contains("It fails one run in five.")
+    );
+    assert!(prompt.contains("<untrusted"));
+    // Every revision is a real change.
+    let revisions = &status.revisions;
+    assert!(
+        revisions.windows(2).all(|w| w[0] != w[1]),
+        "an edit without a visible change was sent"
+    );
+}
+
+#[tokio::test]
+async fn pull_request_command_carries_branches() {
+    let h = Harness::start().await;
+    h.github.add_pull(REPO, 7, "feature/login", "main");
+    let id = h
+        .github
+        .add_user_comment(REPO, 7, "alice", "/oz review this --model gpt-5");
+    let payload = CommentEventSpec {
+        action: "created",
+        repo: REPO,
+        number: 7,
+        title: "Refactor login",
+        issue_body: "Moves login into its own module.",
+        is_pull_request: true,
+        comment_id: id,
+        author: "alice",
+        author_id: 1001,
+        author_type: "User",
+        body: "/oz review this --model gpt-5",
+        previous_body: None,
+        installation: None,
+    }
+    .payload()
+    .to_string();
+    assert_eq!(h.deliver("issue_comment", &payload).await.status(), 202);
+    h.wait_status_contains(7, "✅ Done").await;
+    let request = &h.sim.create_requests()[0];
+    let prompt = request.prompt.as_deref().unwrap_or_default();
+    assert!(
+        prompt.contains("pull request #7") && prompt.contains("`feature/login` into `main`"),
+        "{prompt}"
+    );
+    assert_eq!(
+        request.config.as_ref().and_then(|c| c.model_id.as_deref()),
+        Some("gpt-5")
+    );
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_are_refused_and_store_nothing() {
+    let mut h = Harness::start().await;
+    let (comment, payload) = h.comment(1, "alice", "/oz fix");
+    let wrong = h
+        .post(
+            "issue_comment",
+            &payload,
+            Some(sign_github("not-the-secret", payload.as_bytes())),
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(h.post("issue_comment", &payload, None).await.status(), 401);
+    let tampered = h
+        .post(
+            "issue_comment",
+            &payload.replace("fix", "rm -rf"),
+            Some(sign_github(common::SECRET, payload.as_bytes())),
+        )
+        .await;
+    assert_eq!(tampered.status(), 401);
+    h.settle().await;
+    assert_eq!(h.store().pending_command_count().await.unwrap(), 0);
+    assert!(h.github.reactions(comment).is_empty());
+    assert_eq!(h.sim.run_count(), 0);
+}
+
+#[tokio::test]
+async fn a_second_secret_is_accepted_during_rotation() {
+    let mut h = Harness::start().await;
+    let (comment, payload) = h.comment(2, "alice", "/oz fix");
+    let response = h
+        .post(
+            "issue_comment",
+            &payload,
+            Some(sign_github(OLD_SECRET, payload.as_bytes())),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    h.wait_reaction(comment, "rocket").await;
+}
+
+#[tokio::test]
+async fn redelivery_never_starts_a_second_run() {
+    let mut h = Harness::start().await;
+    let (comment, payload) = h.comment(3, "alice", "/oz fix");
+    assert_eq!(h.deliver("issue_comment", &payload).await.status(), 202);
+    let again = h.deliver("issue_comment", &payload).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        again.json::<serde_json::Value>().await.unwrap()["duplicate"],
+        true
+    );
+    h.wait_reaction(comment, "rocket").await;
+    assert_eq!(h.deliver("issue_comment", &payload).await.status(), 200);
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 1);
+    assert_eq!(h.bot_comments(3).len(), 1);
+}
+
+#[tokio::test]
+async fn an_edit_runs_only_a_new_command() {
+    let h = Harness::start().await;
+    let id = h.github.add_user_comment(REPO, 4, "alice", "please look");
+    let spec = |body: &'static str, previous: Option<&'static str>, action: &'static str| {
+        CommentEventSpec {
+            action,
+            repo: REPO,
+            number: 4,
+            title: "t",
+            issue_body: "",
+            is_pull_request: false,
+            comment_id: id,
+            author: "alice",
+            author_id: 1001,
+            author_type: "User",
+            body,
+            previous_body: previous,
+            installation: None,
+        }
+        .payload()
+        .to_string()
+    };
+    // GitHub's no-change edit before a created event is ignored.
+    assert_eq!(
+        h.deliver("issue_comment", &spec("please look", None, "edited"))
+            .await
+            .status(),
+        202
+    );
+    let added = spec("please look\n/oz fix it", Some("please look"), "edited");
+    assert_eq!(h.deliver("issue_comment", &added).await.status(), 202);
+    h.wait_reaction(id, "rocket").await;
+    let same = spec(
+        "please look!\n/oz fix it",
+        Some("please look\n/oz fix it"),
+        "edited",
+    );
+    let response = h.deliver("issue_comment", &same).await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["ignored"],
+        "edit kept the same command"
+    );
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+#[tokio::test]
+async fn outsiders_get_one_polite_reply_and_no_run() {
+    let mut h = Harness::start().await;
+    let comment = h.command(5, "mallory", "/oz delete everything").await;
+    let reply = h
+        .wait_reply_contains(5, "Only people with write access")
+        .await;
+    assert!(reply.contains("@mallory"));
+    h.command(5, "stranger", "/oz fix").await;
+    h.wait_reply_contains(5, "@stranger").await;
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 0);
+    assert_eq!(h.replies(5).len(), 2);
+    assert!(h.github.reactions(comment).contains(&"eyes".to_owned()));
+}
+
+#[tokio::test]
+async fn bots_code_blocks_and_quotes_are_ignored() {
+    let mut h = Harness::start().await;
+    let id = h
+        .github
+        .add_user_comment(REPO, 6, "dependabot[bot]", "/oz merge");
+    let bot = CommentEventSpec {
+        action: "created",
+        repo: REPO,
+        number: 6,
+        title: "t",
+        issue_body: "",
+        is_pull_request: false,
+        comment_id: id,
+        author: "dependabot[bot]",
+        author_id: 49699333,
+        author_type: "Bot",
+        body: "/oz merge",
+        previous_body: None,
+        installation: None,
+    }
+    .payload()
+    .to_string();
+    let response = h.deliver("issue_comment", &bot).await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["ignored"],
+        "comment by a bot"
+    );
+    let (_, fenced) = h.comment(6, "alice", "Try this:\n```\n/oz fix it\n```");
+    let response = h.deliver("issue_comment", &fenced).await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["ignored"],
+        "no command"
+    );
+    let (_, quoted) = h.comment(6, "alice", "> /oz fix it\nWhy did this run?");
+    let response = h.deliver("issue_comment", &quoted).await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["ignored"],
+        "no command"
+    );
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 0);
+    assert!(h.bot_comments(6).is_empty());
+}
+
+#[tokio::test]
+async fn a_follow_up_continues_the_conversation_unless_new() {
+    let mut h = Harness::start().await;
+    let first = h.command(8, "alice", "/oz fix the test").await;
+    h.wait_reaction(first, "rocket").await;
+    let second = h.command(8, "alice", "/oz also update the changelog").await;
+    h.wait_reaction(second, "rocket").await;
+    let third = h.command(8, "alice", "/oz start over --new").await;
+    h.wait_reaction(third, "rocket").await;
+    let requests = h.sim.create_requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests[0].conversation_id.is_none());
+    let first_run = h.sim.run(&"run-000001".into());
+    let _ = first_run; // ids carry a random suffix; compare through the conversation instead
+    assert!(
+        requests[1].conversation_id.is_some(),
+        "the follow-up continues the thread's conversation"
+    );
+    assert!(
+        requests[2].conversation_id.is_none(),
+        "--new starts a fresh conversation"
+    );
+    assert_eq!(
+        h.bot_comments(8)
+            .iter()
+            .filter(|c| c.body.contains("ozbridge:run:"))
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn an_active_run_blocks_a_second_and_cancel_stops_it_after_a_409() {
+    let mut h = Harness::start().await;
+    h.sim.push_scenario(Scenario::SlowStart);
+    let first = h.command(9, "alice", "/oz long job").await;
+    h.wait_status_contains(9, "Oz run `").await;
+    h.command(9, "alice", "/oz another job").await;
+    h.wait_reply_contains(9, "already working on this thread")
+        .await;
+    // The run is PENDING: Oz answers 409 and the cancel is retried until it lands.
+    let cancel = h.command(9, "alice", "/oz cancel").await;
+    h.wait_status_contains(9, "🚫 Cancelled").await;
+    h.wait_reaction(first, "-1").await;
+    h.wait_reaction(cancel, "+1").await;
+    assert!(
+        h.sim.calls("POST /agent/runs/{id}/cancel") >= 2,
+        "the 409 was retried"
+    );
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+#[tokio::test]
+async fn cancel_explains_a_422_and_an_empty_thread() {
+    let mut h = Harness::start().await;
+    h.command(10, "alice", "/oz cancel").await;
+    h.wait_reply_contains(10, "no active Oz run").await;
+    h.sim.push_scenario(Scenario::Unsupported);
+    h.command(10, "alice", "/oz run on my own worker").await;
+    h.wait_status_contains(10, "🏃 Working").await;
+    h.command(10, "alice", "/oz cancel").await;
+    h.wait_reply_contains(10, "cannot be cancelled through the API")
+        .await;
+}
+
+#[tokio::test]
+async fn failed_error_and_blocked_runs_are_rendered() {
+    let mut h = Harness::start().await;
+    h.sim.push_scenario(Scenario::Fail);
+    let failed = h.command(11, "alice", "/oz fix the missing test").await;
+    let status = h.wait_status_contains(11, "❌ Failed").await;
+    h.wait_reaction(failed, "confused").await;
+    assert!(
+        status.body.contains("could not find the test") && status.body.contains("will not help"),
+        "{}",
+        status.body
+    );
+
+    h.sim.push_scenario(Scenario::Error);
+    let errored = h.command(12, "alice", "/oz fix").await;
+    let status = h.wait_status_contains(12, "⚠️ Errored").await;
+    h.wait_reaction(errored, "confused").await;
+    assert!(
+        status.body.contains("environment_setup_failed")
+            && status.body.contains("Retrying may help"),
+        "{}",
+        status.body
+    );
+
+    h.sim.push_scenario(Scenario::Blocked);
+    h.command(13, "alice", "/oz publish").await;
+    let status = h.wait_status_contains(13, "✋ Needs your input").await;
+    assert!(
+        status
+            .body
+            .contains("@alice, the agent is waiting for you: Approval needed"),
+        "{}",
+        status.body
+    );
+    h.wait_reply_contains(13, "@alice, the Oz agent needs you")
+        .await;
+}
+
+#[tokio::test]
+async fn artifacts_are_linked() {
+    let mut h = Harness::start_with(
+        None,
+        &[("OZBRIDGE_PUBLIC_URL", "https://ozbridge.example.com")],
+    )
+    .await
+    .unwrap();
+    h.sim.push_scenario(Scenario::Artifacts);
+    h.command(14, "alice", "/oz plan it").await;
+    let status = h.wait_status_contains(14, "✅ Done").await;
+    assert!(
+        status
+            .body
+            .contains("Plan: [Fix plan](https://app.warp.dev/drive/notebook/"),
+        "{}",
+        status.body
+    );
+    assert!(
+        status
+            .body
+            .contains("Screenshot: [screenshot](https://ozbridge.example.com/artifacts/shot-"),
+        "{}",
+        status.body
+    );
+    assert!(
+        status
+            .body
+            .contains("File: [flaky.md](https://ozbridge.example.com/artifacts/file-"),
+        "{}",
+        status.body
+    );
+    // The artifact link redirects to a fresh download URL.
+    let uid = status
+        .body
+        .split("/artifacts/")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(h.url(&format!("/artifacts/{uid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    assert!(
+        response.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("storage.oz-sim.invalid")
+    );
+}
+
+#[tokio::test]
+async fn informational_commands_and_bad_commands_are_answered() {
+    let mut h = Harness::start().await;
+    h.command(15, "alice", "/oz help").await;
+    h.wait_reply_contains(15, "**Oz agent commands**").await;
+    h.command(15, "alice", "/oz models").await;
+    h.wait_reply_contains(15, "`claude-4-sonnet`").await;
+    h.command(15, "alice", "/oz agents").await;
+    h.wait_reply_contains(15, "acme/agents:.agents/skills/triage/SKILL.md")
+        .await;
+    h.command(15, "alice", "/oz status").await;
+    h.wait_reply_contains(15, "No Oz agent has run").await;
+    h.command(15, "alice", "/oz fix --modle gpt-5").await;
+    h.wait_reply_contains(15, "Did you mean `--model`?").await;
+    h.command(15, "alice", "/oz fix --model gpt5").await;
+    h.wait_reply_contains(15, "`gpt5` is not a model I know. Did you mean `gpt-5`?")
+        .await;
+    h.command(
+        15,
+        "alice",
+        "/oz fix --skill acme/agents:.agents/skills/triag/SKILL.md",
+    )
+    .await;
+    h.wait_reply_contains(15, "is not a skill I know").await;
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 0, "no bad command started a run");
+}
+
+#[tokio::test]
+async fn ping_oversized_bodies_and_other_events() {
+    let h = Harness::start().await;
+    assert_eq!(
+        h.deliver("ping", r#"{"zen":"Keep it logically awesome."}"#)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.deliver("push", r#"{"ref":"refs/heads/main"}"#)
+            .await
+            .status(),
+        202
+    );
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1024 * 1024 + 10));
+    assert_eq!(h.deliver("issue_comment", &huge).await.status(), 413);
+    assert_eq!(h.deliver("issue_comment", "{not json").await.status(), 400);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let mut h = Harness::start().await;
+    assert_eq!(
+        h.http
+            .get(h.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(
+        h.http.get(h.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    let comment = h.command(16, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ozbridge_webhooks_total{source=\"github\",outcome=\"accepted\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ozbridge_outbound_requests_total{service=\"oz\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ozbridge_commands_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn oz_faults_are_retried_without_duplicates() {
+    let mut h = Harness::start().await;
+    h.sim.inject(Fault {
+        method: Some(reqwest::Method::POST),
+        path_prefix: "/api/v1/agent/runs".into(),
+        kind: FaultKind::Status(500),
+        times: 1,
+    });
+    h.sim.inject(Fault {
+        method: Some(reqwest::Method::POST),
+        path_prefix: "/api/v1/agent/runs".into(),
+        kind: FaultKind::RateLimited {
+            retry_after_secs: 1,
+        },
+        times: 1,
+    });
+    h.sim.inject(Fault {
+        method: Some(reqwest::Method::GET),
+        path_prefix: "/api/v1/agent/runs".into(),
+        kind: FaultKind::Status(503),
+        times: 2,
+    });
+    let comment = h.command(17, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_create_answer_is_found_again_not_created_twice() {
+    let mut h = Harness::start().await;
+    h.sim.inject(Fault {
+        method: Some(reqwest::Method::POST),
+        path_prefix: "/api/v1/agent/runs".into(),
+        kind: FaultKind::CreateThenFail,
+        times: 1,
+    });
+    let comment = h.command(18, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    assert_eq!(
+        h.sim.run_count(),
+        1,
+        "the run created before the lost answer was adopted"
+    );
+    assert_eq!(h.sim.create_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn github_secondary_rate_limit_is_honoured() {
+    let mut h = Harness::start().await;
+    h.github.rate_limit_next_creates(1, 1);
+    let comment = h.command(19, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    h.wait_status_contains(19, "✅ Done").await;
+    assert_eq!(h.bot_comments(19).len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_comment_answer_is_found_by_its_marker() {
+    let mut h = Harness::start().await;
+    h.github.lose_next_create_answers(1);
+    let comment = h.command(20, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    h.wait_status_contains(20, "✅ Done").await;
+    assert_eq!(
+        h.bot_comments(20).len(),
+        1,
+        "the status comment was edited, not posted twice"
+    );
+}

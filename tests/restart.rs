@@ -1,0 +1,64 @@
+//! Restarts and crashes at each step of the pipeline lose nothing and duplicate nothing.
+
+mod common;
+
+use common::Harness;
+use std::time::Duration;
+
+#[tokio::test]
+async fn crash_right_after_the_webhook_is_answered() {
+    let mut h = Harness::start().await;
+    let comment = h.command(30, "alice", "/oz fix").await;
+    h.crash_and_restart().await;
+    h.wait_reaction(comment, "rocket").await;
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 1);
+    assert_eq!(h.bot_comments(30).len(), 1);
+}
+
+#[tokio::test]
+async fn crashes_at_every_stage_of_a_run() {
+    let mut h = Harness::start().await;
+    let comment = h.command(31, "alice", "/oz fix the login test").await;
+    // While queued / starting.
+    h.wait_status_contains(31, "Oz run `").await;
+    h.crash_and_restart().await;
+    // While working (or, on a slow machine, already done).
+    h.wait_for("the run to be followed", || {
+        h.status_comment(31)
+            .is_some_and(|c| c.body.contains("🏃 Working") || c.body.contains("✅ Done"))
+    })
+    .await;
+    h.crash_and_restart().await;
+    h.wait_status_contains(31, "✅ Done").await;
+    h.wait_reaction(comment, "rocket").await;
+    h.crash_and_restart().await;
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 1);
+    assert_eq!(h.bot_comments(31).len(), 1);
+    assert_eq!(
+        h.github.reactions(comment),
+        vec!["eyes".to_owned(), "rocket".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn repeated_crashes_during_a_burst_of_commands() {
+    let mut h = Harness::start().await;
+    let mut comments = Vec::new();
+    for number in 40..50 {
+        comments.push((number, h.command(number, "alice", "/oz fix").await));
+    }
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        h.crash_and_restart().await;
+    }
+    for (_, comment) in &comments {
+        h.wait_reaction(*comment, "rocket").await;
+    }
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 10);
+    for (number, _) in comments {
+        assert_eq!(h.bot_comments(number).len(), 1, "thread {number}");
+    }
+}
