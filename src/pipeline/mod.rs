@@ -38,7 +38,7 @@ pub struct PipelineSettings {
     /// How often idle workers look for due work (other replicas, retries).
     pub poll: Duration,
     pub tick: Duration,
-    /// Parallel workers per stage.
+    /// Parallel workers per stage (0: intake only, for benchmarks of the HTTP path).
     pub workers: usize,
     /// Backoff of persisted retries.
     pub backoff: Backoff,

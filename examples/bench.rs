@@ -1,0 +1,184 @@
+//! Prints ozbridge's figures on this machine: signed webhooks accepted per second with
+//! p99 latency, Oz requests per tracker tick with 1,000 tracked runs, and resident
+//! memory. Everything runs in this one process on loopback (the load generator, the Oz
+//! simulator and the fake GitHub included, so memory figures are an upper bound).
+//!
+//! `cargo run --release --example bench`
+
+use ozbridge::app::{build_pipeline, start};
+use ozbridge::config::Config;
+use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
+use ozbridge::intake::signature::sign_github;
+use ozbridge::oz::sim::{OzSim, Scenario};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+const SECRET: &str = "bench-secret";
+const REQUESTS: usize = 20_000;
+const CONCURRENCY: usize = 32;
+const TRACKED: usize = 1_000;
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn payload(comment_id: u64, number: u64) -> String {
+    // About 9.5 KB, like a real issue_comment delivery with a long issue body.
+    let body = "The login test fails about one run in five on CI. ".repeat(170);
+    CommentEventSpec {
+        action: "created",
+        repo: "acme/widgets",
+        number,
+        title: "Login test is flaky",
+        issue_body: &body,
+        is_pull_request: false,
+        comment_id,
+        author: "alice",
+        author_id: 1001,
+        author_type: "User",
+        body: "/oz fix the flaky login test [sim:endless]",
+        previous_body: None,
+        installation: None,
+    }
+    .payload()
+    .to_string()
+}
+
+async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, ozbridge::app::RunningApp, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let sim = OzSim::new(Duration::from_millis(200));
+    let oz_url = sim.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
+    let github = FakeGithub::new();
+    let github_url = github.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
+    github.set_permission("acme/widgets", "alice", "write");
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("WARP_API_KEY", "k".to_owned()),
+        ("OZ_API_URL", oz_url),
+        ("GITHUB_API_URL", github_url),
+        ("GITHUB_TOKEN", "t".to_owned()),
+        ("GITHUB_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("DATABASE_URL", format!("sqlite://{}/bench.db", dir.path().display())),
+        ("OZ_TICK_INTERVAL_SECS", "1".to_owned()),
+    ]);
+    let config = Config::load_with(None, &|k| vars.get(k).cloned())?;
+    let pipeline = build_pipeline(&config, |s| s.workers = workers).await?;
+    let app = start(&config, pipeline, TcpListener::bind("127.0.0.1:0").await?).await?;
+    Ok((sim, github, app, dir))
+}
+
+async fn webhook_throughput() -> anyhow::Result<()> {
+    // Intake alone: workers off, so the figure is verify + parse + one inbox row.
+    let (_sim, _github, app, _dir) = setup(0).await?;
+    let url = format!("http://{}/github/webhook", app.addr);
+    let bodies: Arc<Vec<(String, String)>> = Arc::new(
+        (0..REQUESTS as u64)
+            .map(|i| {
+                let body = payload(1_000_000 + i, 1 + i % 500);
+                let signature = sign_github(SECRET, body.as_bytes());
+                (body, signature)
+            })
+            .collect(),
+    );
+    println!("webhook body size: {} bytes", bodies[0].0.len());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((body, signature)) = bodies.get(i) else { break };
+                let t = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("X-GitHub-Event", "issue_comment")
+                    .header("X-GitHub-Delivery", i.to_string())
+                    .header("X-Hub-Signature-256", signature)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let ok = response.map(|r| r.status().is_success()).unwrap_or(false);
+                assert!(ok, "webhook {i} failed");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "webhooks: {REQUESTS} signed deliveries, concurrency {CONCURRENCY}: {:.0} req/s, p50 {:?}, p99 {:?}, RSS {:.1} MB",
+        REQUESTS as f64 / elapsed.as_secs_f64(),
+        p(0.50),
+        p(0.99),
+        rss_mb()
+    );
+    let stored = app.pipeline.store.pending_command_count().await?;
+    println!("commands stored: {stored}");
+    app.shutdown().await;
+    Ok(())
+}
+
+async fn tracking() -> anyhow::Result<()> {
+    let (sim, github, app, _dir) = setup(4).await?;
+    println!("idle RSS (bridge + simulator + fake GitHub): {:.1} MB", rss_mb());
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/github/webhook", app.addr);
+    for i in 0..TRACKED as u64 {
+        sim.push_scenario(Scenario::Endless);
+        let body = payload(5_000_000 + i, 10_000 + i);
+        let signature = sign_github(SECRET, body.as_bytes());
+        client
+            .post(&url)
+            .header("X-GitHub-Event", "issue_comment")
+            .header("X-Hub-Signature-256", signature)
+            .body(body)
+            .send()
+            .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while app.pipeline.store.active_runs().await?.len() < TRACKED && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let active = app.pipeline.store.active_runs().await?.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lists_before = sim.calls("GET /agent/runs");
+    let gets_before = sim.calls("GET /agent/runs/{id}");
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    let lists = sim.calls("GET /agent/runs") - lists_before;
+    let gets = sim.calls("GET /agent/runs/{id}") - gets_before;
+    let ticks = window.as_secs();
+    println!(
+        "tracking {active} active runs, tick 1 s, over {ticks} s: {lists} list calls ({:.1} per tick, pages of 500 \
+         only when runs changed), {gets} per-run GETs",
+        lists as f64 / ticks as f64
+    );
+    println!("RSS with {active} tracked runs: {:.1} MB", rss_mb());
+    println!("status comments written: {}", (10_000..10_000 + TRACKED as u64).filter(|n| !github.bot_comments("acme/widgets", *n).is_empty()).count());
+    app.shutdown().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    ozbridge::install_crypto();
+    webhook_throughput().await?;
+    tracking().await?;
+    Ok(())
+}
