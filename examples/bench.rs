@@ -1,17 +1,15 @@
 //! Prints ozbridge's figures on this machine: signed webhooks accepted per second with
-//! p99 latency, Oz requests per tracker tick with 1,000 tracked runs, and resident
-//! memory. Everything runs in this one process on loopback (the load generator, the Oz
-//! simulator and the fake GitHub included, so memory figures are an upper bound).
+//! p99 latency, Oz requests per tracker tick with 1,000 tracked runs, and the bridge's
+//! resident memory. The bridge runs as its own process (`target/release/ozbridge serve`);
+//! the load generator, the Oz simulator and the fake GitHub run in this one, on loopback.
 //!
-//! `cargo run --release --example bench`
+//! `cargo build --release && cargo run --release --example bench`
 
-use ozbridge::app::{build_pipeline, start};
-use ozbridge::config::Config;
 use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
 use ozbridge::intake::signature::sign_github;
 use ozbridge::oz::sim::{OzSim, Scenario};
-use std::collections::HashMap;
 use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
@@ -20,11 +18,19 @@ const REQUESTS: usize = 20_000;
 const CONCURRENCY: usize = 32;
 const TRACKED: usize = 1_000;
 
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
@@ -51,32 +57,75 @@ fn payload(comment_id: u64, number: u64) -> String {
     .to_string()
 }
 
-async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, ozbridge::app::RunningApp, tempfile::TempDir)> {
+/// The bridge as a child process, with the simulator and fake GitHub in this one.
+struct Bridge {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
     let dir = tempfile::tempdir()?;
     let sim = OzSim::new(Duration::from_millis(200));
     let oz_url = sim.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
     let github = FakeGithub::new();
-    let github_url = github.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
+    let github_url = github
+        .serve(TcpListener::bind("127.0.0.1:0").await?)
+        .await?;
     github.set_permission("acme/widgets", "alice", "write");
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("WARP_API_KEY", "k".to_owned()),
-        ("OZ_API_URL", oz_url),
-        ("GITHUB_API_URL", github_url),
-        ("GITHUB_TOKEN", "t".to_owned()),
-        ("GITHUB_WEBHOOK_SECRET", SECRET.to_owned()),
-        ("DATABASE_URL", format!("sqlite://{}/bench.db", dir.path().display())),
-        ("OZ_TICK_INTERVAL_SECS", "1".to_owned()),
-    ]);
-    let config = Config::load_with(None, &|k| vars.get(k).cloned())?;
-    let pipeline = build_pipeline(&config, |s| s.workers = workers).await?;
-    let app = start(&config, pipeline, TcpListener::bind("127.0.0.1:0").await?).await?;
-    Ok((sim, github, app, dir))
+    let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|release| release.join("ozbridge"))
+        .ok_or_else(|| anyhow::anyhow!("cannot locate target/release"))?;
+    anyhow::ensure!(
+        binary.exists(),
+        "build the binary first: cargo build --release"
+    );
+    let child = std::process::Command::new(binary)
+        .arg("serve")
+        .env("WARP_API_KEY", "k")
+        .env("OZ_API_URL", oz_url)
+        .env("GITHUB_API_URL", github_url)
+        .env("GITHUB_TOKEN", "t")
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/bench.db", dir.path().display()),
+        )
+        .env("OZ_TICK_INTERVAL_SECS", "1")
+        .env("OZBRIDGE_WORKERS", workers.to_string())
+        .env("OZBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .spawn()?;
+    let bridge = Bridge {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let health = format!("http://{}/healthz", bridge.addr);
+    for _ in 0..100 {
+        if reqwest::get(&health).await.is_ok() {
+            return Ok((sim, github, bridge));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the bridge did not start")
 }
 
 async fn webhook_throughput() -> anyhow::Result<()> {
     // Intake alone: workers off, so the figure is verify + parse + one inbox row.
-    let (_sim, _github, app, _dir) = setup(0).await?;
-    let url = format!("http://{}/github/webhook", app.addr);
+    let (_sim, _github, bridge) = setup(0).await?;
+    println!("bridge idle RSS: {:.1} MB", rss_mb(bridge.child.id()));
+    let url = format!("http://{}/github/webhook", bridge.addr);
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
         (0..REQUESTS as u64)
             .map(|i| {
@@ -87,17 +136,22 @@ async fn webhook_throughput() -> anyhow::Result<()> {
             .collect(),
     );
     println!("webhook body size: {} bytes", bodies[0].0.len());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
+        let (client, url, bodies, next) =
+            (client.clone(), url.clone(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((body, signature)) = bodies.get(i) else { break };
+                let Some((body, signature)) = bodies.get(i) else {
+                    break;
+                };
                 let t = Instant::now();
                 let response = client
                     .post(&url)
@@ -126,19 +180,15 @@ async fn webhook_throughput() -> anyhow::Result<()> {
         REQUESTS as f64 / elapsed.as_secs_f64(),
         p(0.50),
         p(0.99),
-        rss_mb()
+        rss_mb(bridge.child.id())
     );
-    let stored = app.pipeline.store.pending_command_count().await?;
-    println!("commands stored: {stored}");
-    app.shutdown().await;
     Ok(())
 }
 
 async fn tracking() -> anyhow::Result<()> {
-    let (sim, github, app, _dir) = setup(4).await?;
-    println!("idle RSS (bridge + simulator + fake GitHub): {:.1} MB", rss_mb());
+    let (sim, github, bridge) = setup(4).await?;
     let client = reqwest::Client::new();
-    let url = format!("http://{}/github/webhook", app.addr);
+    let url = format!("http://{}/github/webhook", bridge.addr);
     for i in 0..TRACKED as u64 {
         sim.push_scenario(Scenario::Endless);
         let body = payload(5_000_000 + i, 10_000 + i);
@@ -152,10 +202,10 @@ async fn tracking() -> anyhow::Result<()> {
             .await?;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
-    while app.pipeline.store.active_runs().await?.len() < TRACKED && Instant::now() < deadline {
+    while sim.run_count() < TRACKED && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let active = app.pipeline.store.active_runs().await?.len();
+    let active = sim.run_count();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let lists_before = sim.calls("GET /agent/runs");
     let gets_before = sim.calls("GET /agent/runs/{id}");
@@ -169,9 +219,16 @@ async fn tracking() -> anyhow::Result<()> {
          only when runs changed), {gets} per-run GETs",
         lists as f64 / ticks as f64
     );
-    println!("RSS with {active} tracked runs: {:.1} MB", rss_mb());
-    println!("status comments written: {}", (10_000..10_000 + TRACKED as u64).filter(|n| !github.bot_comments("acme/widgets", *n).is_empty()).count());
-    app.shutdown().await;
+    println!(
+        "bridge RSS with {active} tracked runs: {:.1} MB",
+        rss_mb(bridge.child.id())
+    );
+    println!(
+        "status comments written: {}",
+        (10_000..10_000 + TRACKED as u64)
+            .filter(|n| !github.bot_comments("acme/widgets", *n).is_empty())
+            .count()
+    );
     Ok(())
 }
 

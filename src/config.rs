@@ -135,6 +135,8 @@ pub struct Config {
     pub github: GithubSettings,
     /// Prompt template; see `config/ozbridge.example.toml` for the placeholders.
     pub prompt_template: String,
+    /// Workers per pipeline stage (`OZBRIDGE_WORKERS`, default 4; 0 runs intake only).
+    pub workers: usize,
 }
 
 /// The default prompt template.
@@ -386,6 +388,15 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_PROMPT_TEMPLATE.into());
         crate::pipeline::prompt::check_template(&prompt_template)
             .map_err(|reason| config_error("templates.prompt", reason))?;
+        let workers = match env_nonempty("OZBRIDGE_WORKERS") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= 64)
+                .ok_or_else(|| config_error("OZBRIDGE_WORKERS", "must be a number from 0 to 64"))?,
+            None => 4,
+        };
         Ok(Self {
             listen,
             database_url,
@@ -394,6 +405,7 @@ impl Config {
             oz,
             github,
             prompt_template,
+            workers,
         })
     }
 
@@ -491,6 +503,7 @@ impl Config {
             "custom"
         };
         line("templates.prompt", template.into());
+        line("workers", self.workers.to_string());
         out
     }
 

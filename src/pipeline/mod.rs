@@ -58,7 +58,7 @@ impl PipelineSettings {
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             tick: config.oz.tick_interval,
-            workers: 4,
+            workers: config.workers,
             backoff: Backoff {
                 attempts: 10,
                 base: Duration::from_secs(1),
