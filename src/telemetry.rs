@@ -52,6 +52,19 @@ pub fn runs_in_phase(phase: String, count: i64) {
     metrics::gauge!("ozbridge_runs", "phase" => phase).set(count as f64);
 }
 
+/// Sets the number of tracked runs in each Oz state (states absent now are set to 0).
+pub fn active_runs_by_state(counts: &std::collections::BTreeMap<String, i64>) {
+    const KNOWN: [&str; 5] = ["QUEUED", "PENDING", "CLAIMED", "INPROGRESS", "BLOCKED"];
+    for state in KNOWN {
+        if !counts.contains_key(state) {
+            metrics::gauge!("ozbridge_active_runs", "state" => state).set(0.0);
+        }
+    }
+    for (state, count) in counts {
+        metrics::gauge!("ozbridge_active_runs", "state" => state.clone()).set(*count as f64);
+    }
+}
+
 /// Sets the age of the oldest status change not yet posted.
 pub fn notification_lag(lag: Duration) {
     metrics::gauge!("ozbridge_notification_lag_seconds").set(lag.as_secs_f64());

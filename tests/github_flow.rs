@@ -514,6 +514,11 @@ async fn health_readiness_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("ozbridge_commands_total"), "{metrics}");
+    assert!(
+        metrics.contains("ozbridge_pending_commands")
+            || metrics.contains("ozbridge_webhooks_total"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -585,4 +590,104 @@ async fn a_lost_comment_answer_is_found_by_its_marker() {
         1,
         "the status comment was edited, not posted twice"
     );
+}
+
+#[tokio::test]
+async fn github_app_auth_mints_and_caches_installation_tokens() {
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/test-app-key.pem"
+    );
+    let extra = [
+        ("GITHUB_APP_ID", "4242"),
+        ("GITHUB_APP_PRIVATE_KEY", key),
+        ("GITHUB_TOKEN", ""),
+    ];
+    let mut h = Harness::start_with(None, &extra).await.unwrap();
+    let public = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/test-app-key.pub.pem"
+    ))
+    .unwrap();
+    h.github.require_app(4242, &public).unwrap();
+    let (comment, _) = h.comment(21, "alice", "/oz fix");
+    let payload = CommentEventSpec {
+        action: "created",
+        repo: REPO,
+        number: 21,
+        title: "t",
+        issue_body: "",
+        is_pull_request: false,
+        comment_id: comment,
+        author: "alice",
+        author_id: 1001,
+        author_type: "User",
+        body: "/oz fix",
+        previous_body: None,
+        installation: Some(77),
+    }
+    .payload()
+    .to_string();
+    assert_eq!(h.deliver("issue_comment", &payload).await.status(), 202);
+    h.wait_reaction(comment, "rocket").await;
+    h.wait_status_contains(21, "✅ Done").await;
+    assert_eq!(
+        h.github.tokens_minted(),
+        1,
+        "the installation token is cached"
+    );
+    assert!(
+        h.github
+            .requests()
+            .iter()
+            .any(|r| r == "POST /app/installations/77/access_tokens")
+    );
+}
+
+#[tokio::test]
+async fn check_config_online_checks_each_credential_and_redacts_secrets() {
+    let h = Harness::start().await;
+    // The child talks to the simulator served by this test's runtime: run it off-thread.
+    let run = |mut command: std::process::Command| async move {
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
+    };
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ozbridge"));
+    command
+        .args(["check-config", "--online"])
+        .env_clear()
+        .env("WARP_API_KEY", "test-oz-key")
+        .env("OZ_API_URL", &h.config.oz.api_url)
+        .env("GITHUB_API_URL", &h.config.github.api_url)
+        .env("GITHUB_TOKEN", "test-github-token")
+        .env("GITHUB_WEBHOOK_SECRET", common::SECRET);
+    let output = run(command).await;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Oz API: ok (5 models available)"), "{text}");
+    assert!(text.contains("GitHub: ok (token accepted"), "{text}");
+    for secret in ["test-oz-key", "test-github-token", common::SECRET] {
+        assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+    }
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ozbridge"));
+    command
+        .args(["check-config", "--online"])
+        .env_clear()
+        .env("WARP_API_KEY", "wrong-key")
+        .env("OZ_API_URL", &h.config.oz.api_url);
+    let failing = run(command).await;
+    let text = String::from_utf8_lossy(&failing.stdout);
+    assert!(!failing.status.success());
+    assert!(
+        text.contains("Oz API: FAILED") && text.contains("not ready to serve"),
+        "{text}"
+    );
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ozbridge"));
+    command
+        .args(["check-config"])
+        .env_clear()
+        .env("OZBRIDGE_LISTEN", "nowhere");
+    let bad = run(command).await;
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("OZBRIDGE_LISTEN"));
 }

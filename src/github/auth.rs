@@ -22,6 +22,8 @@ pub struct AppAuth {
     app_id: u64,
     key: jsonwebtoken::EncodingKey,
     tokens: Mutex<HashMap<u64, (SecretString, Instant)>>,
+    /// Held while a token is minted, so concurrent callers mint one token, not several.
+    pub minting: tokio::sync::Mutex<()>,
 }
 
 /// Reply of `POST /app/installations/{id}/access_tokens`.
@@ -45,6 +47,7 @@ impl AppAuth {
             app_id,
             key,
             tokens: Mutex::default(),
+            minting: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -330,6 +330,10 @@ impl GithubClient {
                 if let Some(token) = app.cached(id) {
                     return Ok(token);
                 }
+                let _minting = app.minting.lock().await;
+                if let Some(token) = app.cached(id) {
+                    return Ok(token);
+                }
                 let jwt = app.jwt().map_err(|e| GithubError::Auth(e.to_string()))?;
                 let path = format!("/app/installations/{id}/access_tokens");
                 let minted: InstallationToken = self

@@ -61,6 +61,10 @@ struct FakeState {
     lose_create_answers: u32,
     requests: Vec<String>,
     tokens_minted: u32,
+    /// When set, app JWTs must verify against this key and installation tokens are
+    /// required on repository calls.
+    app: Option<(u64, jsonwebtoken::DecodingKey)>,
+    issued_tokens: Vec<String>,
 }
 
 /// The fake. Clones share state.
@@ -137,6 +141,14 @@ impl FakeGithub {
             }
         });
         Ok(base)
+    }
+
+    /// Acts as GitHub for an App: `POST /app/installations/{id}/access_tokens` demands an
+    /// RS256 JWT signed by the App's key, and repository calls demand a minted token.
+    pub fn require_app(&self, app_id: u64, public_key_pem: &[u8]) -> anyhow::Result<()> {
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key_pem)?;
+        lock(&self.state).app = Some((app_id, key));
+        Ok(())
     }
 
     /// A feed of what the bot does.
@@ -234,30 +246,52 @@ fn error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+#[derive(Deserialize)]
+struct AppClaims {
+    iss: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// Checks the bearer credential the way GitHub does for an App: a valid JWT for `/app`
+/// routes, a minted installation token elsewhere. Without an App, any token passes.
+fn credential_ok(state: &FakeState, path: &str, bearer: &str) -> bool {
+    let Some((app_id, key)) = &state.app else {
+        return !bearer.is_empty();
+    };
+    if path.starts_with("/app") {
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        jsonwebtoken::decode::<AppClaims>(bearer, key, &validation)
+            .is_ok_and(|t| t.claims.iss == app_id.to_string() && t.claims.exp - t.claims.iat <= 600)
+    } else {
+        state.issued_tokens.iter().any(|t| t == bearer)
+    }
+}
+
 async fn gate(
     State(fake): State<FakeGithub>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let authorized = request
+    let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
-    let failing = {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let path = request.uri().path().to_owned();
+    let (authorized, failing) = {
         let mut state = lock(&fake.state);
-        state
-            .requests
-            .push(format!("{} {}", request.method(), request.uri().path()));
-        if state.fail_next > 0 {
-            state.fail_next -= 1;
-            true
-        } else {
-            false
-        }
+        state.requests.push(format!("{} {path}", request.method()));
+        let authorized = credential_ok(&state, &path, &bearer);
+        let failing = state.fail_next > 0;
+        state.fail_next = state.fail_next.saturating_sub(1);
+        (authorized, failing)
     };
     if !authorized {
-        return error(StatusCode::UNAUTHORIZED, "Requires authentication");
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     if failing {
         return error(StatusCode::BAD_GATEWAY, "Server Error");
@@ -274,9 +308,15 @@ async fn rate_limit() -> Response {
 }
 
 async fn mint_token(State(fake): State<FakeGithub>, Path(id): Path<u64>) -> Response {
-    lock(&fake.state).tokens_minted += 1;
+    let token = format!("ghs_fake_{id}_{}", fastrand::u32(..));
+    let mut state = lock(&fake.state);
+    state.tokens_minted += 1;
+    state.issued_tokens.push(token.clone());
     let expires = chrono::Utc::now() + chrono::Duration::hours(1);
-    (StatusCode::CREATED, Json(json!({ "token": format!("ghs_fake_{id}_{}", fastrand::u32(..)), "expires_at": expires })))
+    (
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_at": expires })),
+    )
         .into_response()
 }
 

@@ -217,6 +217,18 @@ impl Pipeline {
                 crate::telemetry::runs_in_phase(phase, count);
             }
         }
+        if let Ok(active) = self.store.active_runs().await {
+            let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
+            for run in active {
+                let state = run
+                    .view
+                    .state
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "NONE".into());
+                *by_state.entry(state).or_default() += 1;
+            }
+            crate::telemetry::active_runs_by_state(&by_state);
+        }
         if let (Ok(commands), Ok(outbox)) = (
             self.store.pending_command_count().await,
             self.store.pending_outbox_count().await,
