@@ -362,7 +362,7 @@ async fn failed_error_and_blocked_runs_are_rendered() {
     assert!(
         status
             .body
-            .contains("@alice, the agent is waiting for you: Approval needed"),
+            .contains("@alice, the Oz agent needs you: Approval needed"),
         "{}",
         status.body
     );

@@ -43,6 +43,21 @@ pub fn state_label(view: &RunView) -> &'static str {
     }
 }
 
+/// Tells the requester that the agent waits for them (status comment and reply).
+pub fn blocked_notice(login: &str, view: &RunView) -> String {
+    let reason = view
+        .status_message
+        .as_ref()
+        .map(|m| format!(": {}", m.message))
+        .unwrap_or_default();
+    let link = view
+        .session_link
+        .as_ref()
+        .map(|l| format!(" [Open the session]({l}) to answer."))
+        .unwrap_or_default();
+    format!("@{login}, the Oz agent needs you{reason}.{link}")
+}
+
 /// Cuts `text` to at most `max` characters, on a character boundary, marking the cut.
 pub fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -93,19 +108,9 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
         }
     }
     if view.state == Some(RunState::Blocked) {
-        let reason = view
-            .status_message
-            .as_ref()
-            .map(|m| format!(": {}", m.message))
-            .unwrap_or_default();
-        let link = view
-            .session_link
-            .as_ref()
-            .map(|l| format!(" [Open the session]({l}) to answer."))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "\n@{}, the agent is waiting for you{reason}.{link}\n",
-            input.requester.login
+            "\n{}\n",
+            blocked_notice(&input.requester.login, view)
         ));
     }
     if let Some(error) = &view.start_error {

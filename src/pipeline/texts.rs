@@ -98,18 +98,3 @@ pub fn agents(list: &ListAgentsResponse) -> String {
 pub fn gave_up(login: &str, reason: &str) -> String {
     format!("@{login}, sorry: I could not handle this command ({reason}). Please try again later.")
 }
-
-/// The agent is waiting for the requester (a reply, since edits do not notify).
-pub fn blocked(login: &str, view: &RunView) -> String {
-    let reason = view
-        .status_message
-        .as_ref()
-        .map(|m| format!(": {}", m.message))
-        .unwrap_or_default();
-    let link = view
-        .session_link
-        .as_ref()
-        .map(|l| format!(" [Open the session]({l}) to answer."))
-        .unwrap_or_default();
-    format!("@{login}, the Oz agent needs you{reason}.{link}")
-}

@@ -4,8 +4,8 @@
 
 use super::Pipeline;
 use super::outlet::Mark;
-use super::texts;
 use crate::domain::RunView;
+use crate::github::render::blocked_notice;
 use crate::ids::OzRunId;
 use crate::oz::ListRunsQuery;
 use crate::oz::types::{RunItem, RunState};
@@ -171,7 +171,7 @@ impl Pipeline {
             self.enqueue_reply(
                 key,
                 &record.origin,
-                texts::blocked(&record.requester.login, &view),
+                blocked_notice(&record.requester.login, &view),
             )
             .await?;
         }
