@@ -17,6 +17,7 @@ use crate::store::{OutboxMessage, Store};
 use outlet::{Mark, Outlets};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -143,72 +144,44 @@ impl Pipeline {
 
     /// Starts every worker; they stop when `shutdown` turns true.
     pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        let mut handles = Vec::new();
+        let on_wake = |wake: fn(&Pipeline) -> &Notify| Pace::OnWake(wake);
+        let mut stages: Vec<(Step, Pace)> = Vec::new();
         for _ in 0..self.settings.workers {
-            let p = self.clone();
-            handles.push(spawn_loop(
-                shutdown.clone(),
-                self.clone(),
-                move || {
-                    let p = p.clone();
-                    async move { p.dispatch_one().await }
-                },
-                |p| &p.wake.dispatch,
-                None,
+            stages.push((
+                |p| Box::pin(async move { p.dispatch_one().await }),
+                on_wake(|p| &p.wake.dispatch),
             ));
-            let p = self.clone();
-            handles.push(spawn_loop(
-                shutdown.clone(),
-                self.clone(),
-                move || {
-                    let p = p.clone();
-                    async move { p.start_one().await }
-                },
-                |p| &p.wake.start,
-                None,
+            stages.push((
+                |p| Box::pin(async move { p.start_one().await }),
+                on_wake(|p| &p.wake.start),
             ));
-            let p = self.clone();
-            handles.push(spawn_loop(
-                shutdown.clone(),
-                self.clone(),
-                move || {
-                    let p = p.clone();
-                    async move { p.deliver_one().await || p.post_one().await }
-                },
-                |p| &p.wake.notify,
-                None,
+            stages.push((
+                |p| Box::pin(async move { p.deliver_one().await || p.post_one().await }),
+                on_wake(|p| &p.wake.notify),
             ));
         }
-        let p = self.clone();
-        let tick = self.settings.tick;
-        handles.push(spawn_loop(
-            shutdown.clone(),
-            self.clone(),
-            move || {
-                let p = p.clone();
-                async move {
+        stages.push((
+            |p| {
+                Box::pin(async move {
                     p.tick().await;
                     false
-                }
+                })
             },
-            |p| &p.wake.start,
-            Some(tick),
+            Pace::Every(self.settings.tick),
         ));
-        let p = self.clone();
-        handles.push(spawn_loop(
-            shutdown,
-            self.clone(),
-            move || {
-                let p = p.clone();
-                async move {
+        stages.push((
+            |p| {
+                Box::pin(async move {
                     p.report_gauges().await;
                     false
-                }
+                })
             },
-            |p| &p.wake.start,
-            Some(Duration::from_secs(15)),
+            Pace::Every(Duration::from_secs(15)),
         ));
-        handles
+        stages
+            .into_iter()
+            .map(|(step, pace)| spawn_loop(shutdown.clone(), self.clone(), step, pace))
+            .collect()
     }
 
     async fn report_gauges(&self) {
@@ -243,34 +216,39 @@ impl Pipeline {
     }
 }
 
-/// Runs `step` until shutdown; while it reports no work, waits for a wake-up or the
-/// poll interval (`every` replaces both for periodic loops).
-fn spawn_loop<F, Fut>(
+/// One unit of a worker's work; true when it found something to do.
+type Step = fn(Arc<Pipeline>) -> Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// When an idle worker looks again.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// On a wake-up for its stage, or after the poll interval (retries, other replicas).
+    OnWake(fn(&Pipeline) -> &Notify),
+    /// Periodically.
+    Every(Duration),
+}
+
+/// Runs `step` until shutdown, pausing as `pace` says while it finds no work.
+fn spawn_loop(
     mut shutdown: watch::Receiver<bool>,
     pipeline: Arc<Pipeline>,
-    mut step: F,
-    wake: fn(&Pipeline) -> &Notify,
-    every: Option<Duration>,
-) -> JoinHandle<()>
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = bool> + Send,
-{
+    step: Step,
+    pace: Pace,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let did_work = step().await;
-            if did_work {
+            if step(pipeline.clone()).await {
                 continue;
             }
-            match every {
-                Some(period) => tokio::select! {
+            match pace {
+                Pace::Every(period) => tokio::select! {
                     _ = tokio::time::sleep(period) => {}
                     _ = shutdown.changed() => {}
                 },
-                None => tokio::select! {
+                Pace::OnWake(wake) => tokio::select! {
                     _ = wake(&pipeline).notified() => {}
                     _ = tokio::time::sleep(pipeline.settings.poll) => {}
                     _ = shutdown.changed() => {}
