@@ -7,6 +7,7 @@ use crate::oz::OzClient;
 use crate::pipeline::outlet::Outlets;
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::retry::Backoff;
+use crate::slack::SlackClient;
 use crate::store::Store;
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -82,9 +83,20 @@ pub async fn build_pipeline(
         )?),
         None => None,
     };
+    let slack = match &config.slack.bot_token {
+        Some(token) => Some(SlackClient::new(
+            &config.slack.api_url,
+            token.clone(),
+            &config.slack.response_url_prefix,
+            Duration::from_secs(20),
+        )?),
+        None => None,
+    };
     let outlets = Outlets::new(
         github,
+        slack,
         config.github.policy.clone(),
+        config.slack.policy.clone(),
         config.public_url.clone(),
         config.github.permission_cache_ttl,
     );
@@ -109,6 +121,7 @@ pub async fn start(
         github_secrets: Arc::new(config.github.webhook_secrets.clone()),
         github_bot_login: config.github.bot_login.clone(),
         github_policy: Arc::new(config.github.policy.clone()),
+        slack_secrets: Arc::new(config.slack.signing_secrets.clone()),
     };
     let app = router(state);
     let mut server_stop = stop.clone();

@@ -34,15 +34,50 @@ pub struct GithubOrigin {
     pub comment_kind: CommentKind,
 }
 
+/// A Slack `response_url`: a credential, so its `Debug` hides it and it is never logged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResponseUrl(pub String);
+
+impl std::fmt::Debug for ResponseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseUrl(<redacted>)")
+    }
+}
+
+/// A place in Slack: a channel, and the thread and message when there are ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackOrigin {
+    pub team: String,
+    pub channel: String,
+    /// Channel name when Slack sent it (slash commands do).
+    #[serde(default)]
+    pub channel_name: Option<String>,
+    /// The thread: `None` for a slash command, whose run gets a new thread.
+    pub thread_ts: Option<String>,
+    /// The message that carried the command (reactions go on it); `None` for slash commands.
+    pub message_ts: Option<String>,
+    /// The user who spoke.
+    pub user: String,
+    /// A direct message to the bot.
+    #[serde(default)]
+    pub direct: bool,
+    /// Where private answers go for a slash command or a button press.
+    #[serde(default)]
+    pub response_url: Option<ResponseUrl>,
+}
+
 /// Where a command came from and where answers go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "platform", rename_all = "snake_case")]
 pub enum Origin {
     Github(GithubOrigin),
+    Slack(SlackOrigin),
 }
 
 impl Origin {
-    /// The conversation place: one active run per thread.
+    /// The conversation place: one active run per thread. A Slack slash command has no
+    /// thread yet; its key is the channel's.
     pub fn thread_key(&self) -> ThreadKey {
         match self {
             Self::Github(g) => ThreadKey(format!(
@@ -50,8 +85,30 @@ impl Origin {
                 g.repo.as_str().to_ascii_lowercase(),
                 g.number
             )),
+            Self::Slack(s) => match &s.thread_ts {
+                Some(ts) => ThreadKey(format!("slack:{}:{}:{ts}", s.team, s.channel)),
+                None => ThreadKey(format!("slack:{}:{}", s.team, s.channel)),
+            },
         }
     }
+
+    /// True when the command was said in a conversation thread (a new one is made otherwise).
+    pub fn has_thread(&self) -> bool {
+        match self {
+            Self::Github(_) => true,
+            Self::Slack(s) => s.thread_ts.is_some(),
+        }
+    }
+}
+
+/// A button pressed on a status message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ButtonAction {
+    /// Cancel the run.
+    Cancel { run: crate::ids::RunRef },
+    /// Start the same request again.
+    Retry { run: crate::ids::RunRef },
 }
 
 /// What the thread is about, captured at intake from the webhook payload.
@@ -72,6 +129,9 @@ pub struct InboxCommand {
     pub author: Author,
     pub line: CommandLine,
     pub context: ThreadContext,
+    /// Set instead of a typed command when a button was pressed.
+    #[serde(default)]
+    pub action: Option<ButtonAction>,
 }
 
 /// What a run looks like to its requester; a change here is a visible change.
@@ -89,6 +149,9 @@ pub struct RunView {
     pub summary: Option<String>,
     /// Why the run could not be started at all.
     pub start_error: Option<String>,
+    /// A line about what people did to the run (cancel requested, retried).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 impl RunView {

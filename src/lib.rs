@@ -13,6 +13,7 @@ pub mod intake;
 pub mod oz;
 pub mod pipeline;
 pub mod retry;
+pub mod slack;
 pub mod store;
 pub mod telemetry;
 

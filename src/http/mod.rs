@@ -3,6 +3,7 @@
 
 mod github;
 mod ops;
+mod slack;
 
 use crate::pipeline::Pipeline;
 use axum::Router;
@@ -25,12 +26,16 @@ pub struct HttpState {
     pub github_secrets: Arc<Vec<SecretString>>,
     pub github_bot_login: Option<String>,
     pub github_policy: Arc<crate::config::GithubPolicy>,
+    pub slack_secrets: Arc<Vec<SecretString>>,
 }
 
 /// The service's router.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/github/webhook", post(github::webhook))
+        .route("/slack/commands", post(slack::commands))
+        .route("/slack/events", post(slack::events))
+        .route("/slack/interactions", post(slack::interactions))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -212,6 +212,7 @@ pub fn parse_event(
         payload.comment.id
     );
     let command = InboxCommand {
+        action: None,
         origin: Origin::Github(GithubOrigin {
             repo,
             installation_id: payload.installation.map(|i| i.id),

@@ -198,6 +198,15 @@ impl OzSim {
         state.index.get(id).map(|&i| state.runs[i].item.clone())
     }
 
+    /// Ids of the runs created, oldest first.
+    pub fn run_ids(&self) -> Vec<OzRunId> {
+        lock(&self.state)
+            .runs
+            .iter()
+            .map(|r| r.item.run_id.clone())
+            .collect()
+    }
+
     /// Number of runs created.
     pub fn run_count(&self) -> usize {
         lock(&self.state).runs.len()

@@ -3,9 +3,10 @@
 
 use super::Pipeline;
 use super::outlet::{Access, Mark, SendError};
+use super::prompt::reference_line;
 use super::texts;
 use crate::command::{Command, CommandError, RunOptions, parse, suggest};
-use crate::domain::InboxCommand;
+use crate::domain::{ButtonAction, InboxCommand, Origin, RunView};
 use crate::ids::RunRef;
 use crate::oz::types::{AgentConfig, RunAgentRequest};
 use crate::oz::{ListAgentsQuery, OzError};
@@ -99,7 +100,10 @@ impl Pipeline {
                 tracing::warn!(command = %claimed.id, %reason, "command given up");
                 crate::telemetry::command("any", "failed");
                 let origin = &claimed.command.origin;
-                let text = texts::gave_up(&claimed.command.author.login, &reason);
+                let text = texts::gave_up(
+                    &texts::mention(origin, &claimed.command.author.login),
+                    &reason,
+                );
                 match self
                     .enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
                     .await
@@ -127,9 +131,12 @@ impl Pipeline {
         .await?;
         if let Access::Denied(text) = self.outlets.access(origin, &command.author).await? {
             crate::telemetry::command("any", "denied");
-            self.enqueue_reply(format!("denied:{}", claimed.id), origin, text)
+            self.enqueue_private(format!("denied:{}", claimed.id), origin, text)
                 .await?;
             return Ok(());
+        }
+        if let Some(action) = &command.action {
+            return self.press(claimed, action).await;
         }
         let trigger = &self.settings.trigger;
         let reply =
@@ -137,7 +144,12 @@ impl Pipeline {
         match parse(&command.line) {
             Err(error) => {
                 crate::telemetry::command("invalid", "answered");
-                reply(texts::command_error(login, &error, trigger)).await?;
+                reply(texts::command_error(
+                    &texts::mention(origin, login),
+                    &error,
+                    trigger,
+                ))
+                .await?;
             }
             Ok(Command::Help) => reply(texts::help(trigger)).await?,
             Ok(Command::Models) => reply(texts::models(&self.oz.list_models().await?)).await?,
@@ -148,13 +160,22 @@ impl Pipeline {
                 .await?
             }
             Ok(Command::Status) => {
-                let latest = self
-                    .store
-                    .latest_run_in_thread(&origin.thread_key())
-                    .await?;
+                let latest = self.latest_run_here(origin).await?;
                 reply(texts::status(latest.as_ref().map(|r| &r.view))).await?;
             }
-            Ok(Command::Cancel) => self.cancel(claimed).await?,
+            Ok(Command::Cancel) => {
+                let latest = self.latest_run_here(origin).await?;
+                match latest.filter(|r| r.phase != RunPhase::Done) {
+                    Some(run) => self.cancel(claimed, &run).await?,
+                    None => {
+                        reply(format!(
+                            "{}, there is no active Oz run here to cancel.",
+                            texts::mention(origin, login)
+                        ))
+                        .await?
+                    }
+                }
+            }
             Ok(Command::Run { prompt, options }) => {
                 self.record_run(claimed, &prompt, &options).await?
             }
@@ -162,23 +183,69 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn cancel(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
+    /// The thread's newest run; for a Slack slash command (no thread), the channel's.
+    async fn latest_run_here(
+        &self,
+        origin: &Origin,
+    ) -> crate::store::StoreResult<Option<RunRecord>> {
+        let key = origin.thread_key();
+        if origin.has_thread() {
+            self.store.latest_run_in_thread(&key).await
+        } else {
+            self.store.latest_run_with_prefix(&format!("{key}:")).await
+        }
+    }
+
+    /// A button pressed on a status message.
+    async fn press(&self, claimed: &ClaimedCommand, action: &ButtonAction) -> Result<(), Failure> {
         let origin = &claimed.command.origin;
-        let login = &claimed.command.author.login;
-        let key = format!("reply:{}", claimed.id);
-        let latest = self
-            .store
-            .latest_run_in_thread(&origin.thread_key())
-            .await?;
-        let Some(run) = latest.filter(|r| r.phase != RunPhase::Done) else {
-            self.enqueue_reply(
-                key,
+        let (ButtonAction::Cancel { run } | ButtonAction::Retry { run }) = action;
+        let Some(record) = self.store.get_run(run).await? else {
+            self.enqueue_private(
+                format!("reply:{}", claimed.id),
                 origin,
-                format!("@{login}, there is no active Oz run on this thread to cancel."),
+                "That run is not known here.".into(),
             )
             .await?;
             return Ok(());
         };
+        let who = texts::mention(origin, &claimed.command.author.login);
+        match action {
+            ButtonAction::Cancel { .. } if record.phase == RunPhase::Done => {
+                self.enqueue_private(
+                    format!("reply:{}", claimed.id),
+                    origin,
+                    "That run has already finished.".into(),
+                )
+                .await?;
+            }
+            ButtonAction::Cancel { .. } => {
+                self.note_on_run(&record, format!("Cancel requested by {who}."))
+                    .await?;
+                self.cancel(claimed, &record).await?;
+            }
+            ButtonAction::Retry { .. } => self.retry(claimed, &record, &who).await?,
+        }
+        Ok(())
+    }
+
+    /// Adds a visible note to a run (the status post is updated).
+    async fn note_on_run(&self, run: &RunRecord, note: String) -> crate::store::StoreResult<()> {
+        let view = RunView {
+            note: Some(note),
+            ..run.view.clone()
+        };
+        self.store
+            .update_run(&run.id, run.phase, &view, true)
+            .await?;
+        self.wake.notify.notify_one();
+        Ok(())
+    }
+
+    async fn cancel(&self, claimed: &ClaimedCommand, run: &RunRecord) -> Result<(), Failure> {
+        let origin = &claimed.command.origin;
+        let who = texts::mention(origin, &claimed.command.author.login);
+        let key = format!("reply:{}", claimed.id);
         let Some(oz_id) = run.view.oz_run_id.clone() else {
             return Err(Failure::Retry {
                 wait: Duration::from_secs(2),
@@ -208,23 +275,80 @@ impl Pipeline {
             }) => {
                 let detail = problem.detail.unwrap_or_default();
                 let text = format!(
-                    "@{login}, this run cannot be cancelled through the API ({detail}). Runs that execute on \
+                    "{who}, this run cannot be cancelled through the API ({detail}). Runs that execute on \
                      self-hosted or local workers must be stopped where they run."
                 );
                 self.enqueue_reply(key, origin, text).await?;
                 Ok(())
             }
             Err(OzError::Api { status: 400, .. }) => {
-                self.enqueue_reply(
-                    key,
-                    origin,
-                    format!("@{login}, the run had already finished."),
-                )
-                .await?;
+                self.enqueue_reply(key, origin, format!("{who}, the run had already finished."))
+                    .await?;
                 Ok(())
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Starts a failed run's request again (Retry button).
+    async fn retry(
+        &self,
+        claimed: &ClaimedCommand,
+        old: &RunRecord,
+        who: &str,
+    ) -> Result<(), Failure> {
+        let origin = &claimed.command.origin;
+        let key = format!("reply:{}", claimed.id);
+        if old.phase != RunPhase::Done || !crate::slack::render::retry_may_help(&old.view) {
+            self.enqueue_private(
+                key,
+                origin,
+                "Only a run that failed with a retryable error can be retried.".into(),
+            )
+            .await?;
+            return Ok(());
+        }
+        if self.store.run_for_command(&claimed.id).await?.is_some() {
+            return Ok(());
+        }
+        let latest = self.store.latest_run_in_thread(&old.thread).await?;
+        if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
+            self.enqueue_private(key, origin, texts::busy(who, &self.settings.trigger))
+                .await?;
+            return Ok(());
+        }
+        let run_ref = RunRef::generate();
+        let mut request = old.request.clone();
+        if let Some(prompt) = &request.prompt {
+            // A new reference, so that this run is found as itself after a crash.
+            request.prompt =
+                Some(prompt.replace(&reference_line(&old.id), &reference_line(&run_ref)));
+        }
+        let record = RunRecord {
+            id: run_ref,
+            command_id: claimed.id.clone(),
+            thread: old.thread.clone(),
+            origin: old.origin.clone(),
+            requester: old.requester.clone(),
+            asked: old.asked.clone(),
+            request,
+            phase: RunPhase::Starting,
+            view: RunView::default(),
+            create_attempts: 0,
+            first_attempt_at: None,
+            version: 1,
+            posted_version: 0,
+            status_post: None,
+            posted_digest: None,
+            post_attempted: false,
+            post_first: old.post_first,
+            created_at: now_ms(),
+        };
+        self.store.insert_run(&record).await?;
+        self.note_on_run(old, format!("Retried by {who}.")).await?;
+        crate::telemetry::command("retry", "accepted");
+        self.wake.start.notify_one();
+        Ok(())
     }
 
     async fn record_run(
@@ -235,16 +359,22 @@ impl Pipeline {
     ) -> Result<(), Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
-        let login = &command.author.login;
-        let thread = origin.thread_key();
+        let who = texts::mention(origin, &command.author.login);
         let key = format!("reply:{}", claimed.id);
         if self.store.run_for_command(&claimed.id).await?.is_some() {
             return Ok(()); // recorded by an earlier attempt that died before finishing
         }
-        let latest = self.store.latest_run_in_thread(&thread).await?;
+        // A command said in a thread continues it; a Slack slash command starts a new one.
+        let latest = if origin.has_thread() {
+            self.store
+                .latest_run_in_thread(&origin.thread_key())
+                .await?
+        } else {
+            None
+        };
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
             crate::telemetry::command("run", "busy");
-            self.enqueue_reply(key, origin, texts::busy(login, &self.settings.trigger))
+            self.enqueue_reply(key, origin, texts::busy(&who, &self.settings.trigger))
                 .await?;
             return Ok(());
         }
@@ -253,7 +383,7 @@ impl Pipeline {
             self.enqueue_reply(
                 key,
                 origin,
-                texts::command_error(login, &error, &self.settings.trigger),
+                texts::command_error(&who, &error, &self.settings.trigger),
             )
             .await?;
             return Ok(());
@@ -269,17 +399,16 @@ impl Pipeline {
             .await;
         let run_ref = RunRef::generate();
         let request = self.build_request(&full, prompt_text, options, &run_ref, conversation_id);
-        let now = now_ms();
         let record = RunRecord {
             id: run_ref,
             command_id: claimed.id.clone(),
-            thread,
+            thread: origin.thread_key(),
             origin: origin.clone(),
             requester: command.author.clone(),
             asked: command.line.full_text(),
             request,
             phase: RunPhase::Starting,
-            view: Default::default(),
+            view: RunView::default(),
             create_attempts: 0,
             first_attempt_at: None,
             version: 1,
@@ -287,7 +416,8 @@ impl Pipeline {
             status_post: None,
             posted_digest: None,
             post_attempted: false,
-            created_at: now,
+            post_first: matches!(origin, Origin::Slack(_)),
+            created_at: now_ms(),
         };
         self.store.insert_run(&record).await?;
         crate::telemetry::command("run", "accepted");
@@ -304,30 +434,49 @@ impl Pipeline {
         run: &RunRef,
         conversation_id: Option<crate::ids::ConversationId>,
     ) -> RunAgentRequest {
-        let crate::domain::Origin::Github(g) = &command.origin;
-        let repo_settings = self
-            .settings
-            .repos
-            .get(&g.repo.as_str().to_ascii_lowercase());
+        // Options beat the place's settings (repository or channel), which beat the defaults.
+        let (place_env, place_model, place_skill, template) = match &command.origin {
+            Origin::Github(g) => {
+                let repo = self
+                    .settings
+                    .repos
+                    .get(&g.repo.as_str().to_ascii_lowercase());
+                (
+                    repo.and_then(|r| r.environment_id.clone()),
+                    repo.and_then(|r| r.model_id.clone()),
+                    None,
+                    &self.settings.prompt_template,
+                )
+            }
+            Origin::Slack(s) => {
+                let channel = self.settings.channels.get(&s.channel);
+                (
+                    channel.and_then(|c| c.environment_id.clone()),
+                    channel.and_then(|c| c.model_id.clone()),
+                    channel.and_then(|c| c.skill.clone()),
+                    &self.settings.slack_prompt_template,
+                )
+            }
+        };
         let environment_id = options
             .environment
             .clone()
-            .or_else(|| repo_settings.and_then(|r| r.environment_id.clone()))
+            .or(place_env)
             .or_else(|| self.settings.environment_id.clone());
         let model_id = options
             .model
             .clone()
-            .or_else(|| repo_settings.and_then(|r| r.model_id.clone()))
+            .or(place_model)
             .or_else(|| self.settings.model_id.clone());
         RunAgentRequest {
             prompt: Some(super::prompt::render_prompt(
-                &self.settings.prompt_template,
+                template,
                 command,
                 prompt_text,
                 run,
             )),
-            skill: options.skill.clone(),
-            title: Some(super::prompt::run_title(command)),
+            skill: options.skill.clone().or(place_skill),
+            title: Some(super::prompt::run_title(command, prompt_text)),
             conversation_id,
             config: Some(AgentConfig {
                 name: Some(self.settings.run_label.clone()),

@@ -34,6 +34,8 @@ pub struct PipelineSettings {
     pub model_id: Option<String>,
     pub repos: BTreeMap<String, RepoSettings>,
     pub prompt_template: String,
+    pub slack_prompt_template: String,
+    pub channels: BTreeMap<String, crate::config::ChannelSettings>,
     /// How long a claimed item stays claimed if its worker dies.
     pub lease: Duration,
     /// How often idle workers look for due work (other replicas, retries).
@@ -56,6 +58,8 @@ impl PipelineSettings {
             model_id: config.oz.model_id.clone(),
             repos: config.github.repos.clone(),
             prompt_template: config.prompt_template.clone(),
+            slack_prompt_template: config.slack_prompt_template.clone(),
+            channels: config.slack.channels.clone(),
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             tick: config.oz.tick_interval,
@@ -118,6 +122,26 @@ impl Pipeline {
             reaction: mark.name().into(),
         };
         self.store.enqueue(&key, &message).await?;
+        self.wake.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues a private note to the command's author.
+    async fn enqueue_private(
+        &self,
+        key: String,
+        origin: &crate::domain::Origin,
+        text: String,
+    ) -> crate::store::StoreResult<()> {
+        self.store
+            .enqueue(
+                &key,
+                &OutboxMessage::Private {
+                    origin: origin.clone(),
+                    text,
+                },
+            )
+            .await?;
         self.wake.notify.notify_one();
         Ok(())
     }

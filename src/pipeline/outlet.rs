@@ -1,17 +1,23 @@
-//! Where answers go: reactions, replies, status posts and permission checks, routed by
-//! the command's origin to the platform client. The rest of the pipeline never names a
-//! platform.
+//! Where answers go: reactions, replies, private notes, status posts and access checks,
+//! routed by the command's origin to GitHub or Slack. The rest of the pipeline never
+//! names a platform.
 
-use crate::config::GithubPolicy;
-use crate::domain::{Author, CommentKind, GithubOrigin, Origin, ThreadContext};
+use crate::config::{GithubPolicy, SlackPolicy};
+use crate::domain::{Author, CommentKind, GithubOrigin, Origin, SlackOrigin, ThreadContext};
 use crate::github::render::{self, StatusInput};
 use crate::github::{GithubClient, GithubError, Permission};
 use crate::ids::RepoFullName;
+use crate::slack::{SlackClient, SlackError};
 use crate::store::RunRecord;
 use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Thread messages read for a Slack prompt, and their bounds.
+const MAX_THREAD_MESSAGES: u32 = 50;
+const MAX_THREAD_MESSAGE_CHARS: usize = 1_000;
+const MAX_THREAD_CHARS: usize = 8_000;
 
 /// The moments marked with a reaction on the command's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +37,16 @@ impl Mark {
             Self::Failed => "confused",
             Self::Cancelled => "-1",
             Self::Acknowledged => "+1",
+        }
+    }
+
+    fn slack_reaction(self) -> &'static str {
+        match self {
+            Self::Received => "eyes",
+            Self::Succeeded => "white_check_mark",
+            Self::Failed => "x",
+            Self::Cancelled => "no_entry_sign",
+            Self::Acknowledged => "ok_hand",
         }
     }
 
@@ -68,12 +84,45 @@ pub struct SendError {
     pub retry_after: Option<Duration>,
 }
 
+impl SendError {
+    /// A failure that will not go away by retrying.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
 impl From<GithubError> for SendError {
     fn from(error: GithubError) -> Self {
         Self {
             retryable: error.is_retryable(),
             retry_after: error.retry_after(),
             message: error.to_string(),
+        }
+    }
+}
+
+impl From<SlackError> for SendError {
+    fn from(error: SlackError) -> Self {
+        let message = match &error {
+            SlackError::Api(code)
+                if matches!(code.as_str(), "not_in_channel" | "channel_not_found") =>
+            {
+                "I am not a member of this channel. Invite me with `/invite @oz`, then try again."
+                    .to_owned()
+            }
+            SlackError::Api(code) if code == "is_archived" => {
+                "This channel is archived, so I cannot post in it.".to_owned()
+            }
+            _ => error.to_string(),
+        };
+        Self {
+            retryable: error.is_retryable(),
+            retry_after: error.retry_after(),
+            message,
         }
     }
 }
@@ -86,28 +135,52 @@ pub enum Access {
     Denied(String),
 }
 
-/// Delivers to GitHub (and, later, other platforms).
+/// A status post written or brought up to date.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    /// Platform id: GitHub comment id, Slack message ts.
+    pub id: String,
+    /// Digest of what it shows.
+    pub digest: String,
+    /// True when this call created it.
+    pub created: bool,
+}
+
+/// The platform clients and policies.
 pub struct Outlets {
-    github: Option<GithubClient>,
-    policy: GithubPolicy,
-    public_url: Option<String>,
-    permission_ttl: Duration,
+    pub github: Option<GithubClient>,
+    pub slack: Option<SlackClient>,
+    pub github_policy: GithubPolicy,
+    pub slack_policy: SlackPolicy,
+    pub public_url: Option<String>,
+    pub permission_ttl: Duration,
     permissions: Mutex<HashMap<(String, String), (Permission, Instant)>>,
-    /// Writes to the platform wait until then (rate limit).
-    paused_until: Mutex<Option<Instant>>,
+    /// Writes to a platform wait until then (rate limit).
+    paused_until: Mutex<HashMap<&'static str, Instant>>,
+}
+
+fn platform(origin: &Origin) -> &'static str {
+    match origin {
+        Origin::Github(_) => "github",
+        Origin::Slack(_) => "slack",
+    }
 }
 
 impl Outlets {
     /// Outlets over the configured clients.
     pub fn new(
         github: Option<GithubClient>,
-        policy: GithubPolicy,
+        slack: Option<SlackClient>,
+        github_policy: GithubPolicy,
+        slack_policy: SlackPolicy,
         public_url: Option<String>,
         permission_ttl: Duration,
     ) -> Self {
         Self {
             github,
-            policy,
+            slack,
+            github_policy,
+            slack_policy,
             public_url,
             permission_ttl,
             permissions: Mutex::default(),
@@ -116,40 +189,60 @@ impl Outlets {
     }
 
     fn github(&self) -> Result<&GithubClient, SendError> {
-        self.github.as_ref().ok_or_else(|| SendError {
-            message: "GitHub is not configured".into(),
-            retryable: false,
-            retry_after: None,
-        })
+        self.github
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("GitHub is not configured"))
     }
 
-    /// How long writes must still wait after a rate limit, if at all.
-    pub fn pause_left(&self) -> Option<Duration> {
+    fn slack(&self) -> Result<&SlackClient, SendError> {
+        self.slack
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("Slack is not configured"))
+    }
+
+    /// How long writes to the origin's platform must still wait after a rate limit.
+    pub fn pause_left(&self, origin: &Origin) -> Option<Duration> {
         let paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        paused.and_then(|until| until.checked_duration_since(Instant::now()))
+        paused
+            .get(platform(origin))
+            .and_then(|until| until.checked_duration_since(Instant::now()))
     }
 
-    /// Records a rate limit so that every writer waits.
-    pub fn note_failure(&self, error: &SendError) {
+    /// Records a rate limit so that every writer to that platform waits.
+    pub fn note_failure(&self, origin: &Origin, error: &SendError) {
         if let Some(wait) = error.retry_after {
             let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
             let until = Instant::now() + wait;
-            if paused.is_none_or(|current| current < until) {
-                *paused = Some(until);
+            let slot = paused.entry(platform(origin)).or_insert(until);
+            if *slot < until {
+                *slot = until;
             }
         }
     }
 
-    /// Checks that the author may start runs: deny list, allow list, then write access.
+    /// Checks that the author may start runs.
     pub async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError> {
-        let Origin::Github(g) = origin;
-        if self.policy.denies(&author.login, author.id) {
+        let g = match origin {
+            Origin::Github(g) => g,
+            Origin::Slack(s) => {
+                return Ok(
+                    match self
+                        .slack_policy
+                        .refusal(&s.team, &s.channel, &s.user, s.direct)
+                    {
+                        Some(reason) => Access::Denied(reason),
+                        None => Access::Allowed,
+                    },
+                );
+            }
+        };
+        if self.github_policy.denies(&author.login, author.id) {
             return Ok(Access::Denied(format!(
                 "@{}, you are not allowed to start Oz agents here.",
                 author.login
             )));
         }
-        if self.policy.allows(&author.login, author.id) {
+        if self.github_policy.allows(&author.login, author.id) {
             return Ok(Access::Allowed);
         }
         let permission = self
@@ -191,47 +284,103 @@ impl Outlets {
         Ok(permission)
     }
 
-    /// Completes the thread context where the payload lacked it (a PR's branches when
-    /// the command came as an issue comment). Best effort: the run starts regardless.
+    /// Completes the thread context the intake could not see: a PR's branches on GitHub,
+    /// the thread's earlier messages on Slack. Best effort: the run starts regardless.
     pub async fn complete_context(&self, origin: &Origin, context: &mut ThreadContext) {
-        let Origin::Github(g) = origin;
-        if context.is_pull_request && context.head_ref.is_none() {
-            match self
-                .github()
-                .map(|gh| gh.pull_branches(&g.repo, g.installation_id, g.number))
-            {
-                Ok(call) => match call.await {
-                    Ok((head, base)) => {
-                        context.head_ref = Some(head);
-                        context.base_ref = Some(base);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "could not read the pull request's branches")
-                    }
-                },
-                Err(error) => tracing::warn!(%error, "could not read the pull request's branches"),
-            }
+        let result = match origin {
+            Origin::Github(g) => self.github_context(g, context).await,
+            Origin::Slack(s) => self.slack_context(s, context).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not read the thread's context");
         }
     }
 
-    /// Adds a reaction to the command's message.
-    pub async fn mark(&self, origin: &Origin, mark: Mark) -> Result<(), SendError> {
-        let Origin::Github(g) = origin;
-        let review = g.comment_kind == CommentKind::Review;
-        self.github()?
-            .add_reaction(
-                &g.repo,
-                g.installation_id,
-                g.comment_id,
-                review,
-                mark.github_reaction(),
-            )
-            .await?;
+    async fn github_context(
+        &self,
+        g: &GithubOrigin,
+        context: &mut ThreadContext,
+    ) -> Result<(), SendError> {
+        if context.is_pull_request && context.head_ref.is_none() {
+            let (head, base) = self
+                .github()?
+                .pull_branches(&g.repo, g.installation_id, g.number)
+                .await?;
+            context.head_ref = Some(head);
+            context.base_ref = Some(base);
+        }
         Ok(())
     }
 
-    /// Posts a reply in the thread. When `maybe_posted`, a previous try may have landed:
-    /// look for its marker first so the reply never appears twice.
+    async fn slack_context(
+        &self,
+        s: &SlackOrigin,
+        context: &mut ThreadContext,
+    ) -> Result<(), SendError> {
+        context.title = s
+            .channel_name
+            .as_ref()
+            .map(|n| format!("#{n}"))
+            .unwrap_or_else(|| format!("<#{}>", s.channel));
+        let Some(thread) = &s.thread_ts else {
+            return Ok(());
+        };
+        let messages = self
+            .slack()?
+            .replies(&s.channel, thread, MAX_THREAD_MESSAGES)
+            .await?;
+        let mut transcript = String::new();
+        for message in messages
+            .iter()
+            .filter(|m| Some(&m.ts) != s.message_ts.as_ref())
+        {
+            let who = message
+                .user
+                .as_deref()
+                .map(|u| format!("<@{u}>"))
+                .unwrap_or_else(|| "a bot".into());
+            let line = format!(
+                "{who}: {}\n",
+                render::truncate(&message.text, MAX_THREAD_MESSAGE_CHARS)
+            );
+            if transcript.chars().count() + line.chars().count() > MAX_THREAD_CHARS {
+                transcript.push_str("(earlier messages cut)\n");
+                break;
+            }
+            transcript.push_str(&line);
+        }
+        context.body = transcript;
+        Ok(())
+    }
+
+    /// Adds a reaction to the command's message (none for a Slack slash command).
+    pub async fn mark(&self, origin: &Origin, mark: Mark) -> Result<(), SendError> {
+        match origin {
+            Origin::Github(g) => {
+                let review = g.comment_kind == CommentKind::Review;
+                self.github()?
+                    .add_reaction(
+                        &g.repo,
+                        g.installation_id,
+                        g.comment_id,
+                        review,
+                        mark.github_reaction(),
+                    )
+                    .await?;
+            }
+            Origin::Slack(s) => {
+                if let Some(ts) = &s.message_ts {
+                    self.slack()?
+                        .add_reaction(&s.channel, ts, mark.slack_reaction())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Posts a reply in the thread (for a Slack slash command, privately to its user).
+    /// When `maybe_posted`, a previous try may have landed: it is looked up first.
     pub async fn reply(
         &self,
         origin: &Origin,
@@ -239,41 +388,139 @@ impl Outlets {
         text: &str,
         maybe_posted: bool,
     ) -> Result<(), SendError> {
-        let Origin::Github(g) = origin;
-        let gh = self.github()?;
-        if maybe_posted
-            && gh
-                .find_comment_with_marker(
+        match origin {
+            Origin::Github(g) => {
+                let gh = self.github()?;
+                let marker = render::reply_marker(key);
+                if maybe_posted
+                    && gh
+                        .find_comment_with_marker(
+                            &g.repo,
+                            g.installation_id,
+                            g.number,
+                            &marker,
+                            None,
+                        )
+                        .await?
+                        .is_some()
+                {
+                    return Ok(());
+                }
+                gh.create_comment(
                     &g.repo,
                     g.installation_id,
                     g.number,
-                    &render::reply_marker(key),
-                    None,
+                    &render::reply(key, text),
                 )
+                .await?;
+            }
+            Origin::Slack(s) => match (&s.thread_ts, &s.response_url) {
+                (Some(thread), _) => {
+                    self.slack_post(s, Some(thread), key, text, maybe_posted)
+                        .await?
+                }
+                (None, Some(url)) => self.slack()?.respond(&url.0, text).await?,
+                (None, None) => self.slack_post(s, None, key, text, maybe_posted).await?,
+            },
+        }
+        Ok(())
+    }
+
+    /// Posts a reply in a given Slack thread (a run's thread), once.
+    pub async fn reply_in_thread(
+        &self,
+        origin: &Origin,
+        thread: &str,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
+        match origin {
+            Origin::Slack(s) => {
+                self.slack_post(s, Some(thread), key, text, maybe_posted)
+                    .await
+            }
+            Origin::Github(_) => self.reply(origin, key, text, maybe_posted).await,
+        }
+    }
+
+    async fn slack_post(
+        &self,
+        s: &SlackOrigin,
+        thread: Option<&str>,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
+        let slack = self.slack()?;
+        if maybe_posted
+            && slack
+                .find_posted(&s.channel, thread, key, "0")
                 .await?
                 .is_some()
         {
             return Ok(());
         }
-        gh.create_comment(
-            &g.repo,
-            g.installation_id,
-            g.number,
-            &render::reply(key, text),
-        )
-        .await?;
+        slack
+            .post_message(
+                &s.channel,
+                thread,
+                &crate::slack::render::escape(text),
+                None,
+                key,
+            )
+            .await?;
         Ok(())
     }
 
-    /// Creates or edits the run's status post; returns its platform id and the digest of
-    /// what it shows. Nothing is sent when the rendering did not change. `before_create`
-    /// is awaited right before a create is sent (to record the attempt durably).
+    /// Tells the user something only they should see: a Slack ephemeral message or
+    /// `response_url` answer; on GitHub, which has no private messages, a reply.
+    pub async fn private(
+        &self,
+        origin: &Origin,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
+        match origin {
+            Origin::Github(_) => self.reply(origin, key, text, maybe_posted).await,
+            Origin::Slack(s) => {
+                let slack = self.slack()?;
+                match &s.response_url {
+                    Some(url) => slack.respond(&url.0, text).await?,
+                    None => slack.post_ephemeral(&s.channel, &s.user, text).await?,
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// True when notable moments of a run are posted as thread replies (Slack); GitHub
+    /// shows them in the status comment alone.
+    pub fn posts_moments(&self, origin: &Origin) -> bool {
+        matches!(origin, Origin::Slack(_))
+    }
+
+    /// Creates or edits the run's status post. Nothing is sent when the rendering did
+    /// not change. `before_create` is awaited right before a create is sent (to record the
+    /// attempt durably); a create that may have landed before is looked up first.
     pub async fn upsert_status<F: Future<Output = Result<(), SendError>>>(
         &self,
         run: &RunRecord,
         before_create: impl FnOnce() -> F,
-    ) -> Result<(String, String), SendError> {
-        let Origin::Github(g) = &run.origin;
+    ) -> Result<Posted, SendError> {
+        match &run.origin {
+            Origin::Github(g) => self.upsert_github(g, run, before_create).await,
+            Origin::Slack(s) => self.upsert_slack(s, run, before_create).await,
+        }
+    }
+
+    async fn upsert_github<F: Future<Output = Result<(), SendError>>>(
+        &self,
+        g: &GithubOrigin,
+        run: &RunRecord,
+        before_create: impl FnOnce() -> F,
+    ) -> Result<Posted, SendError> {
         let gh = self.github()?;
         let body = render::status_comment(&StatusInput {
             run: &run.id,
@@ -282,44 +529,112 @@ impl Outlets {
             request_text: &run.asked,
             public_url: self.public_url.as_deref(),
         });
-        let digest = hex::encode(&sha2::Sha256::digest(body.as_bytes())[..16]);
-        if let Some(post) = &run.status_post
-            && run.posted_digest.as_deref() == Some(digest.as_str())
-        {
-            return Ok((post.clone(), digest));
+        let digest = digest(&body);
+        if let Some(post) = unchanged(run, &digest) {
+            return Ok(post);
         }
         let existing = match (&run.status_post, run.post_attempted) {
             (Some(id), _) => id.parse::<u64>().ok(),
-            (None, true) => self.find_status(gh, g, run).await?,
+            (None, true) => {
+                let since = chrono::DateTime::from_timestamp_millis(run.created_at - 60_000);
+                gh.find_comment_with_marker(
+                    &g.repo,
+                    g.installation_id,
+                    g.number,
+                    &render::run_marker(&run.id),
+                    since,
+                )
+                .await?
+            }
             (None, false) => None,
         };
         if let Some(id) = existing {
             gh.update_comment(&g.repo, g.installation_id, id, &body)
                 .await?;
-            return Ok((id.to_string(), digest));
+            return Ok(Posted {
+                id: id.to_string(),
+                digest,
+                created: false,
+            });
         }
         before_create().await?;
         let created = gh
             .create_comment(&g.repo, g.installation_id, g.number, &body)
             .await?;
-        Ok((created.id.to_string(), digest))
+        Ok(Posted {
+            id: created.id.to_string(),
+            digest,
+            created: true,
+        })
     }
 
-    async fn find_status(
+    async fn upsert_slack<F: Future<Output = Result<(), SendError>>>(
         &self,
-        gh: &GithubClient,
-        g: &GithubOrigin,
+        s: &SlackOrigin,
         run: &RunRecord,
-    ) -> Result<Option<u64>, SendError> {
-        let since = chrono::DateTime::from_timestamp_millis(run.created_at - 60_000);
-        Ok(gh
-            .find_comment_with_marker(
-                &g.repo,
-                g.installation_id,
-                g.number,
-                &render::run_marker(&run.id),
-                since,
+        before_create: impl FnOnce() -> F,
+    ) -> Result<Posted, SendError> {
+        let slack = self.slack()?;
+        let (text, blocks) = crate::slack::render::status_message(
+            &run.id,
+            &run.view,
+            &s.user,
+            &run.asked,
+            self.public_url.as_deref(),
+        );
+        let digest = digest(&format!("{text}{blocks}"));
+        if let Some(post) = unchanged(run, &digest) {
+            return Ok(post);
+        }
+        let key = format!("run:{}", run.id);
+        let existing = match (&run.status_post, run.post_attempted) {
+            (Some(ts), _) => Some(ts.clone()),
+            (None, true) => {
+                let oldest = format!("{}.000000", (run.created_at - 60_000) / 1000);
+                slack
+                    .find_posted(&s.channel, s.thread_ts.as_deref(), &key, &oldest)
+                    .await?
+            }
+            (None, false) => None,
+        };
+        if let Some(ts) = existing {
+            slack
+                .update_message(&s.channel, &ts, &text, Some(&blocks))
+                .await?;
+            return Ok(Posted {
+                id: ts,
+                digest,
+                created: false,
+            });
+        }
+        before_create().await?;
+        let ts = slack
+            .post_message(
+                &s.channel,
+                s.thread_ts.as_deref(),
+                &text,
+                Some(&blocks),
+                &key,
             )
-            .await?)
+            .await?;
+        Ok(Posted {
+            id: ts,
+            digest,
+            created: true,
+        })
     }
+}
+
+fn digest(body: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(body.as_bytes())[..16])
+}
+
+/// The existing post, when what it shows would not change.
+fn unchanged(run: &RunRecord, digest: &str) -> Option<Posted> {
+    let post = run.status_post.as_ref()?;
+    (run.posted_digest.as_deref() == Some(digest)).then(|| Posted {
+        id: post.clone(),
+        digest: digest.to_owned(),
+        created: false,
+    })
 }

@@ -4,6 +4,14 @@ use crate::domain::RunView;
 use crate::github::render::state_label;
 use crate::oz::types::{ListAgentsResponse, ListModelsResponse};
 
+/// How to address the author: `@login` on GitHub, `<@U123>` on Slack.
+pub fn mention(origin: &crate::domain::Origin, login: &str) -> String {
+    match origin {
+        crate::domain::Origin::Github(_) => format!("@{login}"),
+        crate::domain::Origin::Slack(_) => format!("<@{login}>"),
+    }
+}
+
 /// Usage of the command, for `/oz help` and after a command error.
 pub fn help(trigger: &str) -> String {
     format!(
@@ -23,16 +31,16 @@ pub fn help(trigger: &str) -> String {
 }
 
 /// A command that could not be understood.
-pub fn command_error(login: &str, error: &dyn std::fmt::Display, trigger: &str) -> String {
+pub fn command_error(who: &str, error: &dyn std::fmt::Display, trigger: &str) -> String {
     format!(
-        "@{login}, I could not run that command: {error}\n\nWrite `{trigger} help` to see what I understand. Nothing was started."
+        "{who}, I could not run that command: {error}\n\nWrite `{trigger} help` to see what I understand. Nothing was started."
     )
 }
 
 /// A run is already active in the thread.
-pub fn busy(login: &str, trigger: &str) -> String {
+pub fn busy(who: &str, trigger: &str) -> String {
     format!(
-        "@{login}, an Oz agent is already working on this thread. Wait for it to finish, or write \
+        "{who}, an Oz agent is already working on this thread. Wait for it to finish, or write \
          `{trigger} cancel` to stop it, then ask again. Nothing new was started."
     )
 }
@@ -95,6 +103,6 @@ pub fn agents(list: &ListAgentsResponse) -> String {
 }
 
 /// A command given up on after repeated failures.
-pub fn gave_up(login: &str, reason: &str) -> String {
-    format!("@{login}, sorry: I could not handle this command ({reason}). Please try again later.")
+pub fn gave_up(who: &str, reason: &str) -> String {
+    format!("{who}, sorry: I could not handle this command ({reason}). Please try again later.")
 }

@@ -4,13 +4,17 @@
 
 use super::Pipeline;
 use super::outlet::Mark;
+use super::texts;
 use crate::domain::RunView;
-use crate::github::render::blocked_notice;
+use crate::github::render::{blocked_notice, truncate};
 use crate::ids::OzRunId;
 use crate::oz::ListRunsQuery;
+use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
+use crate::store::OutboxMessage;
 use crate::store::{RunPhase, RunRecord, now_ms};
 use chrono::{DateTime, Utc};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -134,6 +138,7 @@ impl Pipeline {
             status_message: item.status_message.clone(),
             summary: old.summary.clone(),
             start_error: None,
+            note: old.note.clone(),
         };
         let mut phase = RunPhase::Active;
         if item.state.is_terminal() {
@@ -162,19 +167,7 @@ impl Pipeline {
         self.store
             .update_run(&record.id, phase, &view, changed)
             .await?;
-        if item.state == RunState::Blocked && old.state != Some(RunState::Blocked) {
-            let key = format!(
-                "blocked:{}:{}",
-                record.id,
-                item.updated_at.timestamp_millis()
-            );
-            self.enqueue_reply(
-                key,
-                &record.origin,
-                blocked_notice(&record.requester.login, &view),
-            )
-            .await?;
-        }
+        self.announce(record, &view, phase).await?;
         if phase == RunPhase::Done {
             let mark = match item.state {
                 RunState::Succeeded => Mark::Succeeded,
@@ -187,4 +180,105 @@ impl Pipeline {
         self.wake.notify.notify_one();
         Ok(())
     }
+
+    /// Posts the notable moments of a change as replies: on Slack every moment (started,
+    /// pull request opened, needs input, finished); on GitHub, where the status comment
+    /// shows the rest, only "needs input" (an edited mention notifies nobody).
+    async fn announce(
+        &self,
+        record: &RunRecord,
+        view: &RunView,
+        phase: RunPhase,
+    ) -> anyhow::Result<()> {
+        let old = &record.view;
+        let origin = &record.origin;
+        let who = texts::mention(origin, &record.requester.login);
+        let blocked = view.state == Some(RunState::Blocked) && old.state != Some(RunState::Blocked);
+        if !self.outlets.posts_moments(origin) {
+            if blocked {
+                let key = format!("blocked:{}:{}", record.id, view_stamp(view));
+                self.enqueue_reply(key, origin, blocked_notice(&record.requester.login, view))
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut moments: Vec<(String, String)> = Vec::new();
+        if view.state == Some(RunState::InProgress)
+            && old.state != Some(RunState::InProgress)
+            && old.session_link.is_none()
+        {
+            let link = view
+                .session_link
+                .as_ref()
+                .map(|l| format!(" <{l}|Open the live session>"))
+                .unwrap_or_default();
+            moments.push((
+                "started".into(),
+                format!(":runner: The agent started working.{link}"),
+            ));
+        }
+        for artifact in &view.artifacts {
+            if let Artifact::PullRequest { data, .. } = artifact
+                && !old.artifacts.contains(artifact)
+            {
+                moments.push((
+                    format!("pr:{}", data.url),
+                    format!(
+                        ":git-pull-request: Opened a pull request: {} (branch `{}`)",
+                        data.url, data.branch
+                    ),
+                ));
+            }
+        }
+        if blocked {
+            moments.push((
+                format!("blocked:{}", view_stamp(view)),
+                format!(
+                    ":raised_hand: {}",
+                    blocked_notice(&record.requester.login, view)
+                ),
+            ));
+        }
+        if phase == RunPhase::Done {
+            let text = match &view.state {
+                Some(RunState::Succeeded) => {
+                    let summary = view.summary.as_deref().unwrap_or_default();
+                    format!(
+                        ":white_check_mark: {who}, the agent finished: {}",
+                        truncate(summary, 500)
+                    )
+                }
+                Some(RunState::Cancelled) => ":no_entry_sign: The run was cancelled.".into(),
+                _ => {
+                    let reason = view
+                        .status_message
+                        .as_ref()
+                        .map(|m| m.message.clone())
+                        .unwrap_or_else(|| "no reason given".into());
+                    format!(":x: {who}, the run failed: {reason}")
+                }
+            };
+            moments.push(("final".into(), text));
+        }
+        for (kind, text) in moments {
+            let message = OutboxMessage::RunReply {
+                run: record.id.clone(),
+                text,
+            };
+            self.store
+                .enqueue(&format!("moment:{}:{kind}", record.id), &message)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A stamp that tells two blocked spells of one run apart.
+fn view_stamp(view: &RunView) -> String {
+    let message = view
+        .status_message
+        .as_ref()
+        .map(|m| m.message.as_str())
+        .unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(message.as_bytes())[..6])
 }

@@ -15,6 +15,13 @@ pub enum OutboxMessage {
     Reaction { origin: Origin, reaction: String },
     /// Post a reply in the command's thread.
     Reply { origin: Origin, text: String },
+    /// Tell the user something only they should see (where the platform allows).
+    Private { origin: Origin, text: String },
+    /// Post a reply in a run's thread (Slack moments: started, PR opened, finished).
+    RunReply {
+        run: crate::ids::RunRef,
+        text: String,
+    },
 }
 
 /// A claimed outbox row.

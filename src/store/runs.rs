@@ -61,6 +61,9 @@ pub struct RunRecord {
     pub posted_digest: Option<String>,
     /// A create of the status post was sent and may have landed.
     pub post_attempted: bool,
+    /// The status post must exist before the run is created in Oz (Slack: it proves the
+    /// bot can post in the channel, and it makes the thread).
+    pub post_first: bool,
     pub created_at: Millis,
 }
 
@@ -68,7 +71,7 @@ pub struct RunRecord {
 pub type ClaimedRun = RunRecord;
 
 const COLUMNS: &str = "id, command_id, thread_key, origin, requester, asked, request, phase, view, create_attempts,
-    first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, created_at";
+    first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
 
 fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
     let text = |name: &str| -> StoreResult<String> { Ok(row.try_get::<String, _>(name)?) };
@@ -89,6 +92,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         status_post: row.try_get("status_post")?,
         posted_digest: row.try_get("posted_digest")?,
         post_attempted: row.try_get::<i64, _>("post_attempted")? != 0,
+        post_first: row.try_get::<i64, _>("post_first")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -98,8 +102,8 @@ impl Store {
     pub async fn insert_run(&self, run: &RunRecord) -> StoreResult<bool> {
         let result = sqlx::query(
             "INSERT INTO runs (id, command_id, thread_key, origin, requester, asked, request, phase, view,
-                version, posted_version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $11) ON CONFLICT (command_id) DO NOTHING",
+                version, posted_version, post_first, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $12) ON CONFLICT (command_id) DO NOTHING",
         )
         .bind(run.id.as_str())
         .bind(run.command_id.as_str())
@@ -111,6 +115,7 @@ impl Store {
         .bind(run.phase.as_str())
         .bind(serde_json::to_string(&run.view)?)
         .bind(run.version)
+        .bind(i64::from(run.post_first))
         .bind(run.created_at)
         .execute(&self.pool)
         .await?;
@@ -146,6 +151,34 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
+    /// The newest run whose thread key starts with `prefix` (a Slack channel's runs).
+    pub async fn latest_run_with_prefix(&self, prefix: &str) -> StoreResult<Option<RunRecord>> {
+        let pattern = format!("{}%", prefix.replace('%', "").replace('_', "\\_"));
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE thread_key LIKE $1 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(pattern)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Moves a run into the thread its status post started (a Slack slash command).
+    pub async fn adopt_thread(
+        &self,
+        id: &RunRef,
+        origin: &Origin,
+        thread: &ThreadKey,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET origin = $1, thread_key = $2 WHERE id = $3")
+            .bind(serde_json::to_string(origin)?)
+            .bind(thread.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Every run the tracker follows.
     pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
         let rows = sqlx::query(&format!(
@@ -166,6 +199,7 @@ impl Store {
         let row = sqlx::query(&format!(
             "UPDATE runs SET start_owner = $1, start_lease_until = $2
              WHERE id = (SELECT id FROM runs WHERE phase = 'starting' AND start_lease_until <= $3
+                         AND (post_first = 0 OR status_post IS NOT NULL)
                          AND start_next_at <= $3 ORDER BY created_at LIMIT 1)
                AND start_lease_until <= $3
              RETURNING {COLUMNS}"
@@ -274,6 +308,17 @@ impl Store {
         .bind(version)
         .bind(post)
         .bind(digest)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a run's status post as needing nothing more (it could not be posted at all).
+    pub async fn skip_post(&self, id: &RunRef) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET posted_version = version, notify_lease_until = 0 WHERE id = $1",
+        )
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;

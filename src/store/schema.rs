@@ -42,6 +42,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
         status_post TEXT,
         posted_digest TEXT,
         post_attempted BIGINT NOT NULL DEFAULT 0,
+        post_first BIGINT NOT NULL DEFAULT 0,
         notify_owner TEXT,
         notify_lease_until BIGINT NOT NULL DEFAULT 0,
         notify_next_at BIGINT NOT NULL DEFAULT 0,

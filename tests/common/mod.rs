@@ -7,6 +7,7 @@ use ozbridge::config::Config;
 use ozbridge::github::fake::{CommentEventSpec, FakeComment, FakeGithub};
 use ozbridge::intake::signature::sign_github;
 use ozbridge::oz::sim::OzSim;
+use ozbridge::slack::fake::FakeSlack;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -45,9 +46,18 @@ fn uuid_simple() -> String {
     ozbridge::ids::new_uuid().replace('-', "")
 }
 
+pub const SLACK_SECRET: &str = "test-slack-signing-secret";
+pub const SLACK_OLD_SECRET: &str = "previous-slack-signing-secret";
+pub const SLACK_TOKEN: &str = "xoxb-test-token";
+/// A channel the bot is in, and one it is not in.
+pub const CHANNEL: &str = "CENG";
+pub const NO_BOT_CHANNEL: &str = "CNOBOT";
+
 pub struct Harness {
     pub sim: OzSim,
     pub github: FakeGithub,
+    pub slack: FakeSlack,
+    pub response_url: String,
     pub config: Config,
     pub app: Option<RunningApp>,
     pub http: reqwest::Client,
@@ -79,6 +89,13 @@ impl Harness {
             .serve(TcpListener::bind("127.0.0.1:0").await.ok()?)
             .await
             .ok()?;
+        let slack = FakeSlack::new(SLACK_TOKEN);
+        let (slack_api, hooks) = slack
+            .serve(TcpListener::bind("127.0.0.1:0").await.ok()?)
+            .await
+            .ok()?;
+        slack.add_channel(CHANNEL, true);
+        slack.add_channel(NO_BOT_CHANNEL, false);
         let mut vars: HashMap<String, String> = [
             ("WARP_API_KEY", "test-oz-key".to_owned()),
             ("OZ_API_URL", oz_url),
@@ -87,6 +104,13 @@ impl Harness {
             ("GITHUB_WEBHOOK_SECRET", format!("{SECRET},{OLD_SECRET}")),
             ("DATABASE_URL", database),
             ("OZ_TICK_INTERVAL_SECS", "0.1".to_owned()),
+            ("SLACK_API_URL", slack_api),
+            ("SLACK_RESPONSE_URL_PREFIX", hooks.clone()),
+            ("SLACK_BOT_TOKEN", SLACK_TOKEN.to_owned()),
+            (
+                "SLACK_SIGNING_SECRET",
+                format!("{SLACK_SECRET},{SLACK_OLD_SECRET}"),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -106,6 +130,8 @@ impl Harness {
         let mut harness = Self {
             sim,
             github,
+            slack,
+            response_url: format!("{hooks}commands/T0ACME/1/abc"),
             config,
             app: None,
             http: reqwest::Client::new(),
@@ -193,6 +219,125 @@ impl Harness {
             request = request.header("X-Hub-Signature-256", signature);
         }
         request.send().await.expect("webhook request")
+    }
+
+    /// Sends a Slack request signed with `secret` at `timestamp`.
+    pub async fn slack_request(
+        &self,
+        path: &str,
+        body: &str,
+        content_type: &str,
+        secret: &str,
+        timestamp: i64,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("Content-Type", content_type)
+            .header("X-Slack-Request-Timestamp", timestamp.to_string())
+            .header(
+                "X-Slack-Signature",
+                ozbridge::intake::slack::sign(secret, timestamp, body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("slack request")
+    }
+
+    /// A correctly signed slash command `/oz <text>`.
+    pub async fn slash(&self, channel: &str, user: &str, text: &str) -> reqwest::Response {
+        let body = ozbridge::slack::fake::slash_command_body(
+            channel,
+            user,
+            text,
+            &self.response_url,
+            &ozbridge::ids::new_uuid(),
+        );
+        self.slack_request(
+            "/slack/commands",
+            &body,
+            "application/x-www-form-urlencoded",
+            SLACK_SECRET,
+            chrono::Utc::now().timestamp(),
+        )
+        .await
+    }
+
+    /// A correctly signed Events API callback.
+    pub async fn slack_event(&self, event: &serde_json::Value) -> reqwest::Response {
+        self.slack_request(
+            "/slack/events",
+            &event.to_string(),
+            "application/json",
+            SLACK_SECRET,
+            chrono::Utc::now().timestamp(),
+        )
+        .await
+    }
+
+    /// A person mentions the bot (in a thread when `thread` is given); returns the message ts.
+    pub async fn mention(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+        thread: Option<&str>,
+    ) -> String {
+        let ts = self.slack.add_user_message(channel, thread, user, text);
+        let event = ozbridge::slack::fake::mention_event(
+            &format!("Ev{}", ozbridge::ids::new_uuid()),
+            channel,
+            user,
+            text,
+            &ts,
+            thread,
+        );
+        let response = self.slack_event(&event).await;
+        assert_eq!(response.status(), 200);
+        ts
+    }
+
+    /// Presses a button of a bot message.
+    pub async fn press(
+        &self,
+        action: &str,
+        run: &str,
+        channel: &str,
+        user: &str,
+        message_ts: &str,
+        thread: Option<&str>,
+    ) -> reqwest::Response {
+        let body = ozbridge::slack::fake::button_body(
+            action,
+            run,
+            channel,
+            user,
+            message_ts,
+            thread,
+            &self.response_url,
+        );
+        self.slack_request(
+            "/slack/interactions",
+            &body,
+            "application/x-www-form-urlencoded",
+            SLACK_SECRET,
+            chrono::Utc::now().timestamp(),
+        )
+        .await
+    }
+
+    /// The id of the n-th run the simulator created.
+    pub fn sim_run_id(&self, n: usize) -> ozbridge::ids::OzRunId {
+        self.sim.run_ids()[n].clone()
+    }
+
+    /// The bot's root messages (status posts of slash commands) in a channel.
+    pub fn slack_roots(&self, channel: &str) -> Vec<ozbridge::slack::fake::FakeMessage> {
+        self.slack
+            .bot_messages(channel)
+            .into_iter()
+            .filter(|m| m.thread_ts.is_none())
+            .collect()
     }
 
     /// Sends a correctly signed delivery.

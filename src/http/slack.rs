@@ -1,0 +1,158 @@
+//! `POST /slack/commands`, `/slack/events` and `/slack/interactions`: verify, decide,
+//! store, answer well within Slack's 3 seconds. The only I/O is one inbox insert.
+
+use super::HttpState;
+use crate::intake::slack::{
+    SlackIntake, form, parse_event, parse_interaction, parse_slash, verify,
+};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verifies the request; `Some(refusal)` when it must be refused.
+fn refuse(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let result = verify(
+        &state.slack_secrets,
+        header(headers, "x-slack-request-timestamp"),
+        header(headers, "x-slack-signature"),
+        body,
+        chrono::Utc::now().timestamp(),
+    );
+    result.err().map(|error| {
+        crate::telemetry::webhook("slack", "unauthorized");
+        tracing::info!(%error, "refused a Slack request");
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": error.to_string() })),
+        )
+            .into_response()
+    })
+}
+
+/// Stores a command; `Ok(true)` when new, `Ok(false)` for a duplicate.
+async fn store(state: &HttpState, intake: SlackIntake) -> Result<Option<bool>, Response> {
+    let SlackIntake::Command {
+        dedupe_key,
+        command,
+    } = intake
+    else {
+        return Ok(None);
+    };
+    match state
+        .pipeline
+        .store
+        .insert_command(&dedupe_key, &command)
+        .await
+    {
+        Ok(Some(id)) => {
+            crate::telemetry::webhook("slack", "accepted");
+            tracing::info!(command = %id, thread = %command.origin.thread_key(), "Slack command accepted");
+            state.pipeline.wake.dispatch.notify_one();
+            Ok(Some(true))
+        }
+        Ok(None) => {
+            crate::telemetry::webhook("slack", "duplicate");
+            Ok(Some(false))
+        }
+        Err(error) => {
+            crate::telemetry::webhook("slack", "error");
+            tracing::error!(%error, "could not store a Slack command");
+            Err((StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response())
+        }
+    }
+}
+
+fn bad_payload(error: impl std::fmt::Display) -> Response {
+    crate::telemetry::webhook("slack", "bad_payload");
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": error.to_string() })),
+    )
+        .into_response()
+}
+
+/// The `/oz` slash command.
+pub async fn commands(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    // Slack's SSL check is unsigned: answer it and read nothing else from the request.
+    if form(&body)
+        .iter()
+        .any(|(k, v)| k == "ssl_check" && v == "1")
+    {
+        return StatusCode::OK.into_response();
+    }
+    if let Some(refusal) = refuse(&state, &headers, &body) {
+        return refusal;
+    }
+    let intake = match parse_slash(&body) {
+        Ok(intake) => intake,
+        Err(error) => return bad_payload(error),
+    };
+    let text = match &intake {
+        SlackIntake::Command { command, .. } => command.line.args.clone(),
+        _ => String::new(),
+    };
+    match store(&state, intake).await {
+        Ok(_) => {
+            let ack = if text.trim().is_empty() || text.split_whitespace().count() == 1 {
+                "On it.".to_owned()
+            } else {
+                format!(
+                    "On it: starting an Oz agent for “{}”. Updates will follow in this channel.",
+                    crate::slack::render::escape(&crate::github::render::truncate(&text, 200))
+                )
+            };
+            Json(json!({ "response_type": "ephemeral", "text": ack })).into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+/// Events API callbacks.
+pub async fn events(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = refuse(&state, &headers, &body) {
+        return refusal;
+    }
+    match parse_event(&body) {
+        Ok(SlackIntake::Challenge(challenge)) => {
+            Json(json!({ "challenge": challenge })).into_response()
+        }
+        Ok(SlackIntake::Ignored(reason)) => {
+            crate::telemetry::webhook("slack", "ignored");
+            (StatusCode::OK, Json(json!({ "ignored": reason }))).into_response()
+        }
+        Ok(intake) => match store(&state, intake).await {
+            Ok(new) => (
+                StatusCode::OK,
+                Json(json!({ "duplicate": new == Some(false) })),
+            )
+                .into_response(),
+            Err(response) => response,
+        },
+        Err(error) => bad_payload(error),
+    }
+}
+
+/// Button presses.
+pub async fn interactions(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = refuse(&state, &headers, &body) {
+        return refusal;
+    }
+    match parse_interaction(&body) {
+        Ok(intake) => match store(&state, intake).await {
+            Ok(_) => StatusCode::OK.into_response(),
+            Err(response) => response,
+        },
+        Err(error) => bad_payload(error),
+    }
+}

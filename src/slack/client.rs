@@ -1,0 +1,365 @@
+//! A small typed Slack Web API client over reqwest.
+//!
+//! Written here rather than with slack-morphism because ozbridge needs, per call, the
+//! `Retry-After` of a refused request to reschedule it durably (slack-morphism's rate
+//! control sleeps in memory and is off by default), exactly-once creates with a lookup
+//! instead of retries, a configurable API base for the fake Slack, and only seven
+//! methods; it also keeps one HTTP/TLS stack (reqwest) in the binary.
+
+use crate::retry::parse_retry_after;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Slack's pace for `chat.postMessage` in one channel.
+const POST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A failed Slack call.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    #[error("Slack rate limit reached; retry in {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// `ok: false` with Slack's error code.
+    #[error("Slack refused the call: {0}")]
+    Api(String),
+    #[error("Slack answered HTTP {0}")]
+    Status(u16),
+    #[error("Slack did not answer in time")]
+    Timeout,
+    #[error("could not reach Slack: {0}")]
+    Transport(String),
+    #[error("unexpected answer from Slack: {0}")]
+    Decode(String),
+    /// A `response_url` outside the allowed prefix; nothing was sent.
+    #[error("refused to post to a response URL outside the allowed prefix")]
+    ForbiddenUrl,
+}
+
+impl SlackError {
+    /// True when the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::Timeout | Self::Transport(_) => true,
+            Self::Status(status) => *status >= 500,
+            Self::Api(code) => matches!(
+                code.as_str(),
+                "internal_error"
+                    | "fatal_error"
+                    | "service_unavailable"
+                    | "request_timeout"
+                    | "ratelimited"
+            ),
+            Self::Decode(_) | Self::ForbiddenUrl => false,
+        }
+    }
+
+    /// The wait Slack asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    fn from_reqwest(error: reqwest::Error) -> Self {
+        if error.is_timeout() {
+            Self::Timeout
+        } else {
+            Self::Transport(error.without_url().to_string())
+        }
+    }
+}
+
+/// A message of a thread.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ThreadMessage {
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub bot_id: Option<String>,
+    #[serde(default)]
+    pub text: String,
+    pub ts: String,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+/// The Slack client. Cheap to clone.
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    api: String,
+    token: SecretString,
+    response_prefix: String,
+    next_post: std::sync::Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+/// The metadata event type ozbridge stamps on its messages, to find them again.
+pub const METADATA_EVENT: &str = "ozbridge_post";
+
+impl SlackClient {
+    /// A client for `api_url` (ending in `/`).
+    pub fn new(
+        api_url: &str,
+        token: SecretString,
+        response_prefix: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("ozbridge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            api: api_url.to_owned(),
+            token,
+            response_prefix: response_prefix.to_owned(),
+            next_post: Default::default(),
+        })
+    }
+
+    /// `chat.postMessage`, paced to one per second per channel; returns the message `ts`.
+    /// `key` is stamped in the message metadata so a lost answer can be looked up.
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        text: &str,
+        blocks: Option<&Value>,
+        key: &str,
+    ) -> Result<String, SlackError> {
+        self.pace(channel).await;
+        let mut body = json!({
+            "channel": channel,
+            "text": text,
+            "unfurl_links": false,
+            "metadata": { "event_type": METADATA_EVENT, "event_payload": { "key": key } },
+        });
+        if let Some(ts) = thread_ts {
+            body["thread_ts"] = json!(ts);
+        }
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.clone();
+        }
+        let answer = self.call("chat.postMessage", &body).await?;
+        answer
+            .get("ts")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| SlackError::Decode("no ts".into()))
+    }
+
+    /// `chat.update`.
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        text: &str,
+        blocks: Option<&Value>,
+    ) -> Result<(), SlackError> {
+        let mut body = json!({ "channel": channel, "ts": ts, "text": text });
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.clone();
+        }
+        self.call("chat.update", &body).await.map(drop)
+    }
+
+    /// `chat.postEphemeral`: a message only `user` sees.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), SlackError> {
+        self.call(
+            "chat.postEphemeral",
+            &json!({ "channel": channel, "user": user, "text": text }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `reactions.add`; a reaction already there counts as added.
+    pub async fn add_reaction(
+        &self,
+        channel: &str,
+        ts: &str,
+        name: &str,
+    ) -> Result<(), SlackError> {
+        match self
+            .call(
+                "reactions.add",
+                &json!({ "channel": channel, "timestamp": ts, "name": name }),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SlackError::Api(code)) if code == "already_reacted" => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `conversations.replies`: up to `limit` messages of a thread, oldest first.
+    pub async fn replies(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+        limit: u32,
+    ) -> Result<Vec<ThreadMessage>, SlackError> {
+        let query = [
+            ("channel", channel.to_owned()),
+            ("ts", thread_ts.to_owned()),
+            ("limit", limit.to_string()),
+            ("include_all_metadata", "true".into()),
+        ];
+        let answer = self.get("conversations.replies", &query).await?;
+        messages(&answer)
+    }
+
+    /// Finds a message ozbridge posted with `key`, in a thread or in the channel's recent history.
+    pub async fn find_posted(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        key: &str,
+        oldest: &str,
+    ) -> Result<Option<String>, SlackError> {
+        let found = match thread_ts {
+            Some(ts) => self.replies(channel, ts, 200).await?,
+            None => {
+                let query = [
+                    ("channel", channel.to_owned()),
+                    ("oldest", oldest.to_owned()),
+                    ("limit", "200".to_owned()),
+                    ("include_all_metadata", "true".to_owned()),
+                ];
+                messages(&self.get("conversations.history", &query).await?)?
+            }
+        };
+        Ok(found
+            .into_iter()
+            .find(|m| {
+                m.metadata
+                    .as_ref()
+                    .and_then(|md| md.pointer("/event_payload/key"))
+                    .and_then(Value::as_str)
+                    == Some(key)
+            })
+            .map(|m| m.ts))
+    }
+
+    /// `auth.test`: the workspace and the bot's user id.
+    pub async fn auth_test(&self) -> Result<(String, String), SlackError> {
+        let answer = self.call("auth.test", &json!({})).await?;
+        let field = |name: &str| {
+            answer
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok((field("team"), field("user_id")))
+    }
+
+    /// Posts a private (ephemeral) answer to a `response_url`, only under the allowed prefix.
+    pub async fn respond(&self, response_url: &str, text: &str) -> Result<(), SlackError> {
+        if !response_url.starts_with(&self.response_prefix) {
+            return Err(SlackError::ForbiddenUrl);
+        }
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(response_url)
+            .json(&json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
+            .send()
+            .await
+            .map_err(SlackError::from_reqwest)?;
+        crate::telemetry::outbound("slack", response.status().as_str(), started.elapsed());
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            StatusCode::TOO_MANY_REQUESTS => Err(SlackError::RateLimited {
+                retry_after: parse_retry_after(response.headers())
+                    .unwrap_or(Duration::from_secs(30)),
+            }),
+            // An expired or used-up response_url (30 min, 5 uses): nothing more to do.
+            status => Err(SlackError::Status(status.as_u16())),
+        }
+    }
+
+    async fn pace(&self, channel: &str) {
+        let wait = {
+            let mut next = self.next_post.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = next
+                .get(channel)
+                .copied()
+                .filter(|t| *t > now)
+                .unwrap_or(now);
+            next.insert(channel.to_owned(), slot + POST_INTERVAL);
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
+        let request = self.http.post(format!("{}{method}", self.api)).json(body);
+        self.finish(method, request).await
+    }
+
+    async fn get(&self, method: &str, query: &[(&str, String)]) -> Result<Value, SlackError> {
+        let request = self.http.get(format!("{}{method}", self.api)).query(query);
+        self.finish(method, request).await
+    }
+
+    async fn finish(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, SlackError> {
+        let started = Instant::now();
+        let response = request
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .map_err(SlackError::from_reqwest)?;
+        let status = response.status();
+        crate::telemetry::outbound("slack", status.as_str(), started.elapsed());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after =
+                parse_retry_after(response.headers()).unwrap_or(Duration::from_secs(30));
+            return Err(SlackError::RateLimited { retry_after });
+        }
+        if !status.is_success() {
+            return Err(SlackError::Status(status.as_u16()));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| SlackError::Decode(e.without_url().to_string()))?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            Ok(answer)
+        } else {
+            let code = answer
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error")
+                .to_owned();
+            tracing::debug!(method, code, "Slack refused a call");
+            Err(SlackError::Api(code))
+        }
+    }
+}
+
+fn messages(answer: &Value) -> Result<Vec<ThreadMessage>, SlackError> {
+    let list = answer
+        .get("messages")
+        .cloned()
+        .unwrap_or(Value::Array(Vec::new()));
+    serde_json::from_value(list).map_err(|e| SlackError::Decode(e.to_string()))
+}
