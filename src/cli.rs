@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Start and follow Warp Oz cloud agents from GitHub.
+/// Start and follow Warp Oz cloud agents from GitHub and Slack.
 #[derive(Parser)]
 #[command(name = "ozbridge", version, about)]
 struct Cli {
@@ -27,6 +27,12 @@ enum Commands {
         /// Also check each credential against its API.
         #[arg(long)]
         online: bool,
+    },
+    /// Print a Slack app manifest (slash command, events, interactivity, bot scopes).
+    SlackManifest {
+        /// Public base URL of this ozbridge, e.g. https://ozbridge.example.com
+        #[arg(long)]
+        url: String,
     },
     /// Serve the Oz API simulator.
     SimOz {
@@ -88,6 +94,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Commands::SlackManifest { url } => {
+            let parsed = url::Url::parse(&url)
+                .map_err(|e| anyhow::anyhow!("--url `{url}` is not a URL: {e}"))?;
+            anyhow::ensure!(
+                parsed.scheme() == "https",
+                "--url must be https: Slack only calls HTTPS endpoints"
+            );
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::slack::manifest::manifest(&url))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::SimOz { listen, step_ms } => {
             crate::telemetry::init_logging(crate::config::LogFormat::Text);
             let listener = tokio::net::TcpListener::bind(&listen).await?;
@@ -146,6 +165,30 @@ async fn check_online(config: &Config) -> bool {
             }
         },
         None => println!("GitHub: skipped (no credentials)"),
+    }
+    match &config.slack.bot_token {
+        Some(token) => {
+            let client = crate::slack::SlackClient::new(
+                &config.slack.api_url,
+                token.clone(),
+                &config.slack.response_url_prefix,
+                std::time::Duration::from_secs(20),
+            );
+            match client.map(|c| async move { c.auth_test().await }) {
+                Ok(call) => match call.await {
+                    Ok((team, user)) => println!("Slack: ok (workspace {team}, bot user {user})"),
+                    Err(error) => {
+                        println!("Slack: FAILED: {error}");
+                        ok = false;
+                    }
+                },
+                Err(error) => {
+                    println!("Slack: FAILED: {error}");
+                    ok = false;
+                }
+            }
+        }
+        None => println!("Slack: skipped (SLACK_BOT_TOKEN not set)"),
     }
     ok
 }

@@ -1,19 +1,25 @@
 //! `ozbridge demo`: the whole flow on loopback with no credentials and no network: the
-//! Oz simulator, a fake GitHub, a temporary SQLite database and a real signed webhook.
+//! Oz simulator, a fake GitHub, a fake Slack, a temporary SQLite database, and real
+//! signed requests: a GitHub `/oz` comment, a Slack `/oz` slash command and a follow-up
+//! `@oz` mention in the thread it made.
 
 use crate::config::Config;
 use crate::github::fake::{CommentEventSpec, FakeGithub, GithubEvent};
 use crate::intake::signature::sign_github;
 use crate::oz::sim::OzSim;
+use crate::slack::fake::{FakeSlack, SlackEvent, mention_event, slash_command_body};
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 const SECRET: &str = "demo-webhook-secret";
+const SLACK_SECRET: &str = "demo-slack-secret";
+const SLACK_TOKEN: &str = "xoxb-demo";
 const REPO: &str = "acme/widgets";
+const CHANNEL: &str = "CENG";
 
-/// Runs the demo; success when the run reached its final state and the thread shows it.
+/// Runs the demo; success when every run reached its final state and the threads show it.
 pub async fn run() -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let sim = OzSim::new(Duration::from_millis(700));
@@ -22,12 +28,18 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let github_url = github
         .serve(TcpListener::bind("127.0.0.1:0").await?)
         .await?;
+    let slack = FakeSlack::new(SLACK_TOKEN);
+    let (slack_api, hooks) = slack.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
     let vars: HashMap<&str, String> = HashMap::from([
         ("WARP_API_KEY", "demo-key".to_owned()),
         ("OZ_API_URL", oz_url),
         ("GITHUB_API_URL", github_url),
         ("GITHUB_TOKEN", "demo-token".to_owned()),
         ("GITHUB_WEBHOOK_SECRET", SECRET.to_owned()),
+        ("SLACK_API_URL", slack_api),
+        ("SLACK_RESPONSE_URL_PREFIX", hooks.clone()),
+        ("SLACK_BOT_TOKEN", SLACK_TOKEN.to_owned()),
+        ("SLACK_SIGNING_SECRET", SLACK_SECRET.to_owned()),
         (
             "DATABASE_URL",
             format!("sqlite://{}/demo.db", dir.path().display()),
@@ -38,17 +50,30 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let pipeline =
         crate::app::build_pipeline(&config, |s| s.poll = Duration::from_millis(200)).await?;
     let app = crate::app::start(&config, pipeline, TcpListener::bind("127.0.0.1:0").await?).await?;
+    let base = format!("http://{}", app.addr);
+    println!(
+        "ozbridge demo: bridge on {base}; Oz simulator, fake GitHub and fake Slack on loopback\n"
+    );
 
+    let github_done = github_flow(&github, &base).await?;
+    let slack_done = slack_flow(&slack, &base, &hooks).await?;
+    app.shutdown().await;
+    if github_done && slack_done {
+        println!("\nDemo complete: every run was followed from request to final state.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\nDemo did not complete in time.");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
+    println!("━━ GitHub ━━");
     github.set_permission(REPO, "alice", "write");
     let text = "/oz fix the flaky login test";
     let comment_id = github.add_user_comment(REPO, 42, "alice", text);
     let mut events = github.subscribe();
-    println!(
-        "ozbridge demo: bridge on http://{}, Oz simulator and fake GitHub on loopback\n",
-        app.addr
-    );
     println!("@alice commented on {REPO}#42 \"Login test is flaky\":\n    {text}\n");
-
     let body = CommentEventSpec {
         action: "created",
         repo: REPO,
@@ -66,9 +91,9 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     }
     .payload()
     .to_string();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let response = reqwest::Client::new()
-        .post(format!("http://{}/github/webhook", app.addr))
+        .post(format!("{base}/github/webhook"))
         .header("X-GitHub-Event", "issue_comment")
         .header("X-GitHub-Delivery", crate::ids::new_uuid())
         .header("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes()))
@@ -81,54 +106,172 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         started.elapsed().as_millis(),
         response.status()
     );
-
-    let finished = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut final_seen = false;
-        loop {
-            // After the final reaction, wait for the last edit (the summary) to land.
-            let wait = if final_seen {
-                Duration::from_millis(1500)
-            } else {
-                Duration::from_secs(30)
-            };
-            let Ok(Ok(event)) = tokio::time::timeout(wait, events.recv()).await else {
-                return final_seen;
-            };
-            let at = started.elapsed().as_millis();
-            match event {
-                GithubEvent::Reaction { content, .. } => {
-                    println!("[{at:>5} ms] reaction :{content}: on @alice's comment");
-                    if matches!(content.as_str(), "rocket" | "confused" | "-1") {
-                        final_seen = true;
-                    }
-                }
-                GithubEvent::CommentCreated { body, .. } => {
-                    println!("[{at:>5} ms] ozbridge posted a comment:\n{}", indent(&body));
-                }
-                GithubEvent::CommentEdited { body, .. } => {
-                    println!(
-                        "[{at:>5} ms] ozbridge edited its comment:\n{}",
-                        indent(&body)
-                    );
-                }
-            }
+    let finished = follow(&mut events, started, |event, at| match event {
+        GithubEvent::Reaction { content, .. } => {
+            println!("[{at:>5} ms] reaction :{content}: on @alice's comment");
+            matches!(content.as_str(), "rocket" | "confused" | "-1")
+        }
+        GithubEvent::CommentCreated { body, .. } => {
+            println!("[{at:>5} ms] ozbridge posted a comment:\n{}", indent(&body));
+            false
+        }
+        GithubEvent::CommentEdited { body, .. } => {
+            println!(
+                "[{at:>5} ms] ozbridge edited its comment:\n{}",
+                indent(&body)
+            );
+            false
         }
     })
-    .await
-    .unwrap_or(false);
+    .await;
     let comments = github.bot_comments(REPO, 42);
     println!(
-        "Final thread: {} comment(s) by ozbridge, {} revision(s) of the status comment.",
+        "Thread {REPO}#42: {} comment(s) by ozbridge, {} revision(s) of the status comment.\n",
         comments.len(),
         comments.first().map(|c| c.revisions.len()).unwrap_or(0)
     );
-    app.shutdown().await;
-    if finished {
-        println!("\nDemo complete: the run was followed from webhook to final state.");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("\nDemo did not complete within 30 s.");
-        Ok(ExitCode::FAILURE)
+    Ok(finished)
+}
+
+async fn slack_flow(slack: &FakeSlack, base: &str, hooks: &str) -> anyhow::Result<bool> {
+    println!("━━ Slack ━━");
+    slack.add_channel(CHANNEL, true);
+    let mut events = slack.subscribe();
+    let client = reqwest::Client::new();
+    let send = |path: &'static str, body: String, content_type: &'static str| {
+        let now = chrono::Utc::now().timestamp();
+        client
+            .post(format!("{base}{path}"))
+            .header("Content-Type", content_type)
+            .header("X-Slack-Request-Timestamp", now.to_string())
+            .header(
+                "X-Slack-Signature",
+                crate::intake::slack::sign(SLACK_SECRET, now, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+    };
+    println!("<@U1> typed in #eng:\n    /oz fix the flaky login test --env prod-mirror\n");
+    let started = Instant::now();
+    let body = slash_command_body(
+        CHANNEL,
+        "U1",
+        "fix the flaky login test --env prod-mirror",
+        &format!("{hooks}cmd/1"),
+        "trig-demo",
+    );
+    let ack: serde_json::Value = send("/slack/commands", body, "application/x-www-form-urlencoded")
+        .await?
+        .json()
+        .await?;
+    println!(
+        "[{:>5} ms] Slack shows privately: {}",
+        started.elapsed().as_millis(),
+        ack["text"].as_str().unwrap_or_default()
+    );
+    let mut root_ts = None;
+    let first = follow(&mut events, started, |event, at| {
+        print_slack(event, at, &mut root_ts)
+    })
+    .await;
+    let Some(root) = root_ts else {
+        return Ok(false);
+    };
+
+    println!("\n<@U2> replied in that thread:\n    @oz also add a regression test\n");
+    let ts = slack.add_user_message(
+        CHANNEL,
+        Some(&root),
+        "U2",
+        "<@UOZBOT> also add a regression test",
+    );
+    let event = mention_event(
+        "EvDemo2",
+        CHANNEL,
+        "U2",
+        "<@UOZBOT> also add a regression test",
+        &ts,
+        Some(&root),
+    );
+    send("/slack/events", event.to_string(), "application/json").await?;
+    let mut ignored = None;
+    let second = follow(&mut events, started, |event, at| {
+        print_slack(event, at, &mut ignored)
+    })
+    .await;
+    println!(
+        "Thread in #eng: {} message(s) by ozbridge.",
+        slack.bot_messages(CHANNEL).len()
+    );
+    Ok(first && second)
+}
+
+/// Prints one Slack event; true when it marks the end of a run.
+fn print_slack(event: SlackEvent, at: u128, root: &mut Option<String>) -> bool {
+    match event {
+        SlackEvent::Posted(message) => {
+            let place = if message.thread_ts.is_some() {
+                "replied in the thread"
+            } else {
+                "posted in #eng"
+            };
+            if message.thread_ts.is_none() && root.is_none() {
+                *root = Some(message.ts.clone());
+            }
+            println!(
+                "[{at:>5} ms] ozbridge {place}:\n{}",
+                indent(
+                    message
+                        .revisions
+                        .last()
+                        .map(String::as_str)
+                        .unwrap_or_default()
+                )
+            );
+            message.text.contains("the agent finished") || message.text.contains("the run failed")
+        }
+        SlackEvent::Updated(message) => {
+            println!(
+                "[{at:>5} ms] ozbridge updated its message:\n{}",
+                indent(
+                    message
+                        .revisions
+                        .last()
+                        .map(String::as_str)
+                        .unwrap_or_default()
+                )
+            );
+            false
+        }
+        SlackEvent::Reaction { name, .. } => {
+            println!("[{at:>5} ms] reaction :{name}: on the request");
+            false
+        }
+        SlackEvent::Ephemeral { text, .. } | SlackEvent::Responded { text } => {
+            println!("[{at:>5} ms] private note: {text}");
+            false
+        }
+    }
+}
+
+/// Prints events until `done` says a run ended (then waits for the last edits), 30 s at most.
+async fn follow<E: Clone>(
+    events: &mut tokio::sync::broadcast::Receiver<E>,
+    started: Instant,
+    mut done: impl FnMut(E, u128) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut finished = false;
+    loop {
+        let wait = if finished {
+            Duration::from_millis(1500)
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Ok(event)) => finished |= done(event, started.elapsed().as_millis()),
+            _ => return finished,
+        }
     }
 }
 

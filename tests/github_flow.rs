@@ -661,13 +661,26 @@ async fn check_config_online_checks_each_credential_and_redacts_secrets() {
         .env("OZ_API_URL", &h.config.oz.api_url)
         .env("GITHUB_API_URL", &h.config.github.api_url)
         .env("GITHUB_TOKEN", "test-github-token")
-        .env("GITHUB_WEBHOOK_SECRET", common::SECRET);
+        .env("GITHUB_WEBHOOK_SECRET", common::SECRET)
+        .env("SLACK_API_URL", &h.config.slack.api_url)
+        .env("SLACK_BOT_TOKEN", common::SLACK_TOKEN)
+        .env("SLACK_SIGNING_SECRET", common::SLACK_SECRET);
     let output = run(command).await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
     assert!(text.contains("Oz API: ok (5 models available)"), "{text}");
     assert!(text.contains("GitHub: ok (token accepted"), "{text}");
-    for secret in ["test-oz-key", "test-github-token", common::SECRET] {
+    assert!(
+        text.contains("Slack: ok (workspace Acme, bot user UOZBOT)"),
+        "{text}"
+    );
+    for secret in [
+        "test-oz-key",
+        "test-github-token",
+        common::SECRET,
+        common::SLACK_TOKEN,
+        common::SLACK_SECRET,
+    ] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ozbridge"));
@@ -690,4 +703,47 @@ async fn check_config_online_checks_each_credential_and_redacts_secrets() {
         .env("OZBRIDGE_LISTEN", "nowhere");
     let bad = run(command).await;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("OZBRIDGE_LISTEN"));
+}
+
+#[tokio::test]
+async fn slack_manifest_points_at_the_three_endpoints() {
+    let output = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ozbridge"))
+            .args(["slack-manifest", "--url", "https://oz.example.com/"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        manifest.pointer("/features/slash_commands/0/url").unwrap(),
+        "https://oz.example.com/slack/commands"
+    );
+    assert_eq!(
+        manifest
+            .pointer("/settings/event_subscriptions/request_url")
+            .unwrap(),
+        "https://oz.example.com/slack/events"
+    );
+    assert_eq!(
+        manifest
+            .pointer("/settings/interactivity/request_url")
+            .unwrap(),
+        "https://oz.example.com/slack/interactions"
+    );
+    let scopes = manifest
+        .pointer("/oauth_config/scopes/bot")
+        .unwrap()
+        .to_string();
+    for scope in [
+        "commands",
+        "chat:write",
+        "app_mentions:read",
+        "reactions:write",
+        "channels:history",
+    ] {
+        assert!(scopes.contains(scope), "{scope} missing from {scopes}");
+    }
 }

@@ -510,3 +510,33 @@ async fn informational_slash_commands_answer_privately() {
     assert!(h.slack_roots(CHANNEL).is_empty());
     let _ = TEAM;
 }
+
+#[tokio::test]
+async fn a_direct_message_starts_a_run_in_its_thread() {
+    let h = Harness::start().await;
+    h.slack.add_channel("D7", true);
+    let ts = h.slack.add_user_message("D7", None, "U1", "fix the build");
+    let response = h
+        .slack_event(&direct_message_event(
+            "Ev7",
+            "D7",
+            "U1",
+            "fix the build",
+            &ts,
+        ))
+        .await;
+    assert_eq!(response.status(), 200);
+    h.wait_for("the run to finish", || {
+        h.slack
+            .reactions("D7", &ts)
+            .contains(&"white_check_mark".to_owned())
+    })
+    .await;
+    let status = h
+        .slack
+        .thread("D7", &ts)
+        .into_iter()
+        .find(|m| m.text.contains("Oz agent"))
+        .expect("status in the DM thread");
+    assert!(text_of(&status).contains("✅ Done"));
+}

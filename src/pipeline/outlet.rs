@@ -462,13 +462,7 @@ impl Outlets {
             return Ok(());
         }
         slack
-            .post_message(
-                &s.channel,
-                thread,
-                &crate::slack::render::escape(text),
-                None,
-                key,
-            )
+            .post_message(&s.channel, thread, text, None, key)
             .await?;
         Ok(())
     }

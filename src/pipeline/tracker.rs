@@ -11,6 +11,7 @@ use crate::ids::OzRunId;
 use crate::oz::ListRunsQuery;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
+use crate::slack::render::escape;
 use crate::store::OutboxMessage;
 use crate::store::{RunPhase, RunRecord, now_ms};
 use chrono::{DateTime, Utc};
@@ -231,12 +232,14 @@ impl Pipeline {
             }
         }
         if blocked {
+            let reason = view
+                .status_message
+                .as_ref()
+                .map(|m| format!(": {}", escape(&m.message)))
+                .unwrap_or_default();
             moments.push((
                 format!("blocked:{}", view_stamp(view)),
-                format!(
-                    ":raised_hand: {}",
-                    blocked_notice(&record.requester.login, view)
-                ),
+                format!(":raised_hand: {who}, the agent needs you{reason}."),
             ));
         }
         if phase == RunPhase::Done {
@@ -245,7 +248,7 @@ impl Pipeline {
                     let summary = view.summary.as_deref().unwrap_or_default();
                     format!(
                         ":white_check_mark: {who}, the agent finished: {}",
-                        truncate(summary, 500)
+                        escape(&truncate(summary, 500))
                     )
                 }
                 Some(RunState::Cancelled) => ":no_entry_sign: The run was cancelled.".into(),
@@ -253,9 +256,9 @@ impl Pipeline {
                     let reason = view
                         .status_message
                         .as_ref()
-                        .map(|m| m.message.clone())
-                        .unwrap_or_else(|| "no reason given".into());
-                    format!(":x: {who}, the run failed: {reason}")
+                        .map(|m| m.message.as_str())
+                        .unwrap_or("no reason given");
+                    format!(":x: {who}, the run failed: {}", escape(reason))
                 }
             };
             moments.push(("final".into(), text));
