@@ -793,6 +793,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_file_loads() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/ozbridge.example.toml"
+        ));
+        let config = Config::load_with(Some(path), &|_| None).unwrap();
+        assert_eq!(config.github.trigger, "/oz");
+        assert!(config.slack.policy.allow_direct_messages);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = load(&[("OZBRIDGE_LISTEN", "nope")], None).err().unwrap();
         assert_eq!(err.key, "OZBRIDGE_LISTEN");

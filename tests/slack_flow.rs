@@ -540,3 +540,32 @@ async fn a_direct_message_starts_a_run_in_its_thread() {
         .expect("status in the DM thread");
     assert!(text_of(&status).contains("✅ Done"));
 }
+
+#[tokio::test]
+async fn channel_defaults_apply_and_options_override_them() {
+    let settings = "[slack.channels.CENG]\nenvironment_id = \"env-web\"\nmodel_id = \"gpt-5\"\n";
+    let h = Harness::start_with(None, &[("CONFIG_TOML", settings)])
+        .await
+        .unwrap();
+    h.slash(CHANNEL, "U1", "fix it --model claude-4-opus").await;
+    h.wait_for("the run", || h.sim.run_count() == 1).await;
+    let config = h.sim.create_requests()[0].config.clone().unwrap();
+    assert_eq!(config.environment_id.as_deref(), Some("env-web"));
+    assert_eq!(config.model_id.as_deref(), Some("claude-4-opus"));
+}
+
+#[tokio::test]
+async fn oversized_slack_bodies_are_refused() {
+    let h = Harness::start().await;
+    let huge = format!("text={}", "x".repeat(1024 * 1024 + 10));
+    let response = h
+        .slack_request(
+            "/slack/commands",
+            &huge,
+            "application/x-www-form-urlencoded",
+            SLACK_SECRET,
+            chrono::Utc::now().timestamp(),
+        )
+        .await;
+    assert_eq!(response.status(), 413);
+}

@@ -414,14 +414,17 @@ impl Outlets {
                 )
                 .await?;
             }
-            Origin::Slack(s) => match (&s.thread_ts, &s.response_url) {
-                (Some(thread), _) => {
-                    self.slack_post(s, Some(thread), key, text, maybe_posted)
-                        .await?
+            Origin::Slack(s) => {
+                let text = &crate::slack::render::mrkdwn(text);
+                match (&s.thread_ts, &s.response_url) {
+                    (Some(thread), _) => {
+                        self.slack_post(s, Some(thread), key, text, maybe_posted)
+                            .await?
+                    }
+                    (None, Some(url)) => self.slack()?.respond(&url.0, text).await?,
+                    (None, None) => self.slack_post(s, None, key, text, maybe_posted).await?,
                 }
-                (None, Some(url)) => self.slack()?.respond(&url.0, text).await?,
-                (None, None) => self.slack_post(s, None, key, text, maybe_posted).await?,
-            },
+            }
         }
         Ok(())
     }
@@ -480,6 +483,7 @@ impl Outlets {
             Origin::Github(_) => self.reply(origin, key, text, maybe_posted).await,
             Origin::Slack(s) => {
                 let slack = self.slack()?;
+                let text = &crate::slack::render::mrkdwn(text);
                 match &s.response_url {
                     Some(url) => slack.respond(&url.0, text).await?,
                     None => slack.post_ephemeral(&s.channel, &s.user, text).await?,

@@ -26,6 +26,38 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Turns the Markdown of ozbridge's own texts into Slack mrkdwn: `**bold**` becomes
+/// `*bold*` and `[text](url)` becomes `<url|text>`.
+pub fn mrkdwn(markdown: &str) -> String {
+    let text = markdown.replace("**", "*");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let link = after.find("](").and_then(|close| {
+            let url_part = &after[close + 2..];
+            url_part
+                .find(')')
+                .map(|end| (close, &url_part[..end], close + 2 + end + 1))
+        });
+        match link {
+            Some((close, url, consumed))
+                if !url.contains(char::is_whitespace) && !after[..close].contains('[') =>
+            {
+                out.push_str(&rest[..open]);
+                out.push_str(&format!("<{url}|{}>", &after[..close]));
+                rest = &after[consumed..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn section(text: &str) -> Value {
     json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(text, MAX_SECTION_CHARS) } })
 }
@@ -159,6 +191,14 @@ pub fn status_message(
 mod tests {
     use super::*;
     use crate::oz::types::*;
+
+    #[test]
+    fn markdown_becomes_mrkdwn() {
+        assert_eq!(
+            mrkdwn("**Oz** is [here](https://x.y/z). [not a link] (x)"),
+            "*Oz* is <https://x.y/z|here>. [not a link] (x)"
+        );
+    }
 
     #[test]
     fn blocks_respect_limits_and_offer_the_right_buttons() {
