@@ -546,7 +546,13 @@ async fn oz_faults_are_retried_without_duplicates() {
     });
     let comment = h.command(17, "alice", "/oz fix").await;
     h.wait_reaction(comment, "rocket").await;
+    assert_eq!(h.sim.faults_pending(), 0, "every injected fault was hit");
     assert_eq!(h.sim.run_count(), 1);
+    assert_eq!(
+        h.sim.calls("POST /agent/runs"),
+        3,
+        "500, 429, then the create that landed"
+    );
 }
 
 #[tokio::test]

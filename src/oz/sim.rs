@@ -5,7 +5,7 @@
 use super::types::*;
 use crate::ids::{ConversationId, OzRunId};
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -176,9 +176,18 @@ impl OzSim {
         lock(&self.state).next_scenarios.push_back(scenario);
     }
 
-    /// Adds a fault.
-    pub fn inject(&self, fault: Fault) {
+    /// Adds a fault. Its `path_prefix` is below the API base (`/agent/runs`); a prefix
+    /// written with the base (`/api/v1/agent/runs`) means the same.
+    pub fn inject(&self, mut fault: Fault) {
+        if let Some(below) = fault.path_prefix.strip_prefix("/api/v1") {
+            fault.path_prefix = below.to_owned();
+        }
         lock(&self.state).faults.push(fault);
+    }
+
+    /// Injected faults not yet used up (a test can check that its faults really fired).
+    pub fn faults_pending(&self) -> u32 {
+        lock(&self.state).faults.iter().map(|f| f.times).sum()
     }
 
     /// How many requests each operation (`METHOD /path-pattern`) has received.
@@ -958,8 +967,7 @@ async fn list_agents(Query(params): Query<AgentsParams>) -> Response {
     .into_response()
 }
 
-async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>, uri: Uri) -> Response {
-    let _ = uri;
+async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>) -> Response {
     let mut state = lock(&sim.state);
     state.advance(Utc::now());
     let found = state

@@ -82,10 +82,7 @@ impl FakeSlack {
     pub fn new(token: &str) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
-            state: Arc::new(Mutex::new(State_ {
-                clock: 1_700_000_000_000_100,
-                ..State_::default()
-            })),
+            state: Arc::new(Mutex::new(State_::default())),
             events,
             token: token.into(),
         }
@@ -214,8 +211,10 @@ impl FakeSlack {
     }
 }
 
+/// Message timestamps as Slack makes them: wall-clock seconds with microseconds, unique.
 fn next_ts(state: &mut State_) -> String {
-    state.clock += 100;
+    let now = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or_default();
+    state.clock = now.max(state.clock + 1);
     format!("{}.{:06}", state.clock / 1_000_000, state.clock % 1_000_000)
 }
 
