@@ -60,3 +60,74 @@ async fn two_replicas_share_the_work_without_duplicates() {
     }
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn slack_threads_and_artifact_links_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database_url(&dir, true).await else {
+        return;
+    };
+    let extra = [("OZBRIDGE_PUBLIC_URL", "https://oz.example.com")];
+    let Some(h) = Harness::start_with(Some(url), &extra).await else {
+        return;
+    };
+    h.sim.push_scenario(ozbridge::oz::sim::Scenario::Artifacts);
+    h.slash(common::CHANNEL, "U1", "fix it").await;
+    h.wait_for("the root message", || {
+        h.slack_roots(common::CHANNEL)
+            .first()
+            .is_some_and(|m| m.revisions.last().is_some_and(|r| r.contains("✅ Done")))
+    })
+    .await;
+    let root = h.slack_roots(common::CHANNEL).remove(0);
+    // A mention in the thread the slash command made continues its conversation.
+    let ask = h
+        .mention(
+            common::CHANNEL,
+            "U1",
+            "<@UOZBOT> and the docs",
+            Some(&root.ts),
+        )
+        .await;
+    h.wait_for("the follow-up", || {
+        h.slack
+            .reactions(common::CHANNEL, &ask)
+            .contains(&"white_check_mark".to_owned())
+    })
+    .await;
+    assert!(h.sim.create_requests()[1].conversation_id.is_some());
+    h.slash(common::CHANNEL, "U1", "status").await;
+    h.wait_for("status", || {
+        h.slack.responses().iter().any(|r| r.contains("Done"))
+    })
+    .await;
+    let body = root.revisions.last().unwrap();
+    let uid = body
+        .split("/artifacts/")
+        .nth(1)
+        .and_then(|s| s.split('|').next())
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(
+        client
+            .get(h.url(&format!("/artifacts/{uid}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        307
+    );
+    assert_eq!(
+        client
+            .get(h.url("/artifacts/file-unknown"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}

@@ -35,8 +35,9 @@ pub async fn metrics() -> Response {
     }
 }
 
-/// `GET /artifacts/{uid}`: redirects to a fresh download URL of a run's screenshot or
-/// file (Oz's URLs expire, so status comments link here instead).
+/// `GET /artifacts/{uid}`: redirects to a fresh download URL of a screenshot or file of
+/// one of ozbridge's runs (Oz's URLs expire, so status posts link here instead). Other
+/// artifacts of the API key's account are not served.
 pub async fn artifact(State(state): State<HttpState>, Path(uid): Path<String>) -> Response {
     if uid.len() > 200
         || !uid
@@ -44,6 +45,14 @@ pub async fn artifact(State(state): State<HttpState>, Path(uid): Path<String>) -
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return (StatusCode::BAD_REQUEST, "not an artifact id").into_response();
+    }
+    match state.pipeline.store.artifact_known(&uid).await {
+        Ok(true) => {}
+        Ok(false) => return (StatusCode::NOT_FOUND, "no such artifact").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "artifact check failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
     }
     match state.pipeline.oz.get_artifact(&uid).await {
         Ok(artifact) => match artifact.download_url() {

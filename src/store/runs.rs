@@ -179,6 +179,18 @@ impl Store {
         Ok(())
     }
 
+    /// True when an artifact with this uid belongs to one of ozbridge's runs.
+    pub async fn artifact_known(&self, uid: &str) -> StoreResult<bool> {
+        let escaped = uid.replace('\\', "").replace('%', "").replace('_', "\\_");
+        let pattern = format!("%\"artifact_uid\":\"{escaped}\"%");
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM runs WHERE view LIKE $1 ESCAPE '\\' LIMIT 1")
+                .bind(pattern)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// Every run the tracker follows.
     pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
         let rows = sqlx::query(&format!(
