@@ -753,3 +753,14 @@ async fn slack_manifest_points_at_the_three_endpoints() {
         assert!(scopes.contains(scope), "{scope} missing from {scopes}");
     }
 }
+
+#[tokio::test]
+async fn github_server_errors_are_retried() {
+    let mut h = Harness::start().await;
+    h.github.fail_next(3);
+    let comment = h.command(22, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    h.wait_status_contains(22, "✅ Done").await;
+    assert_eq!(h.bot_comments(22).len(), 1);
+    assert_eq!(h.sim.run_count(), 1);
+}

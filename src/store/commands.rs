@@ -3,7 +3,7 @@
 
 use super::{Millis, Store, StoreResult, ms, now_ms};
 use crate::domain::InboxCommand;
-use crate::ids::{CommandId, ThreadKey};
+use crate::ids::CommandId;
 use sqlx::Row;
 use std::time::Duration;
 
@@ -111,15 +111,6 @@ impl Store {
     /// Commands not yet handled, for metrics and tests.
     pub async fn pending_command_count(&self) -> StoreResult<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands WHERE status = 'pending'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
-    }
-
-    /// Number of commands stored for a thread (any status), for tests and diagnostics.
-    pub async fn command_count(&self, thread: &ThreadKey) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands WHERE thread_key = $1")
-            .bind(thread.as_str())
             .fetch_one(&self.pool)
             .await?;
         Ok(n)

@@ -9,7 +9,7 @@ mod schema;
 
 pub use commands::ClaimedCommand;
 pub use outbox::{OutboxItem, OutboxMessage};
-pub use runs::{ClaimedRun, RunPhase, RunRecord};
+pub use runs::{RunPhase, RunRecord};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};

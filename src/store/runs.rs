@@ -67,9 +67,6 @@ pub struct RunRecord {
     pub created_at: Millis,
 }
 
-/// A run claimed by the notifier, to bring its status post up to `version`.
-pub type ClaimedRun = RunRecord;
-
 const COLUMNS: &str = "id, command_id, thread_key, origin, requester, asked, request, phase, view, create_attempts,
     first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
 
@@ -181,7 +178,7 @@ impl Store {
 
     /// True when an artifact with this uid belongs to one of ozbridge's runs.
     pub async fn artifact_known(&self, uid: &str) -> StoreResult<bool> {
-        let escaped = uid.replace('\\', "").replace('%', "").replace('_', "\\_");
+        let escaped = uid.replace(['\\', '%'], "").replace('_', "\\_");
         let pattern = format!("%\"artifact_uid\":\"{escaped}\"%");
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT 1 FROM runs WHERE view LIKE $1 ESCAPE '\\' LIMIT 1")
@@ -278,7 +275,7 @@ impl Store {
         &self,
         owner: &str,
         lease: Duration,
-    ) -> StoreResult<Option<ClaimedRun>> {
+    ) -> StoreResult<Option<RunRecord>> {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "UPDATE runs SET notify_owner = $1, notify_lease_until = $2
