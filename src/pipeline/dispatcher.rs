@@ -10,7 +10,7 @@ use crate::domain::{ButtonAction, InboxCommand, Origin, RunView};
 use crate::ids::RunRef;
 use crate::oz::types::{AgentConfig, RunAgentRequest};
 use crate::oz::{ListAgentsQuery, OzError};
-use crate::store::{ClaimedCommand, RunPhase, RunRecord, now_ms};
+use crate::store::{ClaimedCommand, RunPhase, RunRecord};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -324,26 +324,15 @@ impl Pipeline {
             request.prompt =
                 Some(prompt.replace(&reference_line(&old.id), &reference_line(&run_ref)));
         }
-        let record = RunRecord {
-            id: run_ref,
-            command_id: claimed.id.clone(),
-            thread: old.thread.clone(),
-            origin: old.origin.clone(),
-            requester: old.requester.clone(),
-            asked: old.asked.clone(),
+        let record = RunRecord::intent(
+            run_ref,
+            claimed.id.clone(),
+            old.origin.clone(),
+            old.requester.clone(),
+            old.asked.clone(),
             request,
-            phase: RunPhase::Starting,
-            view: RunView::default(),
-            create_attempts: 0,
-            first_attempt_at: None,
-            version: 1,
-            posted_version: 0,
-            status_post: None,
-            posted_digest: None,
-            post_attempted: false,
-            post_first: old.post_first,
-            created_at: now_ms(),
-        };
+            old.post_first,
+        );
         self.store.insert_run(&record).await?;
         self.note_on_run(old, format!("Retried by {who}.")).await?;
         crate::telemetry::command("retry", "accepted");
@@ -399,26 +388,17 @@ impl Pipeline {
             .await;
         let run_ref = RunRef::generate();
         let request = self.build_request(&full, prompt_text, options, &run_ref, conversation_id);
-        let record = RunRecord {
-            id: run_ref,
-            command_id: claimed.id.clone(),
-            thread: origin.thread_key(),
-            origin: origin.clone(),
-            requester: command.author.clone(),
-            asked: command.line.full_text(),
+        // A Slack run's status message goes first: it proves the bot can post there.
+        let post_first = matches!(origin, Origin::Slack(_));
+        let record = RunRecord::intent(
+            run_ref,
+            claimed.id.clone(),
+            origin.clone(),
+            command.author.clone(),
+            command.line.full_text(),
             request,
-            phase: RunPhase::Starting,
-            view: RunView::default(),
-            create_attempts: 0,
-            first_attempt_at: None,
-            version: 1,
-            posted_version: 0,
-            status_post: None,
-            posted_digest: None,
-            post_attempted: false,
-            post_first: matches!(origin, Origin::Slack(_)),
-            created_at: now_ms(),
-        };
+            post_first,
+        );
         self.store.insert_run(&record).await?;
         crate::telemetry::command("run", "accepted");
         self.wake.start.notify_one();

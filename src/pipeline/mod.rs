@@ -11,9 +11,10 @@ pub mod texts;
 mod tracker;
 
 use crate::config::RepoSettings;
+use crate::domain::Origin;
 use crate::oz::OzClient;
 use crate::retry::Backoff;
-use crate::store::{OutboxMessage, Store};
+use crate::store::{OutboxMessage, Store, StoreResult};
 use outlet::{Mark, Outlets};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -110,60 +111,48 @@ impl Pipeline {
         }
     }
 
-    /// Queues a reaction on the command's message.
-    async fn enqueue_mark(
-        &self,
-        key: String,
-        origin: &crate::domain::Origin,
-        mark: Mark,
-    ) -> crate::store::StoreResult<()> {
-        let message = OutboxMessage::Reaction {
-            origin: origin.clone(),
-            reaction: mark.name().into(),
-        };
+    /// Queues a notification and wakes the notifier.
+    async fn enqueue(&self, key: String, message: OutboxMessage) -> StoreResult<()> {
         self.store.enqueue(&key, &message).await?;
         self.wake.notify.notify_one();
         Ok(())
     }
 
+    /// Queues a reaction on the command's message.
+    async fn enqueue_mark(&self, key: String, origin: &Origin, mark: Mark) -> StoreResult<()> {
+        let reaction = mark.name().into();
+        self.enqueue(
+            key,
+            OutboxMessage::Reaction {
+                origin: origin.clone(),
+                reaction,
+            },
+        )
+        .await
+    }
+
     /// Queues a private note to the command's author.
-    async fn enqueue_private(
-        &self,
-        key: String,
-        origin: &crate::domain::Origin,
-        text: String,
-    ) -> crate::store::StoreResult<()> {
-        self.store
-            .enqueue(
-                &key,
-                &OutboxMessage::Private {
-                    origin: origin.clone(),
-                    text,
-                },
-            )
-            .await?;
-        self.wake.notify.notify_one();
-        Ok(())
+    async fn enqueue_private(&self, key: String, origin: &Origin, text: String) -> StoreResult<()> {
+        self.enqueue(
+            key,
+            OutboxMessage::Private {
+                origin: origin.clone(),
+                text,
+            },
+        )
+        .await
     }
 
     /// Queues a reply in the command's thread.
-    async fn enqueue_reply(
-        &self,
-        key: String,
-        origin: &crate::domain::Origin,
-        text: String,
-    ) -> crate::store::StoreResult<()> {
-        self.store
-            .enqueue(
-                &key,
-                &OutboxMessage::Reply {
-                    origin: origin.clone(),
-                    text,
-                },
-            )
-            .await?;
-        self.wake.notify.notify_one();
-        Ok(())
+    async fn enqueue_reply(&self, key: String, origin: &Origin, text: String) -> StoreResult<()> {
+        self.enqueue(
+            key,
+            OutboxMessage::Reply {
+                origin: origin.clone(),
+                text,
+            },
+        )
+        .await
     }
 
     /// Starts every worker; they stop when `shutdown` turns true.

@@ -67,6 +67,40 @@ pub struct RunRecord {
     pub created_at: Millis,
 }
 
+impl RunRecord {
+    /// A run intent: recorded, nothing sent to Oz or posted yet.
+    pub fn intent(
+        id: RunRef,
+        command_id: CommandId,
+        origin: Origin,
+        requester: Author,
+        asked: String,
+        request: RunAgentRequest,
+        post_first: bool,
+    ) -> Self {
+        Self {
+            id,
+            command_id,
+            thread: origin.thread_key(),
+            origin,
+            requester,
+            asked,
+            request,
+            phase: RunPhase::Starting,
+            view: RunView::default(),
+            create_attempts: 0,
+            first_attempt_at: None,
+            version: 1,
+            posted_version: 0,
+            status_post: None,
+            posted_digest: None,
+            post_attempted: false,
+            post_first,
+            created_at: now_ms(),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, command_id, thread_key, origin, requester, asked, request, phase, view, create_attempts,
     first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
 
