@@ -1,6 +1,7 @@
 //! The inbox: verified commands written before the webhook is answered, then claimed
 //! one at a time per thread (oldest first) by the dispatcher.
 
+use super::group_commit::{NewCommandRow, bind};
 use super::{Millis, Store, StoreResult, ms, now_ms};
 use crate::domain::InboxCommand;
 use crate::ids::CommandId;
@@ -18,26 +19,26 @@ pub struct ClaimedCommand {
 }
 
 impl Store {
-    /// Stores a command unless one with the same dedupe key exists; true when stored.
+    /// Stores a command unless one with the same dedupe key exists; its id when stored.
+    /// Returns only once the row is committed.
     pub async fn insert_command(
         &self,
         dedupe_key: &str,
         command: &InboxCommand,
     ) -> StoreResult<Option<CommandId>> {
         let id = CommandId::generate();
-        let now = now_ms();
-        let result = sqlx::query(
-            "INSERT INTO commands (id, dedupe_key, thread_key, payload, status, next_attempt_at, received_at)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (dedupe_key) DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(dedupe_key)
-        .bind(command.origin.thread_key().as_str())
-        .bind(serde_json::to_string(command)?)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok((result.rows_affected() == 1).then_some(id))
+        let row = NewCommandRow {
+            id: id.to_string(),
+            dedupe_key: dedupe_key.to_owned(),
+            thread_key: command.origin.thread_key().to_string(),
+            payload: serde_json::to_string(command)?,
+            now: now_ms(),
+        };
+        let stored = match &self.inbox {
+            Some(group) => group.insert(row).await?,
+            None => bind(&row).execute(&self.pool).await?.rows_affected() == 1,
+        };
+        Ok(stored.then_some(id))
     }
 
     /// Claims the oldest due command whose thread has no older pending command.

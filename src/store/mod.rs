@@ -3,6 +3,7 @@
 //! Work is claimed with leases so that several replicas never do the same thing twice.
 
 mod commands;
+mod group_commit;
 mod outbox;
 mod runs;
 mod schema;
@@ -45,6 +46,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Inbox inserts go through one writer on SQLite; PostgreSQL takes them directly.
+    inbox: Option<group_commit::GroupCommit>,
 }
 
 impl Store {
@@ -76,7 +79,8 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Self { pool };
+        let inbox = is_sqlite.then(|| group_commit::GroupCommit::start(pool.clone()));
+        let store = Self { pool, inbox };
         schema::migrate(&store.pool).await?;
         Ok(store)
     }

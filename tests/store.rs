@@ -1,0 +1,161 @@
+//! The store on SQLite and (with TEST_DATABASE_URL) PostgreSQL: inbox dedupe under
+//! concurrency (group commit on SQLite), per-thread ordering, and exclusive leases.
+
+mod common;
+
+use ozbridge::command::CommandLine;
+use ozbridge::domain::{Author, CommentKind, GithubOrigin, InboxCommand, Origin, ThreadContext};
+use ozbridge::store::Store;
+use std::time::Duration;
+
+fn command(number: u64, text: &str) -> InboxCommand {
+    InboxCommand {
+        origin: Origin::Github(GithubOrigin {
+            repo: "acme/widgets".into(),
+            installation_id: None,
+            number,
+            comment_id: number,
+            comment_kind: CommentKind::Issue,
+        }),
+        author: Author {
+            login: "alice".into(),
+            id: 1,
+            is_bot: false,
+        },
+        line: CommandLine {
+            args: text.into(),
+            continuation: String::new(),
+        },
+        context: ThreadContext::default(),
+        action: None,
+    }
+}
+
+async fn stores() -> Vec<(&'static str, Store, tempfile::TempDir)> {
+    let mut stores = Vec::new();
+    for (name, postgres) in [("sqlite", false), ("postgres", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(url) = common::database_url(&dir, postgres).await {
+            stores.push((name, Store::connect(&url).await.unwrap(), dir));
+        }
+    }
+    stores
+}
+
+#[tokio::test]
+async fn concurrent_inserts_store_each_key_once() {
+    for (name, store, _dir) in stores().await {
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .insert_command(&format!("key-{}", i % 100), &command(i % 100, "fix"))
+                    .await
+            }));
+        }
+        let mut stored = 0;
+        for task in tasks {
+            if task.await.unwrap().unwrap().is_some() {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 100, "{name}: each dedupe key stored exactly once");
+        assert_eq!(store.pending_command_count().await.unwrap(), 100, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn commands_of_one_thread_are_claimed_in_order_one_at_a_time() {
+    for (name, store, _dir) in stores().await {
+        let first = store
+            .insert_command("a", &command(1, "first"))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = store
+            .insert_command("b", &command(1, "second"))
+            .await
+            .unwrap()
+            .unwrap();
+        let other = store
+            .insert_command("c", &command(2, "other"))
+            .await
+            .unwrap()
+            .unwrap();
+        let lease = Duration::from_secs(30);
+        let a = store.claim_command("w1", lease).await.unwrap().unwrap();
+        assert_eq!(a.id, first, "{name}");
+        let b = store.claim_command("w2", lease).await.unwrap().unwrap();
+        assert_eq!(
+            b.id, other,
+            "{name}: the thread's second command waits for its first"
+        );
+        assert!(
+            store.claim_command("w3", lease).await.unwrap().is_none(),
+            "{name}"
+        );
+        store.finish_command(&first, None).await.unwrap();
+        let c = store.claim_command("w3", lease).await.unwrap().unwrap();
+        assert_eq!(c.id, second, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn leases_are_exclusive_until_they_expire() {
+    for (name, store, _dir) in stores().await {
+        let ttl = Duration::from_millis(300);
+        assert!(
+            store.try_lease("tracker", "a", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !store.try_lease("tracker", "b", ttl).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            store.try_lease("tracker", "a", ttl).await.unwrap(),
+            "{name}: the holder renews"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            store.try_lease("tracker", "b", ttl).await.unwrap(),
+            "{name}: taken over after expiry"
+        );
+        // Many claimers at once: each command is claimed by exactly one.
+        for i in 0..20u64 {
+            store
+                .insert_command(&format!("k{i}"), &command(100 + i, "fix"))
+                .await
+                .unwrap();
+        }
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(c) = store
+                    .claim_command(&format!("w{w}"), Duration::from_secs(30))
+                    .await
+                    .unwrap()
+                {
+                    mine.push(c.id);
+                }
+                mine
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        let count = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(
+            (count, all.len()),
+            (20, 20),
+            "{name}: no command claimed twice"
+        );
+    }
+}
