@@ -223,9 +223,12 @@ impl Store {
     }
 
     /// Every run the tracker follows.
+    /// The records leave out the request and the asked text (the prompt is the bulk of a
+    /// row, and the tracker reads every active run each tick without needing it).
     pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
+        let columns = COLUMNS.replace("asked, request,", "'' AS asked, '{}' AS request,");
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM runs WHERE phase = 'active'"
+            "SELECT {columns} FROM runs WHERE phase = 'active'"
         ))
         .fetch_all(&self.pool)
         .await?;
