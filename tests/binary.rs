@@ -1,0 +1,187 @@
+//! The real binary, `ozbridge serve`, as a process: JSON logs at debug level through a
+//! GitHub and a Slack flow, and not one secret in them.
+
+use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
+use ozbridge::intake::signature::sign_github;
+use ozbridge::oz::sim::OzSim;
+use ozbridge::slack::fake::{FakeSlack, slash_command_body};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const OZ_KEY: &str = "wk-secret-oz-key-4242";
+const GH_TOKEN: &str = "ghp_secretGithubToken4242";
+const HOOK_SECRET: &str = "secret-webhook-4242";
+const SLACK_TOKEN: &str = "xoxb-secret-slack-4242";
+const SLACK_SECRET: &str = "secret-signing-4242";
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_logs_json_and_never_a_secret() {
+    ozbridge::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = OzSim::new(Duration::from_millis(100)).with_api_key(OZ_KEY);
+    let oz_url = sim
+        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await
+        .unwrap();
+    let github = FakeGithub::new();
+    let github_url = github
+        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await
+        .unwrap();
+    github.set_permission("acme/widgets", "alice", "write");
+    let slack = FakeSlack::new(SLACK_TOKEN);
+    let (slack_api, hooks) = slack
+        .serve(TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await
+        .unwrap();
+    slack.add_channel("CENG", true);
+    let response_url = format!("{hooks}commands/T0ACME/secret-response-path-4242");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = dir.path().join("ozbridge.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ozbridge"))
+        .arg("serve")
+        .env_clear()
+        .env("WARP_API_KEY", OZ_KEY)
+        .env("OZ_API_URL", &oz_url)
+        .env("GITHUB_API_URL", &github_url)
+        .env("GITHUB_TOKEN", GH_TOKEN)
+        .env("GITHUB_WEBHOOK_SECRET", HOOK_SECRET)
+        .env("SLACK_API_URL", &slack_api)
+        .env("SLACK_RESPONSE_URL_PREFIX", &hooks)
+        .env("SLACK_BOT_TOKEN", SLACK_TOKEN)
+        .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .env("OZBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OZ_TICK_INTERVAL_SECS", "0.2")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the service did not become ready");
+
+    let comment = github.add_user_comment("acme/widgets", 1, "alice", "/oz fix");
+    let body = CommentEventSpec {
+        action: "created",
+        repo: "acme/widgets",
+        number: 1,
+        title: "t",
+        issue_body: "b",
+        is_pull_request: false,
+        comment_id: comment,
+        author: "alice",
+        author_id: 1,
+        author_type: "User",
+        body: "/oz fix",
+        previous_body: None,
+        installation: None,
+    }
+    .payload()
+    .to_string();
+    let answer = http
+        .post(format!("{base}/github/webhook"))
+        .header("X-GitHub-Event", "issue_comment")
+        .header(
+            "X-Hub-Signature-256",
+            sign_github(HOOK_SECRET, body.as_bytes()),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let refused = http
+        .post(format!("{base}/github/webhook"))
+        .header("X-GitHub-Event", "issue_comment")
+        .header("X-Hub-Signature-256", sign_github("wrong", body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let slash = slash_command_body("CENG", "U1", "fix it", &response_url, "trig-1");
+    let now = chrono::Utc::now().timestamp();
+    let answer = http
+        .post(format!("{base}/slack/commands"))
+        .header("X-Slack-Request-Timestamp", now.to_string())
+        .header(
+            "X-Slack-Signature",
+            ozbridge::intake::slack::sign(SLACK_SECRET, now, slash.as_bytes()),
+        )
+        .body(slash)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    wait_until("the GitHub run", || {
+        github.reactions(comment).contains(&"rocket".to_owned())
+    })
+    .await;
+    wait_until("the Slack run", || {
+        slack
+            .bot_messages("CENG")
+            .iter()
+            .any(|m| m.revisions.last().is_some_and(|r| r.contains("✅ Done")))
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 10, "expected a debug log, got:\n{text}");
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+    for secret in [
+        OZ_KEY,
+        GH_TOKEN,
+        HOOK_SECRET,
+        SLACK_TOKEN,
+        SLACK_SECRET,
+        "secret-response-path-4242",
+    ] {
+        assert!(!text.contains(secret), "a secret reached the log: {secret}");
+    }
+    assert!(text.contains("ozbridge is listening"));
+}
