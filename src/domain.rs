@@ -155,6 +155,24 @@ pub struct RunView {
 }
 
 impl RunView {
+    /// A short label for the run's state, as people read it.
+    pub fn label(&self) -> &'static str {
+        if self.start_error.is_some() {
+            return "❌ Could not start";
+        }
+        match &self.state {
+            None => "⏳ Starting",
+            Some(RunState::Queued | RunState::Pending | RunState::Claimed) => "⏳ Queued",
+            Some(RunState::InProgress) => "🏃 Working",
+            Some(RunState::Blocked) => "✋ Needs your input",
+            Some(RunState::Succeeded) => "✅ Done",
+            Some(RunState::Failed) => "❌ Failed",
+            Some(RunState::Error) => "⚠️ Errored",
+            Some(RunState::Cancelled) => "🚫 Cancelled",
+            Some(RunState::Other(_)) => "❔ Unknown state",
+        }
+    }
+
     /// True when nothing about the run will change any more.
     pub fn is_final(&self) -> bool {
         self.start_error.is_some() || self.state.as_ref().is_some_and(RunState::is_terminal)

@@ -16,6 +16,7 @@ pub mod retry;
 pub mod slack;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 
 /// Installs the process-wide rustls crypto provider (two are linked; one must be chosen
 /// before any TLS client is built). Safe to call more than once.

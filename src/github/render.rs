@@ -4,6 +4,7 @@
 use crate::domain::{Author, RunView};
 use crate::ids::RunRef;
 use crate::oz::types::{Artifact, RunState};
+use crate::text::truncate;
 
 /// GitHub's limit on a comment body, in characters.
 pub const MAX_COMMENT_CHARS: usize = 65_536;
@@ -25,24 +26,6 @@ pub fn is_own_comment(body: &str) -> bool {
     body.contains("<!-- ozbridge:")
 }
 
-/// A short label for a run state.
-pub fn state_label(view: &RunView) -> &'static str {
-    if view.start_error.is_some() {
-        return "❌ Could not start";
-    }
-    match &view.state {
-        None => "⏳ Starting",
-        Some(RunState::Queued | RunState::Pending | RunState::Claimed) => "⏳ Queued",
-        Some(RunState::InProgress) => "🏃 Working",
-        Some(RunState::Blocked) => "✋ Needs your input",
-        Some(RunState::Succeeded) => "✅ Done",
-        Some(RunState::Failed) => "❌ Failed",
-        Some(RunState::Error) => "⚠️ Errored",
-        Some(RunState::Cancelled) => "🚫 Cancelled",
-        Some(RunState::Other(_)) => "❔ Unknown state",
-    }
-}
-
 /// Tells the requester that the agent waits for them (status comment and reply).
 pub fn blocked_notice(login: &str, view: &RunView) -> String {
     let reason = view
@@ -56,16 +39,6 @@ pub fn blocked_notice(login: &str, view: &RunView) -> String {
         .map(|l| format!(" [Open the session]({l}) to answer."))
         .unwrap_or_default();
     format!("@{login}, the Oz agent needs you{reason}.{link}")
-}
-
-/// Cuts `text` to at most `max` characters, on a character boundary, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 /// Everything the status comment shows.
@@ -89,10 +62,7 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
         .as_ref()
         .map(|s| format!(" (`{s}`)"))
         .unwrap_or_default();
-    out.push_str(&format!(
-        "**Oz agent** · {}{raw_state}\n\n",
-        state_label(view)
-    ));
+    out.push_str(&format!("**Oz agent** · {}{raw_state}\n\n", view.label()));
     let request = truncate(input.request_text.lines().next().unwrap_or_default(), 200);
     out.push_str(&format!(
         "@{} asked: {}\n\n",

@@ -4,6 +4,7 @@
 use super::HttpState;
 use crate::intake::github::{GithubIntake, IntakeRules, parse_event};
 use crate::intake::signature::verify_hex_hmac;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -87,5 +88,3 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
         }
     }
 }
-
-use axum::Json;

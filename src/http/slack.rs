@@ -105,7 +105,7 @@ pub async fn commands(State(state): State<HttpState>, headers: HeaderMap, body: 
             } else {
                 format!(
                     "On it: starting an Oz agent for “{}”. Updates will follow in this channel.",
-                    crate::slack::render::escape(&crate::github::render::truncate(&text, 200))
+                    crate::slack::render::escape(&crate::text::truncate(&text, 200))
                 )
             };
             Json(json!({ "response_type": "ephemeral", "text": ack })).into_response()

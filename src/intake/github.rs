@@ -235,7 +235,7 @@ pub fn parse_event(
 }
 
 fn bounded(text: String) -> String {
-    crate::github::render::truncate(&text, MAX_BODY_CHARS)
+    crate::text::truncate(&text, MAX_BODY_CHARS)
 }
 
 #[cfg(test)]

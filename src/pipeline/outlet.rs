@@ -341,7 +341,7 @@ impl Outlets {
                 .unwrap_or_else(|| "a bot".into());
             let line = format!(
                 "{who}: {}\n",
-                render::truncate(&message.text, MAX_THREAD_MESSAGE_CHARS)
+                crate::text::truncate(&message.text, MAX_THREAD_MESSAGE_CHARS)
             );
             if transcript.chars().count() + line.chars().count() > MAX_THREAD_CHARS {
                 transcript.push_str("(earlier messages cut)\n");

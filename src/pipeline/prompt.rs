@@ -2,8 +2,8 @@
 //! user text bounded and fenced as untrusted data, the title, label, environment, model.
 
 use crate::domain::{InboxCommand, Origin};
-use crate::github::render::truncate;
 use crate::ids::RunRef;
+use crate::text::truncate;
 
 const PLACEHOLDERS: [&str; 11] = [
     "repo", "kind", "number", "title", "url", "branches", "author", "command", "body", "channel",

@@ -1,7 +1,6 @@
 //! Texts written to users: help, command errors, status answers, lists.
 
 use crate::domain::RunView;
-use crate::github::render::state_label;
 use crate::oz::types::{ListAgentsResponse, ListModelsResponse};
 
 /// How to address the author: `@login` on GitHub, `<@U123>` on Slack.
@@ -50,7 +49,7 @@ pub fn status(view: Option<&RunView>) -> String {
     let Some(view) = view else {
         return "No Oz agent has run on this thread yet.".into();
     };
-    let mut text = format!("The latest Oz run here is **{}**", state_label(view));
+    let mut text = format!("The latest Oz run here is **{}**", view.label());
     if let Some(id) = &view.oz_run_id {
         text.push_str(&format!(" (run `{id}`)"));
     }

@@ -2,9 +2,9 @@
 //! thread replies for notable moments, kept inside Slack's limits.
 
 use crate::domain::RunView;
-use crate::github::render::{state_label, truncate};
 use crate::ids::RunRef;
 use crate::oz::types::{Artifact, RunState};
+use crate::text::truncate;
 use serde_json::{Value, json};
 
 /// Slack's limit on a section's text.
@@ -76,7 +76,7 @@ pub fn status_message(
     asked: &str,
     public_url: Option<&str>,
 ) -> (String, Value) {
-    let label = state_label(view);
+    let label = view.label();
     let asked_line = escape(&truncate(asked.lines().next().unwrap_or_default(), 300));
     let mut blocks = vec![section(&format!(
         "*Oz agent* · {label}\n<@{requester}> asked: {asked_line}"
