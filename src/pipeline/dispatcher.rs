@@ -151,7 +151,7 @@ impl Pipeline {
                 ))
                 .await?;
             }
-            Ok(Command::Help) => reply(texts::help(trigger)).await?,
+            Ok(Command::Help) => reply(texts::help(trigger, origin)).await?,
             Ok(Command::Models) => reply(texts::models(&self.oz.list_models().await?)).await?,
             Ok(Command::Agents) => {
                 reply(texts::agents(

@@ -12,7 +12,15 @@ pub fn mention(origin: &crate::domain::Origin, login: &str) -> String {
 }
 
 /// Usage of the command, for `/oz help` and after a command error.
-pub fn help(trigger: &str) -> String {
+pub fn help(trigger: &str, origin: &crate::domain::Origin) -> String {
+    let who = match origin {
+        crate::domain::Origin::Github(_) => {
+            "Only people with write access to the repository can start agents."
+        }
+        crate::domain::Origin::Slack(_) => {
+            "In a thread, mention me instead: `@oz <what to do>` carries the thread's messages to the agent."
+        }
+    };
     format!(
         "**Oz agent commands**\n\n\
          - `{t} <what to do>`: start an agent on this thread. Options: `--model ID`, `--env ENVIRONMENT_ID`, \
@@ -23,8 +31,7 @@ pub fn help(trigger: &str) -> String {
          - `{t} models`: list the models you can pass to `--model`.\n\
          - `{t} agents`: list the skills you can pass to `--skill`.\n\
          - `{t} help`: this message.\n\n\
-         Only people with write access can start agents. Options go anywhere on the command's line; \
-         write `--` to end them.",
+         {who} Options go anywhere on the command's line; write `--` to end them.",
         t = trigger
     )
 }
