@@ -764,3 +764,27 @@ async fn github_server_errors_are_retried() {
     assert_eq!(h.bot_comments(22).len(), 1);
     assert_eq!(h.sim.run_count(), 1);
 }
+
+#[tokio::test]
+async fn the_tracker_honours_retry_after_on_the_list_call() {
+    let mut h = Harness::start().await;
+    let comment = h.command(23, "alice", "/oz fix").await;
+    h.wait_status_contains(23, "Oz run `").await;
+    // A long Retry-After on the list call: the tracker pauses instead of polling every tick.
+    h.sim.inject(Fault {
+        method: Some(reqwest::Method::GET),
+        path_prefix: "/agent/runs".into(),
+        kind: FaultKind::RateLimited {
+            retry_after_secs: 2,
+        },
+        times: 1,
+    });
+    let before = h.sim.calls("GET /agent/runs");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let during = h.sim.calls("GET /agent/runs") - before;
+    assert!(
+        during <= 2,
+        "{during} list calls while asked to wait 2 s (tick is 0.1 s)"
+    );
+    h.wait_reaction(comment, "rocket").await;
+}

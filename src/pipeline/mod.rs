@@ -96,6 +96,7 @@ pub struct Pipeline {
     pub settings: PipelineSettings,
     pub wake: Wakers,
     catalog: dispatcher::Catalog,
+    tracker_backoff: std::sync::Mutex<tracker::TrackerBackoff>,
 }
 
 impl Pipeline {
@@ -108,6 +109,7 @@ impl Pipeline {
             settings,
             wake: Wakers::default(),
             catalog: dispatcher::Catalog::default(),
+            tracker_backoff: Default::default(),
         }
     }
 

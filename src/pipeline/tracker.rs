@@ -20,6 +20,31 @@ use sha2::Digest;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The tracker's pause after failed ticks.
+#[derive(Debug, Default)]
+pub struct TrackerBackoff {
+    failures: u32,
+    until: Option<std::time::Instant>,
+}
+
+impl TrackerBackoff {
+    fn waiting(&self) -> bool {
+        self.until
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    fn succeeded(&mut self) {
+        *self = Self::default();
+    }
+
+    fn failed(&mut self, backoff: &crate::retry::Backoff, asked: Option<Duration>) -> Duration {
+        self.failures += 1;
+        let wait = backoff.delay(self.failures, asked);
+        self.until = Some(std::time::Instant::now() + wait);
+        wait
+    }
+}
+
 const WATERMARK: &str = "tracker.updated_after";
 /// Runs re-listed from this far behind the newest update seen, for clock ties.
 const OVERLAP_MS: i64 = 2_000;
@@ -44,8 +69,29 @@ impl Pipeline {
                 return;
             }
         }
-        if let Err(error) = self.track().await {
-            tracing::warn!(%error, "tracker tick failed");
+        if self
+            .tracker_backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .waiting()
+        {
+            return;
+        }
+        let result = self.track().await;
+        let mut backoff = self
+            .tracker_backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => backoff.succeeded(),
+            Err(error) => {
+                // Honour a server's Retry-After; otherwise back off exponentially.
+                let asked = error
+                    .downcast_ref::<crate::oz::OzError>()
+                    .and_then(|e| e.retry_after());
+                let wait = backoff.failed(&self.settings.backoff, asked);
+                tracing::warn!(%error, ?wait, "tracker tick failed; pausing the tracker");
+            }
         }
     }
 
