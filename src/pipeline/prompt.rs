@@ -180,7 +180,11 @@ mod tests {
             &run,
         );
         assert!(
-            prompt.contains("pull request #42: Login {body} flaky"),
+            prompt.contains("pull request #42 (https://github.com/acme/widgets/pull/42)"),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains("title and description\">\nLogin {body} flaky\n"),
             "{prompt}"
         );
         assert!(prompt.contains("Branches: `feature` into `main`"));
