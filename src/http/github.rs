@@ -49,35 +49,12 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
         Ok(GithubIntake::Command {
             dedupe_key,
             command,
-        }) => {
-            match state
-                .pipeline
-                .store
-                .insert_command(&dedupe_key, &command)
-                .await
-            {
-                Ok(Some(id)) => {
-                    crate::telemetry::webhook("github", "accepted");
-                    tracing::info!(%delivery, command = %id, thread = %command.origin.thread_key(), "command accepted");
-                    state.pipeline.wake.dispatch.notify_one();
-                    (StatusCode::ACCEPTED, Json(json!({ "accepted": id }))).into_response()
-                }
-                Ok(None) => {
-                    crate::telemetry::webhook("github", "duplicate");
-                    (StatusCode::OK, Json(json!({ "duplicate": true }))).into_response()
-                }
-                Err(error) => {
-                    crate::telemetry::webhook("github", "error");
-                    tracing::error!(%error, %delivery, "could not store a command");
-                    // A 5xx marks the delivery failed, so it can be redelivered.
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Json(json!({ "error": "storage unavailable" })),
-                    )
-                        .into_response()
-                }
-            }
-        }
+        }) => match state.accept("github", &dedupe_key, &command).await {
+            Ok(Some(id)) => (StatusCode::ACCEPTED, Json(json!({ "accepted": id }))).into_response(),
+            Ok(None) => (StatusCode::OK, Json(json!({ "duplicate": true }))).into_response(),
+            // A 5xx marks the delivery failed, so it can be redelivered.
+            Err(response) => response,
+        },
         Err(error) => {
             crate::telemetry::webhook("github", "bad_payload");
             (

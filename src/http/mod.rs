@@ -29,6 +29,43 @@ pub struct HttpState {
     pub slack_secrets: Arc<Vec<SecretString>>,
 }
 
+impl HttpState {
+    /// Stores a verified command before the request is answered: `Ok(Some(id))` when new,
+    /// `Ok(None)` for a duplicate, `Err` with a 503 answer (the sender may retry) when
+    /// the database is unavailable.
+    async fn accept(
+        &self,
+        source: &'static str,
+        dedupe_key: &str,
+        command: &crate::domain::InboxCommand,
+    ) -> Result<Option<crate::ids::CommandId>, axum::response::Response> {
+        use axum::response::IntoResponse;
+        match self
+            .pipeline
+            .store
+            .insert_command(dedupe_key, command)
+            .await
+        {
+            Ok(Some(id)) => {
+                crate::telemetry::webhook(source, "accepted");
+                tracing::info!(source, command = %id, thread = %command.origin.thread_key(), "command accepted");
+                self.pipeline.wake.dispatch.notify_one();
+                Ok(Some(id))
+            }
+            Ok(None) => {
+                crate::telemetry::webhook(source, "duplicate");
+                Ok(None)
+            }
+            Err(error) => {
+                crate::telemetry::webhook(source, "error");
+                tracing::error!(source, %error, "could not store a command");
+                let body = axum::Json(serde_json::json!({ "error": "storage unavailable" }));
+                Err((axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response())
+            }
+        }
+    }
+}
+
 /// The service's router.
 pub fn router(state: HttpState) -> Router {
     Router::new()

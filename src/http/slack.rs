@@ -36,7 +36,7 @@ fn refuse(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Option<Respons
     })
 }
 
-/// Stores a command; `Ok(true)` when new, `Ok(false)` for a duplicate.
+/// Stores a command; `Ok(Some(true))` when new, `Ok(Some(false))` for a duplicate.
 async fn store(state: &HttpState, intake: SlackIntake) -> Result<Option<bool>, Response> {
     let SlackIntake::Command {
         dedupe_key,
@@ -45,28 +45,12 @@ async fn store(state: &HttpState, intake: SlackIntake) -> Result<Option<bool>, R
     else {
         return Ok(None);
     };
-    match state
-        .pipeline
-        .store
-        .insert_command(&dedupe_key, &command)
-        .await
-    {
-        Ok(Some(id)) => {
-            crate::telemetry::webhook("slack", "accepted");
-            tracing::info!(command = %id, thread = %command.origin.thread_key(), "Slack command accepted");
-            state.pipeline.wake.dispatch.notify_one();
-            Ok(Some(true))
-        }
-        Ok(None) => {
-            crate::telemetry::webhook("slack", "duplicate");
-            Ok(Some(false))
-        }
-        Err(error) => {
-            crate::telemetry::webhook("slack", "error");
-            tracing::error!(%error, "could not store a Slack command");
-            Err((StatusCode::SERVICE_UNAVAILABLE, "storage unavailable").into_response())
-        }
-    }
+    Ok(Some(
+        state
+            .accept("slack", &dedupe_key, &command)
+            .await?
+            .is_some(),
+    ))
 }
 
 fn bad_payload(error: impl std::fmt::Display) -> Response {
