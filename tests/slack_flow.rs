@@ -5,7 +5,7 @@ mod common;
 
 use common::{CHANNEL, Harness, NO_BOT_CHANNEL, SLACK_OLD_SECRET, SLACK_SECRET};
 use ozbridge::oz::sim::Scenario;
-use ozbridge::slack::fake::{TEAM, direct_message_event, mention_event, slash_command_body};
+use ozbridge::slack::fake::{direct_message_event, mention_event, slash_command_body};
 use ozbridge::slack::render::{ACTION_CANCEL, ACTION_RETRY};
 
 fn text_of(message: &ozbridge::slack::fake::FakeMessage) -> String {
@@ -398,13 +398,7 @@ async fn refused_users_and_channels_get_a_private_explanation() {
         .await
         .unwrap();
     h.slash(CHANNEL, "U9", "fix it").await;
-    h.wait_for("the private refusal", || {
-        h.slack
-            .responses()
-            .iter()
-            .any(|r| r.contains("not on the list"))
-    })
-    .await;
+    h.wait_private("not on the list").await;
     h.slack.add_channel("COTHER", true);
     let ts = h.mention("COTHER", "U1", "<@UOZBOT> fix it", None).await;
     h.wait_for("the ephemeral refusal", || {
@@ -437,13 +431,7 @@ async fn refused_users_and_channels_get_a_private_explanation() {
 async fn a_bot_outside_the_channel_tells_the_user_privately_and_starts_nothing() {
     let h = Harness::start().await;
     h.slash(NO_BOT_CHANNEL, "U1", "fix it").await;
-    h.wait_for("the private hint", || {
-        h.slack
-            .responses()
-            .iter()
-            .any(|r| r.contains("/invite @oz"))
-    })
-    .await;
+    h.wait_private("/invite @oz").await;
     h.settle().await;
     assert_eq!(h.sim.run_count(), 0);
 }
@@ -484,31 +472,12 @@ async fn a_restart_between_acknowledgement_and_posting_loses_nothing() {
 async fn informational_slash_commands_answer_privately() {
     let h = Harness::start().await;
     h.slash(CHANNEL, "U1", "help").await;
-    h.wait_for("help", || {
-        h.slack
-            .responses()
-            .iter()
-            .any(|r| r.contains("Oz agent commands"))
-    })
-    .await;
+    h.wait_private("*Oz agent commands*").await;
     h.slash(CHANNEL, "U1", "fix --modle x").await;
-    h.wait_for("the error", || {
-        h.slack
-            .responses()
-            .iter()
-            .any(|r| r.contains("Did you mean `--model`?"))
-    })
-    .await;
+    h.wait_private("Did you mean `--model`?").await;
     h.slash(CHANNEL, "U1", "status").await;
-    h.wait_for("status", || {
-        h.slack
-            .responses()
-            .iter()
-            .any(|r| r.contains("No Oz agent has run"))
-    })
-    .await;
+    h.wait_private("No Oz agent has run").await;
     assert!(h.slack_roots(CHANNEL).is_empty());
-    let _ = TEAM;
 }
 
 #[tokio::test]

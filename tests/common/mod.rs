@@ -331,6 +331,14 @@ impl Harness {
         self.sim.run_ids()[n].clone()
     }
 
+    /// Waits until a private answer (posted to the slash command's `response_url`) contains `text`.
+    pub async fn wait_private(&self, text: &str) {
+        self.wait_for(&format!("a private answer containing {text:?}"), || {
+            self.slack.responses().iter().any(|r| r.contains(text))
+        })
+        .await;
+    }
+
     /// The bot's root messages (status posts of slash commands) in a channel.
     pub fn slack_roots(&self, channel: &str) -> Vec<ozbridge::slack::fake::FakeMessage> {
         self.slack
