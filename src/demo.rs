@@ -220,26 +220,14 @@ fn print_slack(event: SlackEvent, at: u128, root: &mut Option<String>) -> bool {
             }
             println!(
                 "[{at:>5} ms] ozbridge {place}:\n{}",
-                indent(
-                    message
-                        .revisions
-                        .last()
-                        .map(String::as_str)
-                        .unwrap_or_default()
-                )
+                indent(message.shown())
             );
             message.text.contains("the agent finished") || message.text.contains("the run failed")
         }
         SlackEvent::Updated(message) => {
             println!(
                 "[{at:>5} ms] ozbridge updated its message:\n{}",
-                indent(
-                    message
-                        .revisions
-                        .last()
-                        .map(String::as_str)
-                        .unwrap_or_default()
-                )
+                indent(message.shown())
             );
             false
         }

@@ -158,7 +158,7 @@ async fn serve_logs_json_and_never_a_secret() {
         slack
             .bot_messages("CENG")
             .iter()
-            .any(|m| m.revisions.last().is_some_and(|r| r.contains("✅ Done")))
+            .any(|m| m.shown().contains("✅ Done"))
     })
     .await;
     let _ = child.kill();

@@ -139,14 +139,10 @@ async fn list_filters_and_cursor_paging() {
         let page = oz.list_runs(&query).await.unwrap();
         assert!(page.runs.len() <= 3);
         seen.extend(page.runs.into_iter().map(|r| r.run_id));
-        match page
-            .page_info
-            .next_cursor
-            .filter(|_| page.page_info.has_next_page)
-        {
-            Some(cursor) => query.cursor = Some(cursor),
-            None => break,
-        }
+        let Some(cursor) = page.page_info.next() else {
+            break;
+        };
+        query.cursor = Some(cursor);
     }
     assert_eq!(
         seen.len(),

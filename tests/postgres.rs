@@ -76,7 +76,7 @@ async fn slack_threads_and_artifact_links_on_postgres() {
     h.wait_for("the root message", || {
         h.slack_roots(common::CHANNEL)
             .first()
-            .is_some_and(|m| m.revisions.last().is_some_and(|r| r.contains("✅ Done")))
+            .is_some_and(|m| m.shown().contains("✅ Done"))
     })
     .await;
     let root = h.slack_roots(common::CHANNEL).remove(0);
@@ -101,7 +101,7 @@ async fn slack_threads_and_artifact_links_on_postgres() {
         h.slack.responses().iter().any(|r| r.contains("Done"))
     })
     .await;
-    let body = root.revisions.last().unwrap();
+    let body = root.shown();
     let uid = body
         .split("/artifacts/")
         .nth(1)

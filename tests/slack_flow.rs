@@ -9,7 +9,7 @@ use ozbridge::slack::fake::{direct_message_event, mention_event, slash_command_b
 use ozbridge::slack::render::{ACTION_CANCEL, ACTION_RETRY};
 
 fn text_of(message: &ozbridge::slack::fake::FakeMessage) -> String {
-    message.revisions.last().cloned().unwrap_or_default()
+    message.shown().to_owned()
 }
 
 #[tokio::test]
@@ -45,13 +45,8 @@ async fn slash_command_posts_a_root_message_kept_current_with_thread_replies() {
         root.revisions.iter().any(|r| r.contains("🏃 Working")),
         "the root was updated in place"
     );
-    h.wait_for("the thread replies", || {
-        h.slack
-            .thread(CHANNEL, &root.ts)
-            .iter()
-            .any(|m| m.text.contains("the agent finished"))
-    })
-    .await;
+    h.wait_in_thread(CHANNEL, &root.ts, "the agent finished")
+        .await;
     let thread: Vec<String> = h
         .slack
         .thread(CHANNEL, &root.ts)
@@ -132,10 +127,7 @@ async fn a_thread_mention_carries_the_thread_and_a_follow_up_continues_it() {
     );
     assert!(prompt.contains("<untrusted source=\"thread\">"), "{prompt}");
     let status = h
-        .slack
-        .thread(CHANNEL, &root)
-        .into_iter()
-        .find(|m| m.text.contains("Oz agent"))
+        .thread_status(CHANNEL, &root)
         .expect("status reply in the thread");
     assert!(text_of(&status).contains("✅ Done"));
     let again = h
@@ -166,28 +158,11 @@ async fn a_busy_thread_points_at_cancel_and_the_cancel_button_stops_the_run() {
     let root = h.slack.add_user_message(CHANNEL, None, "U2", "topic");
     h.mention(CHANNEL, "U1", "<@UOZBOT> long job", Some(&root))
         .await;
-    h.wait_for("the status reply", || {
-        h.slack
-            .thread(CHANNEL, &root)
-            .iter()
-            .any(|m| m.text.contains("Oz agent"))
-    })
-    .await;
+    h.wait_in_thread(CHANNEL, &root, "Oz agent").await;
     h.mention(CHANNEL, "U1", "<@UOZBOT> another", Some(&root))
         .await;
-    h.wait_for("the busy reply", || {
-        h.slack
-            .thread(CHANNEL, &root)
-            .iter()
-            .any(|m| m.text.contains("already working"))
-    })
-    .await;
-    let status = h
-        .slack
-        .thread(CHANNEL, &root)
-        .into_iter()
-        .find(|m| m.text.contains("Oz agent"))
-        .unwrap();
+    h.wait_in_thread(CHANNEL, &root, "already working").await;
+    let status = h.thread_status(CHANNEL, &root).unwrap();
     let run = status
         .metadata
         .pointer("/event_payload/key")
@@ -201,19 +176,11 @@ async fn a_busy_thread_points_at_cancel_and_the_cancel_button_stops_the_run() {
             .status(),
         200
     );
-    h.wait_for("the cancelled status", || {
-        h.slack
-            .thread(CHANNEL, &root)
-            .iter()
-            .any(|m| m.ts == status.ts && text_of(m).contains("🚫 Cancelled"))
-    })
-    .await;
-    let updated = h
-        .slack
-        .thread(CHANNEL, &root)
-        .into_iter()
-        .find(|m| m.ts == status.ts)
-        .unwrap();
+    let updated = h.wait_in_thread(CHANNEL, &root, "🚫 Cancelled").await;
+    assert_eq!(
+        updated.ts, status.ts,
+        "the status message itself shows the cancel"
+    );
     assert!(
         updated
             .revisions
@@ -254,13 +221,7 @@ async fn the_retry_button_restarts_a_retryable_failure() {
             .status(),
         200
     );
-    h.wait_for("the second run to succeed", || {
-        h.slack
-            .thread(CHANNEL, &root.ts)
-            .iter()
-            .any(|m| text_of(m).contains("✅ Done"))
-    })
-    .await;
+    h.wait_in_thread(CHANNEL, &root.ts, "✅ Done").await;
     assert_eq!(h.sim.run_count(), 2);
     let requests = h.sim.create_requests();
     assert_ne!(
@@ -501,12 +462,7 @@ async fn a_direct_message_starts_a_run_in_its_thread() {
             .contains(&"white_check_mark".to_owned())
     })
     .await;
-    let status = h
-        .slack
-        .thread("D7", &ts)
-        .into_iter()
-        .find(|m| m.text.contains("Oz agent"))
-        .expect("status in the DM thread");
+    let status = h.thread_status("D7", &ts).expect("status in the DM thread");
     assert!(text_of(&status).contains("✅ Done"));
 }
 

@@ -321,6 +321,13 @@ pub struct PageInfo {
     pub next_cursor: Option<String>,
 }
 
+impl PageInfo {
+    /// The cursor of the next page, when there is one.
+    pub fn next(self) -> Option<String> {
+        self.next_cursor.filter(|_| self.has_next_page)
+    }
+}
+
 /// Reply of `GET /agent/runs`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ListRunsResponse {

@@ -128,14 +128,10 @@ impl Pipeline {
             {
                 return Ok(Some(found));
             }
-            match page
-                .page_info
-                .next_cursor
-                .filter(|_| page.page_info.has_next_page)
-            {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => break,
-            }
+            let Some(cursor) = page.page_info.next() else {
+                break;
+            };
+            query.cursor = Some(cursor);
         }
         Ok(None)
     }

@@ -133,14 +133,10 @@ impl Pipeline {
                     self.apply(&record, &item).await?;
                 }
             }
-            match page
-                .page_info
-                .next_cursor
-                .filter(|_| page.page_info.has_next_page)
-            {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => break,
-            }
+            let Some(cursor) = page.page_info.next() else {
+                break;
+            };
+            query.cursor = Some(cursor);
         }
         self.store
             .set_marker(WATERMARK, &newest.to_string())

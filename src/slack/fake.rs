@@ -33,6 +33,16 @@ pub struct FakeMessage {
     pub revisions: Vec<String>,
 }
 
+impl FakeMessage {
+    /// What the message shows now, as a person reads it.
+    pub fn shown(&self) -> &str {
+        self.revisions
+            .last()
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
 /// Something the bot did, as a user would see it.
 #[derive(Debug, Clone)]
 pub enum SlackEvent {

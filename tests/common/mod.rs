@@ -339,6 +339,38 @@ impl Harness {
         .await;
     }
 
+    /// Waits until a message of a Slack thread shows `text`; returns that message.
+    pub async fn wait_in_thread(
+        &self,
+        channel: &str,
+        thread: &str,
+        text: &str,
+    ) -> ozbridge::slack::fake::FakeMessage {
+        let find = || {
+            self.slack
+                .thread(channel, thread)
+                .into_iter()
+                .find(|m| m.shown().contains(text))
+        };
+        self.wait_for(&format!("a message in the thread showing {text:?}"), || {
+            find().is_some()
+        })
+        .await;
+        find().expect("found above")
+    }
+
+    /// The status message of a run in a Slack thread.
+    pub fn thread_status(
+        &self,
+        channel: &str,
+        thread: &str,
+    ) -> Option<ozbridge::slack::fake::FakeMessage> {
+        self.slack
+            .thread(channel, thread)
+            .into_iter()
+            .find(|m| m.text.starts_with("Oz agent"))
+    }
+
     /// The bot's root messages (status posts of slash commands) in a channel.
     pub fn slack_roots(&self, channel: &str) -> Vec<ozbridge::slack::fake::FakeMessage> {
         self.slack
