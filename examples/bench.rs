@@ -39,19 +39,14 @@ fn payload(comment_id: u64, number: u64) -> String {
     // About 9.5 KB, like a real issue_comment delivery with a long issue body.
     let body = "The login test fails about one run in five on CI. ".repeat(170);
     CommentEventSpec {
-        action: "created",
-        repo: "acme/widgets",
-        number,
-        title: "Login test is flaky",
         issue_body: &body,
-        is_pull_request: false,
-        comment_id,
-        author: "alice",
-        author_id: 1001,
-        author_type: "User",
-        body: "/oz fix the flaky login test [sim:endless]",
-        previous_body: None,
-        installation: None,
+        ..CommentEventSpec::created(
+            "acme/widgets",
+            number,
+            comment_id,
+            "alice",
+            "/oz fix the flaky login test [sim:endless]",
+        )
     }
     .payload()
     .to_string()

@@ -120,75 +120,71 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_online(config: &Config) -> bool {
-    let mut ok = true;
+    use std::time::Duration;
     println!();
-    match &config.oz.api_key {
-        Some(key) => {
-            let client = crate::oz::OzClient::new(
-                &config.oz.api_url,
-                key.clone(),
-                config.oz.request_timeout,
-                Default::default(),
-            );
-            match client.map(|c| async move { c.list_models().await }) {
-                Ok(call) => match call.await {
-                    Ok(models) => println!("Oz API: ok ({} models available)", models.models.len()),
-                    Err(error) => {
-                        println!("Oz API: FAILED: {error}");
-                        ok = false;
-                    }
-                },
-                Err(error) => {
-                    println!("Oz API: FAILED: {error}");
-                    ok = false;
-                }
+    let oz = match &config.oz.api_key {
+        None => None,
+        Some(key) => Some(
+            async {
+                let client = crate::oz::OzClient::new(
+                    &config.oz.api_url,
+                    key.clone(),
+                    config.oz.request_timeout,
+                    Default::default(),
+                )?;
+                let models = client.list_models().await?;
+                anyhow::Ok(format!("{} models available", models.models.len()))
             }
+            .await,
+        ),
+    };
+    let github = match &config.github.auth {
+        None => None,
+        Some(auth) => Some(
+            async {
+                let client = crate::github::GithubClient::new(
+                    &config.github.api_url,
+                    auth,
+                    Duration::from_secs(20),
+                )?;
+                anyhow::Ok(client.check_credentials().await?)
+            }
+            .await,
+        ),
+    };
+    let slack = match &config.slack.bot_token {
+        None => None,
+        Some(token) => Some(
+            async {
+                let prefix = &config.slack.response_url_prefix;
+                let client = crate::slack::SlackClient::new(
+                    &config.slack.api_url,
+                    token.clone(),
+                    prefix,
+                    Duration::from_secs(20),
+                )?;
+                let (team, user) = client.auth_test().await?;
+                anyhow::Ok(format!("workspace {team}, bot user {user}"))
+            }
+            .await,
+        ),
+    };
+    let report = |name: &str, missing: &str, result: Option<anyhow::Result<String>>| match result {
+        None => {
+            println!("{name}: skipped ({missing})");
+            true
         }
-        None => println!("Oz API: skipped (WARP_API_KEY not set)"),
-    }
-    match &config.github.auth {
-        Some(auth) => match crate::github::GithubClient::new(
-            &config.github.api_url,
-            auth,
-            std::time::Duration::from_secs(20),
-        ) {
-            Ok(client) => match client.check_credentials().await {
-                Ok(text) => println!("GitHub: ok ({text})"),
-                Err(error) => {
-                    println!("GitHub: FAILED: {error}");
-                    ok = false;
-                }
-            },
-            Err(error) => {
-                println!("GitHub: FAILED: {error}");
-                ok = false;
-            }
-        },
-        None => println!("GitHub: skipped (no credentials)"),
-    }
-    match &config.slack.bot_token {
-        Some(token) => {
-            let client = crate::slack::SlackClient::new(
-                &config.slack.api_url,
-                token.clone(),
-                &config.slack.response_url_prefix,
-                std::time::Duration::from_secs(20),
-            );
-            match client.map(|c| async move { c.auth_test().await }) {
-                Ok(call) => match call.await {
-                    Ok((team, user)) => println!("Slack: ok (workspace {team}, bot user {user})"),
-                    Err(error) => {
-                        println!("Slack: FAILED: {error}");
-                        ok = false;
-                    }
-                },
-                Err(error) => {
-                    println!("Slack: FAILED: {error}");
-                    ok = false;
-                }
-            }
+        Some(Ok(text)) => {
+            println!("{name}: ok ({text})");
+            true
         }
-        None => println!("Slack: skipped (SLACK_BOT_TOKEN not set)"),
-    }
-    ok
+        Some(Err(error)) => {
+            println!("{name}: FAILED: {error}");
+            false
+        }
+    };
+    let oz_ok = report("Oz API", "WARP_API_KEY not set", oz);
+    let github_ok = report("GitHub", "no credentials", github);
+    let slack_ok = report("Slack", "SLACK_BOT_TOKEN not set", slack);
+    oz_ok && github_ok && slack_ok
 }

@@ -75,19 +75,8 @@ async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
     let mut events = github.subscribe();
     println!("@alice commented on {REPO}#42 \"Login test is flaky\":\n    {text}\n");
     let body = CommentEventSpec {
-        action: "created",
-        repo: REPO,
-        number: 42,
-        title: "Login test is flaky",
         issue_body: "`login_test` fails about one run in five on CI.",
-        is_pull_request: false,
-        comment_id,
-        author: "alice",
-        author_id: 1001,
-        author_type: "User",
-        body: text,
-        previous_body: None,
-        installation: None,
+        ..CommentEventSpec::created(REPO, 42, comment_id, "alice", text)
     }
     .payload()
     .to_string();

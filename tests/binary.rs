@@ -99,19 +99,10 @@ async fn serve_logs_json_and_never_a_secret() {
 
     let comment = github.add_user_comment("acme/widgets", 1, "alice", "/oz fix");
     let body = CommentEventSpec {
-        action: "created",
-        repo: "acme/widgets",
-        number: 1,
         title: "t",
         issue_body: "b",
-        is_pull_request: false,
-        comment_id: comment,
-        author: "alice",
         author_id: 1,
-        author_type: "User",
-        body: "/oz fix",
-        previous_body: None,
-        installation: None,
+        ..CommentEventSpec::created("acme/widgets", 1, comment, "alice", "/oz fix")
     }
     .payload()
     .to_string();

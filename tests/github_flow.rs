@@ -69,19 +69,10 @@ async fn pull_request_command_carries_branches() {
         .github
         .add_user_comment(REPO, 7, "alice", "/oz review this --model gpt-5");
     let payload = CommentEventSpec {
-        action: "created",
-        repo: REPO,
-        number: 7,
         title: "Refactor login",
         issue_body: "Moves login into its own module.",
         is_pull_request: true,
-        comment_id: id,
-        author: "alice",
-        author_id: 1001,
-        author_type: "User",
-        body: "/oz review this --model gpt-5",
-        previous_body: None,
-        installation: None,
+        ..CommentEventSpec::created(REPO, 7, id, "alice", "/oz review this --model gpt-5")
     }
     .payload()
     .to_string();
@@ -166,18 +157,9 @@ async fn an_edit_runs_only_a_new_command() {
     let spec = |body: &'static str, previous: Option<&'static str>, action: &'static str| {
         CommentEventSpec {
             action,
-            repo: REPO,
-            number: 4,
             title: "t",
-            issue_body: "",
-            is_pull_request: false,
-            comment_id: id,
-            author: "alice",
-            author_id: 1001,
-            author_type: "User",
-            body,
             previous_body: previous,
-            installation: None,
+            ..CommentEventSpec::created(REPO, 4, id, "alice", body)
         }
         .payload()
         .to_string()
@@ -229,19 +211,10 @@ async fn bots_code_blocks_and_quotes_are_ignored() {
         .github
         .add_user_comment(REPO, 6, "dependabot[bot]", "/oz merge");
     let bot = CommentEventSpec {
-        action: "created",
-        repo: REPO,
-        number: 6,
         title: "t",
-        issue_body: "",
-        is_pull_request: false,
-        comment_id: id,
-        author: "dependabot[bot]",
         author_id: 49699333,
         author_type: "Bot",
-        body: "/oz merge",
-        previous_body: None,
-        installation: None,
+        ..CommentEventSpec::created(REPO, 6, id, "dependabot[bot]", "/oz merge")
     }
     .payload()
     .to_string();
@@ -618,19 +591,9 @@ async fn github_app_auth_mints_and_caches_installation_tokens() {
     h.github.require_app(4242, &public).unwrap();
     let (comment, _) = h.comment(21, "alice", "/oz fix");
     let payload = CommentEventSpec {
-        action: "created",
-        repo: REPO,
-        number: 21,
         title: "t",
-        issue_body: "",
-        is_pull_request: false,
-        comment_id: comment,
-        author: "alice",
-        author_id: 1001,
-        author_type: "User",
-        body: "/oz fix",
-        previous_body: None,
         installation: Some(77),
+        ..CommentEventSpec::created(REPO, 21, comment, "alice", "/oz fix")
     }
     .payload()
     .to_string();

@@ -530,7 +530,33 @@ pub struct CommentEventSpec<'a> {
     pub installation: Option<u64>,
 }
 
-impl CommentEventSpec<'_> {
+impl<'a> CommentEventSpec<'a> {
+    /// A comment created by a user on an issue; the other fields hold plain defaults
+    /// (override them with struct update syntax).
+    pub fn created(
+        repo: &'a str,
+        number: u64,
+        comment_id: u64,
+        author: &'a str,
+        body: &'a str,
+    ) -> Self {
+        Self {
+            action: "created",
+            repo,
+            number,
+            title: "Login test is flaky",
+            issue_body: "",
+            is_pull_request: false,
+            comment_id,
+            author,
+            author_id: 1001,
+            author_type: "User",
+            body,
+            previous_body: None,
+            installation: None,
+        }
+    }
+
     /// The JSON payload.
     pub fn payload(&self) -> serde_json::Value {
         let kind = if self.is_pull_request {

@@ -184,19 +184,9 @@ impl Harness {
         let id = self.github.add_user_comment(REPO, number, author, body);
         self.next_comment = id;
         let payload = CommentEventSpec {
-            action: "created",
-            repo: REPO,
-            number,
-            title: "Login test is flaky",
             issue_body: "It fails one run in five.",
-            is_pull_request: false,
-            comment_id: id,
-            author,
             author_id: if author == "alice" { 1001 } else { 2002 },
-            author_type: "User",
-            body,
-            previous_body: None,
-            installation: None,
+            ..CommentEventSpec::created(REPO, number, id, author, body)
         }
         .payload();
         (id, payload.to_string())
