@@ -311,7 +311,10 @@ impl Pipeline {
         if self.store.run_for_command(&claimed.id).await?.is_some() {
             return Ok(());
         }
-        let latest = self.store.latest_run_in_thread(&old.thread).await?;
+        let latest = self
+            .store
+            .latest_run_in_thread(&old.origin.thread_key())
+            .await?;
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
             self.enqueue_private(key, origin, texts::busy(who, &self.settings.trigger))
                 .await?;

@@ -42,7 +42,7 @@ impl RunPhase {
 pub struct RunRecord {
     pub id: RunRef,
     pub command_id: CommandId,
-    pub thread: ThreadKey,
+    /// Where the run lives; its thread is `origin.thread_key()` (stored as a column too).
     pub origin: Origin,
     pub requester: Author,
     /// What the requester asked, in their words (shown in the status post).
@@ -81,7 +81,6 @@ impl RunRecord {
         Self {
             id,
             command_id,
-            thread: origin.thread_key(),
             origin,
             requester,
             asked,
@@ -101,7 +100,7 @@ impl RunRecord {
     }
 }
 
-const COLUMNS: &str = "id, command_id, thread_key, origin, requester, asked, request, phase, view, create_attempts,
+const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, create_attempts,
     first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
 
 fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
@@ -109,7 +108,6 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
     Ok(RunRecord {
         id: RunRef(text("id")?),
         command_id: CommandId(text("command_id")?),
-        thread: ThreadKey(text("thread_key")?),
         origin: serde_json::from_str(&text("origin")?)?,
         requester: serde_json::from_str(&text("requester")?)?,
         asked: text("asked")?,
@@ -138,7 +136,7 @@ impl Store {
         )
         .bind(run.id.as_str())
         .bind(run.command_id.as_str())
-        .bind(run.thread.as_str())
+        .bind(run.origin.thread_key().as_str())
         .bind(serde_json::to_string(&run.origin)?)
         .bind(serde_json::to_string(&run.requester)?)
         .bind(&run.asked)
