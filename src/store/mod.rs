@@ -80,8 +80,13 @@ impl Store {
             .connect_with(options)
             .await?;
         let inbox = is_sqlite.then(|| group_commit::GroupCommit::start(pool.clone()));
+        let engine = if is_sqlite {
+            schema::Engine::Sqlite
+        } else {
+            schema::Engine::Postgres
+        };
         let store = Self { pool, inbox };
-        schema::migrate(&store.pool).await?;
+        schema::migrate(&store.pool, engine).await?;
         Ok(store)
     }
 

@@ -291,7 +291,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
-                version = version + $4, updated_at = $5, last_seen_at = $5, start_lease_until = 0
+                version = version + $4, updated_at = $5, start_lease_until = 0
              WHERE id = $6",
         )
         .bind(phase.as_str())

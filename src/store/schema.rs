@@ -1,10 +1,13 @@
 //! Embedded, ordered migrations written in the SQL that SQLite and PostgreSQL share:
 //! TEXT ids, BIGINT times (ms) and flags, no engine-specific types.
 
-use sqlx::AnyPool;
+use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[&[
+const MIGRATIONS: &[&[&str]] = &[V1, V2];
+
+/// The first schema.
+const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS commands (
         id TEXT PRIMARY KEY,
         dedupe_key TEXT NOT NULL UNIQUE,
@@ -71,34 +74,89 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at)",
     "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS markers (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-]];
+];
 
-/// Applies the migrations not applied yet. Statements are idempotent, so two replicas
-/// starting at once cannot break each other.
-pub async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
+/// Columns for time-bounded retries, parking, settling of answers in doubt and the
+/// tracker's per-run checks; drops the never-read `last_seen_at`.
+const V2: &[&str] = &[
+    "ALTER TABLE commands ADD COLUMN give_up_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE outbox ADD COLUMN give_up_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN start_give_up_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN lookup_after BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN check_at BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN parked_reason TEXT",
+    "ALTER TABLE runs DROP COLUMN last_seen_at",
+    "CREATE INDEX IF NOT EXISTS runs_check ON runs (phase, check_at)",
+    "CREATE INDEX IF NOT EXISTS runs_oz ON runs (oz_run_id)",
+];
+
+/// Which database engine the statements run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Key of the PostgreSQL advisory lock that serializes migrations across replicas.
+const MIGRATION_LOCK: i64 = 0x6f7a_6272_6964_6765; // "ozbridge"
+
+/// Applies the migrations not applied yet, in one transaction that holds the database's
+/// migration lock: a PostgreSQL advisory lock, or SQLite's write lock (`BEGIN
+/// IMMEDIATE`). Replicas starting at once on a fresh database wait for each other, and
+/// each sees the versions the first one applied.
+pub async fn migrate(pool: &AnyPool, engine: Engine) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    match engine {
+        Engine::Sqlite => {
+            conn.execute("BEGIN IMMEDIATE").await?;
+        }
+        Engine::Postgres => {
+            conn.execute("BEGIN").await?;
+            if let Err(error) = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await
+            {
+                let _ = conn.execute("ROLLBACK").await;
+                return Err(error);
+            }
+        }
+    }
+    match apply_pending(&mut conn).await {
+        Ok(()) => {
+            conn.execute("COMMIT").await?;
+            Ok(())
+        }
+        Err(error) => {
+            if conn.execute("ROLLBACK").await.is_err() {
+                // A connection in an unknown transaction state must not be reused.
+                conn.detach();
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn apply_pending(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS ozbridge_schema (version BIGINT PRIMARY KEY)")
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
-    let current: Option<(i64,)> = sqlx::query_as("SELECT MAX(version) FROM ozbridge_schema")
-        .fetch_optional(pool)
-        .await
-        .ok()
-        .flatten();
-    let current = current.map(|r| r.0).unwrap_or(0);
+    let (current,): (Option<i64>,) = sqlx::query_as("SELECT MAX(version) FROM ozbridge_schema")
+        .fetch_one(&mut *conn)
+        .await?;
+    let current = current.unwrap_or(0);
     for (index, statements) in MIGRATIONS.iter().enumerate() {
         let version = i64::try_from(index).unwrap_or(i64::MAX) + 1;
         if version <= current {
             continue;
         }
         for statement in *statements {
-            sqlx::query(statement).execute(pool).await?;
+            sqlx::query(statement).execute(&mut *conn).await?;
         }
-        sqlx::query(
-            "INSERT INTO ozbridge_schema (version) VALUES ($1) ON CONFLICT (version) DO NOTHING",
-        )
-        .bind(version)
-        .execute(pool)
-        .await?;
+        sqlx::query("INSERT INTO ozbridge_schema (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
