@@ -12,7 +12,6 @@ use crate::store::Store;
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -79,7 +78,7 @@ pub async fn build_pipeline(
         Some(auth) => Some(GithubClient::new(
             &config.github.api_url,
             auth,
-            Duration::from_secs(20),
+            config.github.request_timeout,
         )?),
         None => None,
     };
@@ -88,11 +87,11 @@ pub async fn build_pipeline(
             &config.slack.api_url,
             token.clone(),
             &config.slack.response_url_prefix,
-            Duration::from_secs(20),
+            config.slack.request_timeout,
         )?),
         None => None,
     };
-    let outlets = Outlets::new(
+    let mut outlets = Outlets::new(
         github,
         slack,
         config.github.policy.clone(),
@@ -100,6 +99,8 @@ pub async fn build_pipeline(
         config.public_url.clone(),
         config.github.permission_cache_ttl,
     );
+    outlets.github_doubt_window = crate::pipeline::doubt_window(config.github.request_timeout);
+    outlets.slack_doubt_window = crate::pipeline::doubt_window(config.slack.request_timeout);
     let mut settings = PipelineSettings::new(config);
     tune(&mut settings);
     Ok(Arc::new(Pipeline::new(store, oz, outlets, settings)))

@@ -55,6 +55,9 @@ pub struct OzSettings {
     pub model_id: Option<String>,
     /// `config.name` given to every run; the tracker lists runs by it.
     pub run_label: String,
+    /// Time for one Oz call (`OZ_REQUEST_TIMEOUT_SECS`, `oz.request_timeout_secs`; default
+    /// 30). A create without an answer is looked up, and only then sent again, after
+    /// twice this.
     pub request_timeout: Duration,
     pub tick_interval: Duration,
 }
@@ -67,6 +70,9 @@ pub struct GithubSettings {
     pub webhook_secrets: Vec<SecretString>,
     pub trigger: String,
     pub permission_cache_ttl: Duration,
+    /// Time for one GitHub call (`GITHUB_REQUEST_TIMEOUT_SECS`, `github.request_timeout_secs`;
+    /// default 20). A create without an answer is looked up after twice this.
+    pub request_timeout: Duration,
     /// The bot's own login, when it is not a `[bot]` account (token mode).
     pub bot_login: Option<String>,
     pub policy: GithubPolicy,
@@ -124,6 +130,9 @@ pub struct SlackSettings {
     pub signing_secrets: Vec<SecretString>,
     /// `response_url`s are only ever posted to when they start with this.
     pub response_url_prefix: String,
+    /// Time for one Slack call (`SLACK_REQUEST_TIMEOUT_SECS`, `slack.request_timeout_secs`;
+    /// default 20). A post without an answer is looked up after twice this.
+    pub request_timeout: Duration,
     pub policy: SlackPolicy,
     pub channels: BTreeMap<String, ChannelSettings>,
 }
@@ -216,6 +225,25 @@ pub struct Config {
     pub slack_prompt_template: String,
     /// Workers per pipeline stage (`OZBRIDGE_WORKERS`, default 4; 0 runs intake only).
     pub workers: usize,
+    /// How long work keeps being retried while a service fails before it is parked
+    /// (`OZBRIDGE_RETRY_FOR_SECS`, `retry_for_secs`; default 30 minutes).
+    pub retry_for: Duration,
+    /// Limits of the HTTP server.
+    pub http: HttpLimits,
+}
+
+/// Limits that keep slow or hostile clients from holding the server.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Time for a client to send its request headers (`OZBRIDGE_HEADER_TIMEOUT_SECS`,
+    /// `http.header_timeout_secs`; default 5).
+    pub header_timeout: Duration,
+    /// Time for a client to send its request body (`OZBRIDGE_BODY_TIMEOUT_SECS`,
+    /// `http.body_timeout_secs`; default 5).
+    pub body_timeout: Duration,
+    /// Connections served at once; more wait to be accepted (`OZBRIDGE_MAX_CONNECTIONS`,
+    /// `http.max_connections`; default 1024).
+    pub max_connections: usize,
 }
 
 /// The default prompt template of runs started from Slack.
@@ -267,6 +295,17 @@ struct FileConfig {
     slack: FileSlack,
     #[serde(default)]
     templates: FileTemplates,
+    retry_for_secs: Option<u64>,
+    #[serde(default)]
+    http: FileHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_connections: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -287,6 +326,7 @@ struct FileGithub {
     app_id: Option<u64>,
     trigger: Option<String>,
     permission_cache_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
     bot_login: Option<String>,
     #[serde(flatten)]
     policy: GithubPolicy,
@@ -305,6 +345,7 @@ struct FileTemplates {
 #[serde(deny_unknown_fields)]
 struct FileSlack {
     api_url: Option<String>,
+    request_timeout_secs: Option<u64>,
     #[serde(flatten)]
     policy: SlackPolicy,
     #[serde(default)]
@@ -407,9 +448,13 @@ impl Config {
             environment_id: env_nonempty("OZ_ENVIRONMENT_ID").or(file.oz.environment_id),
             model_id: env_nonempty("OZ_MODEL_ID").or(file.oz.model_id),
             run_label,
-            request_timeout: Duration::from_secs(
-                file.oz.request_timeout_secs.unwrap_or(30).clamp(1, 300),
-            ),
+            request_timeout: seconds(
+                &env_nonempty,
+                "OZ_REQUEST_TIMEOUT_SECS",
+                file.oz.request_timeout_secs,
+                30,
+                1..=300,
+            )?,
             tick_interval: Duration::from_secs_f64(tick),
         };
 
@@ -475,6 +520,13 @@ impl Config {
             permission_cache_ttl: Duration::from_secs(
                 file.github.permission_cache_secs.unwrap_or(300),
             ),
+            request_timeout: seconds(
+                &env_nonempty,
+                "GITHUB_REQUEST_TIMEOUT_SECS",
+                file.github.request_timeout_secs,
+                20,
+                1..=300,
+            )?,
             bot_login: file.github.bot_login,
             policy: file.github.policy,
             repos: file
@@ -496,6 +548,13 @@ impl Config {
             bot_token: secret("SLACK_BOT_TOKEN"),
             signing_secrets: secret_list(env("SLACK_SIGNING_SECRET")),
             response_url_prefix,
+            request_timeout: seconds(
+                &env_nonempty,
+                "SLACK_REQUEST_TIMEOUT_SECS",
+                file.slack.request_timeout_secs,
+                20,
+                1..=300,
+            )?,
             policy: file.slack.policy,
             channels: file.slack.channels,
         };
@@ -520,6 +579,37 @@ impl Config {
                 .ok_or_else(|| config_error("OZBRIDGE_WORKERS", "must be a number from 0 to 64"))?,
             None => 4,
         };
+        let retry_for = seconds(
+            &env_nonempty,
+            "OZBRIDGE_RETRY_FOR_SECS",
+            file.retry_for_secs,
+            30 * 60,
+            1..=7 * 24 * 3600,
+        )?;
+        let http = HttpLimits {
+            header_timeout: seconds(
+                &env_nonempty,
+                "OZBRIDGE_HEADER_TIMEOUT_SECS",
+                file.http.header_timeout_secs,
+                5,
+                1..=120,
+            )?,
+            body_timeout: seconds(
+                &env_nonempty,
+                "OZBRIDGE_BODY_TIMEOUT_SECS",
+                file.http.body_timeout_secs,
+                5,
+                1..=120,
+            )?,
+            max_connections: usize::try_from(number(
+                &env_nonempty,
+                "OZBRIDGE_MAX_CONNECTIONS",
+                file.http.max_connections,
+                1024,
+                1..=65_536,
+            )?)
+            .unwrap_or(1024),
+        };
         Ok(Self {
             listen,
             database_url,
@@ -531,6 +621,8 @@ impl Config {
             prompt_template,
             slack_prompt_template,
             workers,
+            retry_for,
+            http,
         })
     }
 
@@ -601,6 +693,24 @@ impl Config {
             format!("{:?}", self.oz.request_timeout),
         );
         line("oz.tick_interval", format!("{:?}", self.oz.tick_interval));
+        line("retry_for", format!("{:?}", self.retry_for));
+        line(
+            "http.header_timeout",
+            format!("{:?}", self.http.header_timeout),
+        );
+        line("http.body_timeout", format!("{:?}", self.http.body_timeout));
+        line(
+            "http.max_connections",
+            self.http.max_connections.to_string(),
+        );
+        line(
+            "github.request_timeout",
+            format!("{:?}", self.github.request_timeout),
+        );
+        line(
+            "slack.request_timeout",
+            format!("{:?}", self.slack.request_timeout),
+        );
         line("github.api_url", self.github.api_url.clone());
         line("github.auth", auth);
         line(
@@ -711,6 +821,43 @@ impl Config {
 }
 
 /// A comma-separated list of secrets (several at once during a rotation).
+/// A whole number from the environment (`env_key`), else the file, else `default`;
+/// refused outside `range`, naming the key.
+fn number(
+    env: &dyn Fn(&str) -> Option<String>,
+    env_key: &str,
+    file: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = match env(env_key) {
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| config_error(env_key, "must be a whole number"))?,
+        None => file.unwrap_or(default),
+    };
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(config_error(
+            env_key,
+            format!("must be from {} to {}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// [`number`] of seconds, as a duration.
+fn seconds(
+    env: &dyn Fn(&str) -> Option<String>,
+    env_key: &str,
+    file: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    number(env, env_key, file, default, range).map(Duration::from_secs)
+}
+
 fn secret_list(value: Option<String>) -> Vec<SecretString> {
     value
         .unwrap_or_default()

@@ -106,9 +106,34 @@ impl Origin {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum ButtonAction {
     /// Cancel the run.
-    Cancel { run: crate::ids::RunRef },
+    Cancel {
+        run: crate::ids::RunRef,
+        /// The status post the button was pressed on (a Slack message ts).
+        #[serde(default)]
+        pressed_on: String,
+    },
     /// Start the same request again.
-    Retry { run: crate::ids::RunRef },
+    Retry {
+        run: crate::ids::RunRef,
+        #[serde(default)]
+        pressed_on: String,
+    },
+}
+
+impl ButtonAction {
+    /// The run the button names.
+    pub fn run(&self) -> &crate::ids::RunRef {
+        match self {
+            Self::Cancel { run, .. } | Self::Retry { run, .. } => run,
+        }
+    }
+
+    /// The status post the button was pressed on.
+    pub fn pressed_on(&self) -> &str {
+        match self {
+            Self::Cancel { pressed_on, .. } | Self::Retry { pressed_on, .. } => pressed_on,
+        }
+    }
 }
 
 /// What the thread is about, captured at intake from the webhook payload.
@@ -127,6 +152,10 @@ pub struct ThreadContext {
 pub struct InboxCommand {
     pub origin: Origin,
     pub author: Author,
+    /// Who put the command into someone else's message (a GitHub comment edited by
+    /// another user); they must be allowed too.
+    #[serde(default)]
+    pub editor: Option<Author>,
     pub line: CommandLine,
     pub context: ThreadContext,
     /// Set instead of a typed command when a button was pressed.
@@ -152,6 +181,37 @@ pub struct RunView {
     /// A line about what people did to the run (cancel requested, retried).
     #[serde(default)]
     pub note: Option<String>,
+    /// ozbridge's own trouble getting the run started, while it lasts.
+    #[serde(default)]
+    pub trouble: Option<StartTrouble>,
+}
+
+/// Why a run is not started yet although it was asked for, as its thread is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StartTrouble {
+    /// Oz does not answer; ozbridge keeps trying until this time (ms since the epoch).
+    Retrying { until: i64 },
+    /// Oz did not accept the run within the retry budget; an operator can resume it.
+    Parked,
+}
+
+impl StartTrouble {
+    /// The sentence the thread shows.
+    pub fn text(&self, run: &crate::ids::RunRef) -> String {
+        match self {
+            Self::Retrying { until } => {
+                let until = chrono::DateTime::from_timestamp_millis(*until)
+                    .map(|t| t.format("%H:%M UTC").to_string())
+                    .unwrap_or_else(|| "later".into());
+                format!("Oz is not answering; I will keep trying until {until}.")
+            }
+            Self::Parked => format!(
+                "Oz did not accept the run in time, so it is parked. The operator of ozbridge \
+                 can resume it with `ozbridge admin retry {run}`."
+            ),
+        }
+    }
 }
 
 impl RunView {
@@ -159,6 +219,9 @@ impl RunView {
     pub fn label(&self) -> &'static str {
         if self.start_error.is_some() {
             return "❌ Could not start";
+        }
+        if self.trouble == Some(StartTrouble::Parked) {
+            return "⏸ Parked";
         }
         match &self.state {
             None => "⏳ Starting",

@@ -75,3 +75,22 @@ pub fn backlog(commands: i64, outbox: i64) {
     metrics::gauge!("ozbridge_pending_commands").set(commands as f64);
     metrics::gauge!("ozbridge_pending_notifications").set(outbox as f64);
 }
+
+/// Counts an extra Oz run found and cancelled (a create answered too late).
+pub fn duplicate_cancelled() {
+    metrics::counter!("ozbridge_duplicate_runs_cancelled_total").increment(1);
+}
+
+/// Sets the number of parked items of a kind (`command`, `run`, `notification`).
+pub fn parked(kind: &'static str, count: i64) {
+    metrics::gauge!("ozbridge_parked", "kind" => kind).set(count as f64);
+}
+
+/// Sets whether calls to an upstream are paused by its breaker (1) or flowing (0).
+pub fn upstream_paused(upstream: &'static str, paused: bool) {
+    metrics::gauge!("ozbridge_upstream_paused", "upstream" => upstream).set(if paused {
+        1.0
+    } else {
+        0.0
+    });
+}

@@ -28,6 +28,7 @@ fn command(number: u64, text: &str) -> InboxCommand {
         },
         context: ThreadContext::default(),
         action: None,
+        editor: None,
     }
 }
 

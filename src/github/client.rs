@@ -27,35 +27,56 @@ pub enum GithubError {
     Status { status: u16, message: String },
     #[error("GitHub did not answer in time")]
     Timeout,
+    /// The connection failed after the request may have been sent.
     #[error("could not reach GitHub: {0}")]
     Transport(String),
+    /// No connection could be made: nothing was sent.
+    #[error("could not connect to GitHub: {0}")]
+    Unreachable(String),
+    /// Not sent: GitHub failed repeatedly (or limited the rate) and calls are paused.
+    #[error("GitHub is failing; calls are paused for {} s", retry_after.as_secs())]
+    Paused { retry_after: Duration },
     #[error("unexpected answer from GitHub: {0}")]
     Decode(String),
     #[error("GitHub authentication failed: {0}")]
     Auth(String),
 }
 
-impl GithubError {
-    /// True when the same call may succeed later.
-    pub fn is_retryable(&self) -> bool {
+impl crate::retry::CallFailure for GithubError {
+    fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Timeout | Self::Transport(_) => true,
+            Self::RateLimited { .. }
+            | Self::Timeout
+            | Self::Transport(_)
+            | Self::Unreachable(_)
+            | Self::Paused { .. } => true,
             Self::Status { status, .. } => *status >= 500,
             Self::Decode(_) | Self::Auth(_) => false,
         }
     }
 
-    /// The wait GitHub asked for, if any.
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::Paused { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
 
+    fn in_doubt(&self) -> bool {
+        match self {
+            Self::Timeout | Self::Transport(_) => true,
+            Self::Status { status, .. } => crate::retry::gateway_in_doubt(*status),
+            _ => false,
+        }
+    }
+}
+
+impl GithubError {
     fn from_reqwest(error: reqwest::Error) -> Self {
         if error.is_timeout() {
             Self::Timeout
+        } else if error.is_connect() {
+            Self::Unreachable(error.without_url().to_string())
         } else {
             Self::Transport(error.without_url().to_string())
         }
@@ -109,6 +130,7 @@ pub struct GithubClient {
     http: reqwest::Client,
     api: String,
     auth: std::sync::Arc<Auth>,
+    breaker: std::sync::Arc<crate::retry::Breaker>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +188,10 @@ impl GithubClient {
             http,
             api: api_url.trim_end_matches('/').to_owned(),
             auth: std::sync::Arc::new(auth),
+            breaker: std::sync::Arc::new(crate::retry::Breaker::new(
+                "github",
+                crate::retry::upstream_backoff(),
+            )),
         })
     }
 
@@ -357,6 +383,35 @@ impl GithubClient {
     }
 
     async fn send_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<&(impl serde::Serialize + ?Sized)>,
+    ) -> Result<T, GithubError> {
+        if let Err(retry_after) = self.breaker.admit() {
+            return Err(GithubError::Paused { retry_after });
+        }
+        let result = self.send_once(method, path, bearer, body).await;
+        match &result {
+            Err(GithubError::RateLimited { retry_after }) => {
+                self.breaker.failed(Some(*retry_after))
+            }
+            Err(GithubError::Status { status, .. }) if *status >= 500 => self.breaker.failed(None),
+            Err(GithubError::Timeout | GithubError::Transport(_) | GithubError::Unreachable(_)) => {
+                self.breaker.failed(None)
+            }
+            _ => self.breaker.answered(),
+        }
+        result
+    }
+
+    /// The breaker that spaces out calls while GitHub fails.
+    pub fn breaker(&self) -> &std::sync::Arc<crate::retry::Breaker> {
+        &self.breaker
+    }
+
+    async fn send_once<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

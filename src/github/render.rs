@@ -83,6 +83,9 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
             blocked_notice(&input.requester.login, view)
         ));
     }
+    if let Some(trouble) = &view.trouble {
+        out.push_str(&format!("\n⚠️ {}\n", trouble.text(input.run)));
+    }
     if let Some(error) = &view.start_error {
         out.push_str(&format!("\n**The run could not be started:** {error}\n"));
     }

@@ -1,10 +1,12 @@
 //! GitHub webhook payloads: which events carry a command, and the command they carry.
 
+use super::shape::{Object, is_repo_full_name, without_nul};
 use crate::command::find_command;
 use crate::config::GithubPolicy;
 use crate::domain::{Author, CommentKind, GithubOrigin, InboxCommand, Origin, ThreadContext};
 use crate::ids::RepoFullName;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
 /// Most of an issue body that is kept for the prompt.
@@ -47,12 +49,28 @@ struct User {
     kind: String,
 }
 
+impl User {
+    fn is_bot(&self) -> bool {
+        self.kind == "Bot" || self.login.ends_with("[bot]")
+    }
+
+    fn author(&self) -> Author {
+        Author {
+            login: self.login.clone(),
+            id: self.id,
+            is_bot: self.is_bot(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Comment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
-    user: User,
+    /// Nullable in GitHub's schema (a deleted account); the sender speaks then.
+    #[serde(default)]
+    user: Option<Object<User>>,
 }
 
 #[derive(Deserialize)]
@@ -65,7 +83,7 @@ struct Issue {
     #[serde(default)]
     html_url: String,
     #[serde(default)]
-    pull_request: Option<serde_json::Value>,
+    pull_request: Option<Object<IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -83,8 +101,8 @@ struct PullRequest {
     body: Option<String>,
     #[serde(default)]
     html_url: String,
-    head: GitRef,
-    base: GitRef,
+    head: Object<GitRef>,
+    base: Object<GitRef>,
 }
 
 #[derive(Deserialize)]
@@ -104,18 +122,26 @@ struct BodyChange {
 
 #[derive(Deserialize)]
 struct Changes {
-    body: Option<BodyChange>,
+    #[serde(default)]
+    body: Option<Object<BodyChange>>,
 }
 
 #[derive(Deserialize)]
 struct CommentPayload {
     action: String,
-    comment: Comment,
-    issue: Option<Issue>,
-    pull_request: Option<PullRequest>,
-    repository: Repository,
-    installation: Option<Installation>,
-    changes: Option<Changes>,
+    comment: Object<Comment>,
+    #[serde(default)]
+    issue: Option<Object<Issue>>,
+    #[serde(default)]
+    pull_request: Option<Object<PullRequest>>,
+    repository: Object<Repository>,
+    #[serde(default)]
+    installation: Option<Object<Installation>>,
+    #[serde(default)]
+    changes: Option<Object<Changes>>,
+    /// Who caused the event: for an edit, the editor, who may not be the author.
+    #[serde(default)]
+    sender: Option<Object<User>>,
 }
 
 /// Decides what a verified delivery means.
@@ -134,18 +160,23 @@ pub fn parse_event(
         event: event.to_owned(),
         reason: e.to_string(),
     })?;
-    let comment_body = payload.comment.body.as_deref().unwrap_or_default();
-    let Some(line) = find_command(comment_body, rules.trigger) else {
+    let bad = |reason: &str| PayloadError {
+        event: event.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let comment = payload.comment.0;
+    let comment_body = without_nul(comment.body.as_deref().unwrap_or_default());
+    let Some(line) = find_command(&comment_body, rules.trigger) else {
         return Ok(GithubIntake::Ignored("no command"));
     };
     match payload.action.as_str() {
         "created" => {}
         "edited" => {
             // An edit runs only a command that was not in the previous body.
-            let Some(previous) = payload.changes.as_ref().and_then(|c| c.body.as_ref()) else {
+            let Some(previous) = payload.changes.as_ref().and_then(|c| c.0.body.as_ref()) else {
                 return Ok(GithubIntake::Ignored("edit without a body change"));
             };
-            if find_command(&previous.from, rules.trigger)
+            if find_command(&without_nul(&previous.0.from), rules.trigger)
                 .is_some_and(|old| old.full_text() == line.full_text())
             {
                 return Ok(GithubIntake::Ignored("edit kept the same command"));
@@ -153,43 +184,69 @@ pub fn parse_event(
         }
         _ => return Ok(GithubIntake::Ignored("comment action not handled")),
     }
-    let user = &payload.comment.user;
-    if crate::github::render::is_own_comment(comment_body)
-        || rules
+    let sender = payload.sender.map(|s| s.0);
+    let Some(user) = comment.user.map(|u| u.0).or_else(|| {
+        sender.as_ref().map(|s| User {
+            login: s.login.clone(),
+            id: s.id,
+            kind: s.kind.clone(),
+        })
+    }) else {
+        return Err(bad("neither comment.user nor sender"));
+    };
+    let is_own = |login: &str| {
+        rules
             .bot_login
-            .is_some_and(|bot| bot.eq_ignore_ascii_case(&user.login))
-    {
+            .is_some_and(|bot| bot.eq_ignore_ascii_case(login))
+    };
+    if crate::github::render::is_own_comment(&comment_body) || is_own(&user.login) {
         return Ok(GithubIntake::Ignored("own comment"));
     }
-    let is_bot = user.kind == "Bot" || user.login.ends_with("[bot]");
-    if is_bot
-        && !rules
+    let bot_allowed = |login: &str| {
+        rules
             .policy
             .allow_bots
             .iter()
-            .any(|b| b.eq_ignore_ascii_case(&user.login))
-    {
+            .any(|b| b.eq_ignore_ascii_case(login))
+    };
+    if user.is_bot() && !bot_allowed(&user.login) {
         return Ok(GithubIntake::Ignored("comment by a bot"));
     }
-    let repo = RepoFullName(payload.repository.full_name.clone());
+    // The sender wrote the command when it is not the comment's author (an edit of
+    // someone else's comment): they must be allowed as well, and a bot's edit is
+    // never a command.
+    let editor = match &sender {
+        Some(sender) if sender.id != user.id => {
+            if sender.is_bot() || is_own(&sender.login) {
+                return Ok(GithubIntake::Ignored("edited by a bot"));
+            }
+            Some(sender.author())
+        }
+        _ => None,
+    };
+    let full_name = payload.repository.0.full_name;
+    if !is_repo_full_name(&full_name) {
+        return Err(bad("repository.full_name is not owner/name"));
+    }
+    let repo = RepoFullName(full_name);
     if !rules.policy.repo_enabled(repo.as_str()) {
         return Ok(GithubIntake::Ignored("repository not enabled"));
     }
     let (context, number) = match (payload.pull_request, payload.issue) {
-        (Some(pr), _) => (
+        (Some(Object(pr)), _) => (
             ThreadContext {
-                title: pr.title,
+                title: without_nul(&pr.title),
                 body: bounded(pr.body.unwrap_or_default()),
                 url: pr.html_url,
                 is_pull_request: true,
-                head_ref: Some(pr.head.name),
-                base_ref: Some(pr.base.name),
+                head_ref: Some(pr.head.0.name),
+                base_ref: Some(pr.base.0.name),
             },
             pr.number,
         ),
-        (None, Some(issue)) => (
+        (None, Some(Object(issue))) => (
             ThreadContext {
-                title: issue.title,
+                title: without_nul(&issue.title),
                 body: bounded(issue.body.unwrap_or_default()),
                 url: issue.html_url,
                 is_pull_request: issue.pull_request.is_some(),
@@ -198,33 +255,25 @@ pub fn parse_event(
             },
             issue.number,
         ),
-        (None, None) => {
-            return Err(PayloadError {
-                event: event.to_owned(),
-                reason: "neither issue nor pull_request".into(),
-            });
-        }
+        (None, None) => return Err(bad("neither issue nor pull_request")),
     };
     let digest = hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8]);
     let dedupe_key = format!(
         "github:{}:comment:{}:{digest}",
         repo.as_str().to_ascii_lowercase(),
-        payload.comment.id
+        comment.id
     );
     let command = InboxCommand {
         action: None,
         origin: Origin::Github(GithubOrigin {
             repo,
-            installation_id: payload.installation.map(|i| i.id),
+            installation_id: payload.installation.map(|i| i.0.id),
             number,
-            comment_id: payload.comment.id,
+            comment_id: comment.id,
             comment_kind: kind,
         }),
-        author: Author {
-            login: user.login.clone(),
-            id: user.id,
-            is_bot,
-        },
+        author: user.author(),
+        editor,
         line,
         context,
     };
@@ -235,7 +284,7 @@ pub fn parse_event(
 }
 
 fn bounded(text: String) -> String {
-    crate::text::truncate(&text, MAX_BODY_CHARS)
+    crate::text::truncate(&without_nul(&text), MAX_BODY_CHARS)
 }
 
 #[cfg(test)]
@@ -388,5 +437,99 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn rules(policy: &GithubPolicy) -> IntakeRules<'_> {
+        IntakeRules {
+            trigger: "/oz",
+            policy,
+            bot_login: None,
+        }
+    }
+
+    fn try_decide(value: &serde_json::Value) -> Result<GithubIntake, PayloadError> {
+        let policy = GithubPolicy::default();
+        parse_event(
+            "issue_comment",
+            value.to_string().as_bytes(),
+            &rules(&policy),
+        )
+    }
+
+    #[test]
+    fn structs_arrive_as_objects_only() {
+        for (pointer, shape) in [
+            ("/issue", json!([42])),
+            ("/installation", json!([1])),
+            ("/comment", json!([7, "/oz fix it"])),
+            ("/comment/user", json!(["alice", 1])),
+            ("/repository", json!(["acme/widgets"])),
+            ("/sender", json!(["alice", 1])),
+        ] {
+            let mut value = payload("created", "/oz fix it", "User");
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            value.pointer_mut(parent).unwrap()[key] = shape;
+            assert!(try_decide(&value).is_err(), "{pointer} as an array");
+        }
+    }
+
+    #[test]
+    fn a_null_comment_user_is_the_sender() {
+        let mut value = payload("created", "/oz fix it", "User");
+        value["comment"]["user"] = json!(null);
+        value["sender"] = json!({ "login": "alice", "id": 1, "type": "User" });
+        let Ok(GithubIntake::Command { command, .. }) = try_decide(&value) else {
+            panic!("expected a command");
+        };
+        assert_eq!(command.author.login, "alice");
+    }
+
+    #[test]
+    fn the_editor_of_someone_elses_comment_must_be_allowed_too() {
+        let mut edit = payload("edited", "/oz fix it", "User");
+        edit["changes"] = json!({ "body": { "from": "please look" } });
+        edit["sender"] = json!({ "login": "mallory", "id": 66, "type": "User" });
+        let Ok(GithubIntake::Command { command, .. }) = try_decide(&edit) else {
+            panic!("expected a command");
+        };
+        assert_eq!(command.author.login, "alice");
+        assert_eq!(
+            command.editor.as_ref().map(|e| e.login.as_str()),
+            Some("mallory")
+        );
+        edit["sender"] = json!({ "login": "helper[bot]", "id": 67, "type": "Bot" });
+        assert_eq!(
+            try_decide(&edit).unwrap(),
+            GithubIntake::Ignored("edited by a bot")
+        );
+        // The author editing their own comment is one actor.
+        edit["sender"] = json!({ "login": "alice", "id": 1, "type": "User" });
+        let Ok(GithubIntake::Command { command, .. }) = try_decide(&edit) else {
+            panic!("expected a command");
+        };
+        assert_eq!(command.editor, None);
+    }
+
+    #[test]
+    fn nul_characters_never_reach_the_store() {
+        let mut value = payload("created", "/oz fix it", "User");
+        value["repository"]["full_name"] =
+            serde_json::Value::String(format!("acme/wid{}gets", '\0'));
+        assert!(
+            try_decide(&value).is_err(),
+            "a NUL in the repository name is refused"
+        );
+        let nul = '\0';
+        let value = payload("created", &format!("/oz fix{nul} it"), "User");
+        let Ok(GithubIntake::Command { command, .. }) = try_decide(&value) else {
+            panic!("expected a command");
+        };
+        assert!(!command.line.full_text().contains(nul));
+        let mut value = payload("created", "/oz fix it", "User");
+        value["issue"]["title"] = json!(format!("a{nul}b"));
+        let Ok(GithubIntake::Command { command, .. }) = try_decide(&value) else {
+            panic!("expected a command");
+        };
+        assert_eq!(command.context.title, "a\u{FFFD}b");
     }
 }

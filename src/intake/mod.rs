@@ -2,6 +2,7 @@
 //! headers and raw bytes; nothing here does I/O.
 
 pub mod github;
+pub mod shape;
 pub mod signature;
 pub mod slack;
 

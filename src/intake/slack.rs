@@ -1,6 +1,7 @@
 //! Slack requests: signature with its timestamp window, and the three payload kinds
 //! (slash commands, Events API callbacks, interactive button presses).
 
+use super::shape::{is_slack_id, is_slack_ts, without_nul};
 use super::signature::{SignatureError, hex_hmac, verify_hex_hmac};
 use crate::command::CommandLine;
 use crate::domain::{
@@ -92,6 +93,32 @@ pub fn form(body: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A Slack id field, refused unless it is of Slack's alphabet.
+fn slack_id(value: String, name: &str) -> Result<String, PayloadError> {
+    if is_slack_id(&value) {
+        Ok(value)
+    } else {
+        Err(PayloadError(format!("malformed {name}")))
+    }
+}
+
+/// A message timestamp field, refused unless it is one.
+fn slack_ts(value: String, name: &str) -> Result<String, PayloadError> {
+    if is_slack_ts(&value) {
+        Ok(value)
+    } else {
+        Err(PayloadError(format!("malformed {name}")))
+    }
+}
+
+/// An opaque token Slack made (trigger ids): letters, digits, `.`, `-`, `_`.
+fn is_token(value: &str) -> bool {
+    (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 fn line_of(text: &str) -> CommandLine {
     let mut lines = text.trim().splitn(2, '\n');
     let args = lines.next().unwrap_or_default().trim().to_owned();
@@ -116,12 +143,15 @@ pub fn parse_slash(body: &[u8]) -> Result<SlackIntake, PayloadError> {
             .ok_or_else(|| PayloadError(format!("missing {key}")))
     };
     let (team, channel, user, trigger) = (
-        field("team_id")?,
-        field("channel_id")?,
-        field("user_id")?,
+        slack_id(field("team_id")?, "team_id")?,
+        slack_id(field("channel_id")?, "channel_id")?,
+        slack_id(field("user_id")?, "user_id")?,
         field("trigger_id")?,
     );
-    let text = form_field(&pairs, "text").unwrap_or_default();
+    if !is_token(&trigger) {
+        return Err(PayloadError("malformed trigger_id".into()));
+    }
+    let text = without_nul(form_field(&pairs, "text").unwrap_or_default());
     let direct = channel.starts_with('D');
     let origin = Origin::Slack(SlackOrigin {
         team,
@@ -136,9 +166,10 @@ pub fn parse_slash(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let command = InboxCommand {
         origin,
         author: author(&user),
-        line: line_of(text),
+        line: line_of(&text),
         context: ThreadContext::default(),
         action: None,
+        editor: None,
     };
     Ok(SlackIntake::Command {
         dedupe_key: format!("slack:slash:{trigger}"),
@@ -209,9 +240,18 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let (Some(channel), Some(ts)) = (text_of("channel"), text_of("ts")) else {
         return Err(PayloadError("event without channel or ts".into()));
     };
-    let team = envelope.team_id.unwrap_or_default();
-    let text = text_of("text").unwrap_or_default();
-    let thread_ts = text_of("thread_ts").unwrap_or_else(|| ts.clone());
+    let channel = slack_id(channel, "channel")?;
+    let ts = slack_ts(ts, "ts")?;
+    let user = slack_id(user, "user")?;
+    let team = match envelope.team_id {
+        Some(team) => slack_id(team, "team_id")?,
+        None => String::new(),
+    };
+    let text = without_nul(&text_of("text").unwrap_or_default());
+    let thread_ts = match text_of("thread_ts") {
+        Some(thread) => slack_ts(thread, "thread_ts")?,
+        None => ts.clone(),
+    };
     let origin = Origin::Slack(SlackOrigin {
         team: team.clone(),
         channel: channel.clone(),
@@ -228,6 +268,7 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         line: line_of(strip_mentions(&text)),
         context: ThreadContext::default(),
         action: None,
+        editor: None,
     };
     // One key per message: Slack's retries and a re-send under a new event_id collapse.
     Ok(SlackIntake::Command {
@@ -254,12 +295,9 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let Some(action_id) = get("/actions/0/action_id") else {
         return Ok(SlackIntake::Ignored("no action"));
     };
-    let run = crate::ids::RunRef(get("/actions/0/value").unwrap_or_default());
-    let action = match action_id.as_str() {
-        ACTION_CANCEL => ButtonAction::Cancel { run },
-        ACTION_RETRY => ButtonAction::Retry { run },
-        _ => return Ok(SlackIntake::Ignored("link button")),
-    };
+    if !matches!(action_id.as_str(), ACTION_CANCEL | ACTION_RETRY) {
+        return Ok(SlackIntake::Ignored("link button"));
+    }
     let (Some(team), Some(channel), Some(user), Some(message_ts)) = (
         get("/team/id"),
         get("/channel/id"),
@@ -270,8 +308,29 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
             "button press without team, channel, user or message".into(),
         ));
     };
-    let thread_ts = get("/message/thread_ts").unwrap_or_else(|| message_ts.clone());
-    let trigger = get("/trigger_id").unwrap_or_else(|| format!("{message_ts}:{user}:{action_id}"));
+    let (team, channel, user) = (
+        slack_id(team, "team.id")?,
+        slack_id(channel, "channel.id")?,
+        slack_id(user, "user.id")?,
+    );
+    let message_ts = slack_ts(message_ts, "message.ts")?;
+    let thread_ts = match get("/message/thread_ts") {
+        Some(thread) => slack_ts(thread, "message.thread_ts")?,
+        None => message_ts.clone(),
+    };
+    // The button acts on the run whose status message it was pressed on; the value
+    // only names that run, and the dispatcher checks the two agree.
+    let run = crate::ids::RunRef(without_nul(&get("/actions/0/value").unwrap_or_default()));
+    let pressed_on = message_ts.clone();
+    let action = match action_id.as_str() {
+        ACTION_CANCEL => ButtonAction::Cancel { run, pressed_on },
+        _ => ButtonAction::Retry { run, pressed_on },
+    };
+    let trigger = match get("/trigger_id") {
+        Some(trigger) if is_token(&trigger) => trigger,
+        Some(_) => return Err(PayloadError("malformed trigger_id".into())),
+        None => format!("{message_ts}:{user}:{action_id}"),
+    };
     let origin = Origin::Slack(SlackOrigin {
         team,
         channel: channel.clone(),
@@ -291,6 +350,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         },
         context: ThreadContext::default(),
         action: Some(action),
+        editor: None,
     };
     Ok(SlackIntake::Command {
         dedupe_key: format!("slack:action:{trigger}"),
@@ -432,8 +492,40 @@ mod tests {
         assert_eq!(
             command.action,
             Some(ButtonAction::Cancel {
-                run: crate::ids::RunRef("run-1".into())
+                run: crate::ids::RunRef("run-1".into()),
+                pressed_on: "5.5".into(),
             })
         );
+    }
+
+    #[test]
+    fn ids_of_another_alphabet_and_nul_are_refused_or_cleaned() {
+        let nul = '\0';
+        let bad_channel = format!("C1{nul}");
+        let body =
+            fake::slash_command_body(&bad_channel, "U1", "fix", "https://hooks.slack.com/x", "t1");
+        assert!(parse_slash(body.as_bytes()).is_err());
+        let body = fake::slash_command_body("C1", "U1:2", "fix", "https://hooks.slack.com/x", "t1");
+        assert!(parse_slash(body.as_bytes()).is_err());
+        let task = format!("fix{nul} it");
+        let body = fake::slash_command_body("C1", "U1", &task, "https://hooks.slack.com/x", "t1");
+        let SlackIntake::Command { command, .. } = parse_slash(body.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert!(!command.line.full_text().contains(nul));
+        let event = fake::mention_event("E1", &bad_channel, "U1", "<@B> fix", "1.1", None);
+        assert!(parse_event(event.to_string().as_bytes()).is_err());
+        let event = fake::mention_event("E1", "C1", "U1", "<@B> fix", "1.1", Some("x.y"));
+        assert!(parse_event(event.to_string().as_bytes()).is_err());
+        let press = fake::button_body(
+            ACTION_CANCEL,
+            "r",
+            &bad_channel,
+            "U1",
+            "1.1",
+            None,
+            "https://hooks.slack.com/y",
+        );
+        assert!(parse_interaction(press.as_bytes()).is_err());
     }
 }

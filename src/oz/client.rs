@@ -3,7 +3,7 @@
 
 use super::types::*;
 use crate::ids::{ConversationId, OzRunId};
-use crate::retry::{Backoff, parse_retry_after};
+use crate::retry::{Backoff, Breaker, parse_retry_after};
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode, header};
 use secrecy::{ExposeSecret, SecretString};
@@ -26,34 +26,59 @@ pub enum OzError {
     /// No answer within the call's timeout.
     #[error("the Oz API did not answer in time")]
     Timeout,
-    /// The request could not be sent or the connection failed.
+    /// The connection failed after the request may have been sent.
     #[error("could not reach the Oz API: {0}")]
     Transport(String),
+    /// No connection could be made: nothing was sent.
+    #[error("could not connect to the Oz API: {0}")]
+    Unreachable(String),
+    /// Not sent: the API failed repeatedly and calls are paused for a while.
+    #[error("the Oz API is failing; calls are paused for {} s", retry_after.as_secs())]
+    Paused { retry_after: Duration },
     /// The answer was not what the spec says.
     #[error("unexpected answer from the Oz API: {0}")]
     Decode(String),
 }
 
-impl OzError {
-    /// True when a later identical request may succeed.
-    pub fn is_retryable(&self) -> bool {
+impl crate::retry::CallFailure for OzError {
+    fn is_retryable(&self) -> bool {
         match self {
             Self::Api {
                 status, problem, ..
             } => {
                 problem.retryable.unwrap_or(false) || *status == 429 || (500..600).contains(status)
             }
-            Self::Timeout | Self::Transport(_) => true,
+            Self::Timeout | Self::Transport(_) | Self::Unreachable(_) | Self::Paused { .. } => true,
             Self::Decode(_) => false,
         }
     }
 
-    /// How long the server asked us to wait, if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Api { retry_after, .. } => *retry_after,
+            Self::Paused { retry_after } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    fn in_doubt(&self) -> bool {
+        match self {
+            Self::Timeout | Self::Transport(_) => true,
+            Self::Api { status, .. } => crate::retry::gateway_in_doubt(*status),
+            Self::Unreachable(_) | Self::Paused { .. } | Self::Decode(_) => false,
+        }
+    }
+}
+
+impl OzError {
+    /// True when a later identical request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        crate::retry::CallFailure::is_retryable(self)
+    }
+
+    /// How long the server (or the breaker) asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        crate::retry::CallFailure::retry_after(self)
     }
 
     /// The HTTP status of an API error.
@@ -75,6 +100,8 @@ impl OzError {
     fn from_reqwest(error: reqwest::Error) -> Self {
         if error.is_timeout() {
             Self::Timeout
+        } else if error.is_connect() {
+            Self::Unreachable(error.without_url().to_string())
         } else if error.is_decode() {
             Self::Decode(error.without_url().to_string())
         } else {
@@ -168,6 +195,7 @@ pub struct OzClient {
     base: String,
     api_key: SecretString,
     backoff: Backoff,
+    breaker: std::sync::Arc<Breaker>,
 }
 
 impl std::fmt::Debug for OzClient {
@@ -198,7 +226,13 @@ impl OzClient {
             base: base_url.trim_end_matches('/').to_owned(),
             api_key,
             backoff,
+            breaker: std::sync::Arc::new(Breaker::new("oz", crate::retry::upstream_backoff())),
         })
+    }
+
+    /// The breaker that spaces out calls while the API fails.
+    pub fn breaker(&self) -> &std::sync::Arc<Breaker> {
+        &self.breaker
     }
 
     /// `POST /agent/runs`. Never retried: the API has no idempotency key.
@@ -341,6 +375,9 @@ impl OzClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Err(retry_after) = self.breaker.admit() {
+                return Err(OzError::Paused { retry_after });
+            }
             let started = std::time::Instant::now();
             let result = self.send_once(method.clone(), path, query, body).await;
             let outcome = match &result {
@@ -350,6 +387,16 @@ impl OzClient {
                 Err(_) => "error".to_owned(),
             };
             crate::telemetry::outbound("oz", &outcome, started.elapsed());
+            match &result {
+                Ok(_) | Err(OzError::Decode(_)) => self.breaker.answered(),
+                Err(OzError::Api {
+                    status,
+                    retry_after,
+                    ..
+                }) if *status == 429 => self.breaker.failed(*retry_after),
+                Err(OzError::Api { status, .. }) if *status < 500 => self.breaker.answered(),
+                Err(_) => self.breaker.failed(None),
+            }
             match result {
                 // A server that asks for a long pause is better served by the caller's
                 // persisted schedule than by a sleeping task.

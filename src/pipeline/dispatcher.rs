@@ -28,8 +28,11 @@ pub struct Catalog {
 enum Failure {
     /// Try again later.
     Retry { wait: Duration, reason: String },
-    /// Give up and tell the user.
-    GiveUp(String),
+    /// Give up. `reason` is for the log; the requester reads `user`, or an apology.
+    GiveUp {
+        reason: String,
+        user: Option<String>,
+    },
 }
 
 impl From<crate::store::StoreError> for Failure {
@@ -46,10 +49,13 @@ impl From<SendError> for Failure {
         if error.retryable {
             Self::Retry {
                 wait: error.retry_after.unwrap_or(Duration::from_secs(2)),
-                reason: error.message,
+                reason: error.detail,
             }
         } else {
-            Self::GiveUp(error.message)
+            Self::GiveUp {
+                reason: error.detail,
+                user: error.user_text,
+            }
         }
     }
 }
@@ -62,7 +68,10 @@ impl From<OzError> for Failure {
                 reason: error.to_string(),
             }
         } else {
-            Self::GiveUp(error.to_string())
+            Self::GiveUp {
+                reason: error.to_string(),
+                user: None,
+            }
         }
     }
 }
@@ -85,25 +94,15 @@ impl Pipeline {
         let outcome = self.handle(&claimed).await;
         let saved = match outcome {
             Ok(()) => self.store.finish_command(&claimed.id, None).await,
-            Err(Failure::Retry { wait, reason })
-                if claimed.attempts < i64::from(self.settings.backoff.attempts) =>
-            {
-                tracing::info!(command = %claimed.id, attempt = claimed.attempts, %reason, "command will be retried");
-                let wait = wait.max(
-                    self.settings
-                        .backoff
-                        .delay(u32::try_from(claimed.attempts).unwrap_or(1), None),
-                );
-                self.store.retry_command(&claimed.id, wait, &reason).await
+            Err(Failure::Retry { wait, reason }) => {
+                self.retry_or_park(&claimed, wait, &reason).await
             }
-            Err(Failure::Retry { reason, .. } | Failure::GiveUp(reason)) => {
+            Err(Failure::GiveUp { reason, user }) => {
                 tracing::warn!(command = %claimed.id, %reason, "command given up");
                 crate::telemetry::command("any", "failed");
                 let origin = &claimed.command.origin;
-                let text = texts::gave_up(
-                    &texts::mention(origin, &claimed.command.author.login),
-                    &reason,
-                );
+                let who = texts::mention(origin, &claimed.command.author.login);
+                let text = texts::gave_up(&who, user.as_deref());
                 match self
                     .enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
                     .await
@@ -119,6 +118,36 @@ impl Pipeline {
         true
     }
 
+    /// Schedules another try of a command, or parks it (and tells its thread) when its
+    /// retry budget is spent.
+    async fn retry_or_park(
+        &self,
+        claimed: &ClaimedCommand,
+        wait: Duration,
+        reason: &str,
+    ) -> crate::store::StoreResult<()> {
+        let give_up_at = self.give_up_at(claimed.give_up_at);
+        if crate::store::now_ms() >= give_up_at {
+            tracing::warn!(command = %claimed.id, %reason, "command parked: its retry budget is spent");
+            crate::telemetry::command("any", "parked");
+            let origin = &claimed.command.origin;
+            let who = texts::mention(origin, &claimed.command.author.login);
+            self.enqueue_reply(
+                format!("parked:{}", claimed.id),
+                origin,
+                texts::parked(&who, claimed.id.as_str()),
+            )
+            .await?;
+            return self.store.park_command(&claimed.id, reason).await;
+        }
+        tracing::info!(command = %claimed.id, attempt = claimed.attempts, %reason, "command will be retried");
+        let attempt = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
+        let wait = wait.max(self.settings.backoff.delay(attempt, None));
+        self.store
+            .retry_command(&claimed.id, wait, reason, give_up_at)
+            .await
+    }
+
     async fn handle(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
@@ -129,11 +158,15 @@ impl Pipeline {
             Mark::Received,
         )
         .await?;
-        if let Access::Denied(text) = self.outlets.access(origin, &command.author).await? {
-            crate::telemetry::command("any", "denied");
-            self.enqueue_private(format!("denied:{}", claimed.id), origin, text)
-                .await?;
-            return Ok(());
+        // Everyone who wrote the command must be allowed: its author, and whoever
+        // edited it into their message.
+        for actor in std::iter::once(&command.author).chain(&command.editor) {
+            if let Access::Denied(text) = self.outlets.access(origin, actor).await? {
+                crate::telemetry::command("any", "denied");
+                self.enqueue_private(format!("denied:{}", claimed.id), origin, text)
+                    .await?;
+                return Ok(());
+            }
         }
         if let Some(action) = &command.action {
             return self.press(claimed, action).await;
@@ -199,12 +232,18 @@ impl Pipeline {
     /// A button pressed on a status message.
     async fn press(&self, claimed: &ClaimedCommand, action: &ButtonAction) -> Result<(), Failure> {
         let origin = &claimed.command.origin;
-        let (ButtonAction::Cancel { run } | ButtonAction::Retry { run }) = action;
-        let Some(record) = self.store.get_run(run).await? else {
+        // A press acts only on the run whose status post it was pressed on, in the
+        // thread it was pressed in: the button's value alone proves nothing.
+        let record = self.store.get_run(action.run()).await?.filter(|r| {
+            r.status_post.as_deref() == Some(action.pressed_on())
+                && r.origin.thread_key() == origin.thread_key()
+        });
+        let Some(record) = record else {
+            tracing::info!(command = %claimed.id, "a button press does not match the message it was pressed on");
             self.enqueue_private(
                 format!("reply:{}", claimed.id),
                 origin,
-                "That run is not known here.".into(),
+                "That button does not belong to a run of this message, so nothing was done.".into(),
             )
             .await?;
             return Ok(());
@@ -235,9 +274,7 @@ impl Pipeline {
             note: Some(note),
             ..run.view.clone()
         };
-        self.store
-            .update_run(&run.id, run.phase, &view, true)
-            .await?;
+        self.store.update_view(&run.id, &view).await?;
         self.wake.notify.notify_one();
         Ok(())
     }
@@ -246,6 +283,26 @@ impl Pipeline {
         let origin = &claimed.command.origin;
         let who = texts::mention(origin, &claimed.command.author.login);
         let key = format!("reply:{}", claimed.id);
+        if run.phase == RunPhase::Parked {
+            // Never accepted by Oz: nothing to stop there. Should it land after all,
+            // the tracker finds it done here and cancels it.
+            let view = RunView {
+                note: Some(format!("Cancelled by {who} before Oz accepted it.")),
+                trouble: None,
+                ..run.view.clone()
+            };
+            self.store
+                .update_run(&run.id, RunPhase::Done, &view, true)
+                .await?;
+            self.enqueue_mark(
+                format!("mark:{}:final", run.id),
+                &run.origin,
+                Mark::Cancelled,
+            )
+            .await?;
+            self.wake.notify.notify_one();
+            return Ok(());
+        }
         let Some(oz_id) = run.view.oz_run_id.clone() else {
             return Err(Failure::Retry {
                 wait: Duration::from_secs(2),

@@ -14,7 +14,8 @@ use crate::config::RepoSettings;
 use crate::domain::Origin;
 use crate::oz::OzClient;
 use crate::retry::Backoff;
-use crate::store::{OutboxMessage, Store, StoreResult};
+use crate::retry::CallFailure;
+use crate::store::{Millis, OutboxMessage, Store, StoreResult, ms, now_ms};
 use outlet::{Mark, Outlets};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -46,6 +47,11 @@ pub struct PipelineSettings {
     pub workers: usize,
     /// Backoff of persisted retries.
     pub backoff: Backoff,
+    /// How long failing work is retried before it is parked.
+    pub retry_for: Duration,
+    /// How long a run create without an answer may still land at Oz: no lookup may
+    /// conclude "never created" before it has passed.
+    pub oz_doubt_window: Duration,
 }
 
 impl PipelineSettings {
@@ -66,12 +72,20 @@ impl PipelineSettings {
             tick: config.oz.tick_interval,
             workers: config.workers,
             backoff: Backoff {
-                attempts: 10,
+                attempts: u32::MAX,
                 base: Duration::from_secs(1),
-                max: Duration::from_secs(300),
+                max: Duration::from_secs(60),
             },
+            retry_for: config.retry_for,
+            oz_doubt_window: doubt_window(config.oz.request_timeout),
         }
     }
+}
+
+/// How long a request without an answer may still be carried out: twice its timeout
+/// (the server may hold it that long behind its own queue), and at least 2 s.
+pub fn doubt_window(request_timeout: Duration) -> Duration {
+    (request_timeout * 2).max(Duration::from_secs(2))
 }
 
 fn hostname() -> String {
@@ -96,7 +110,6 @@ pub struct Pipeline {
     pub settings: PipelineSettings,
     pub wake: Wakers,
     catalog: dispatcher::Catalog,
-    tracker_backoff: std::sync::Mutex<tracker::TrackerBackoff>,
 }
 
 impl Pipeline {
@@ -109,8 +122,24 @@ impl Pipeline {
             settings,
             wake: Wakers::default(),
             catalog: dispatcher::Catalog::default(),
-            tracker_backoff: Default::default(),
         }
+    }
+
+    /// When retrying stops for work whose budget ends at `current` (0: its first
+    /// failure, so the budget starts now).
+    fn give_up_at(&self, current: Millis) -> Millis {
+        if current == 0 {
+            now_ms() + ms(self.settings.retry_for)
+        } else {
+            current
+        }
+    }
+
+    /// The wait before retry `attempt` (1-based) after `error`; a server's or a
+    /// breaker's wait wins.
+    fn retry_wait(&self, attempt: i64, error: &impl CallFailure) -> Duration {
+        let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        self.settings.backoff.delay(attempt, error.retry_after())
     }
 
     /// Queues a notification and wakes the notifier.
@@ -193,10 +222,31 @@ impl Pipeline {
             },
             Pace::Every(Duration::from_secs(15)),
         ));
-        stages
+        let mut handles: Vec<JoinHandle<()>> = stages
             .into_iter()
             .map(|(step, pace)| spawn_loop(shutdown.clone(), self.clone(), step, pace))
-            .collect()
+            .collect();
+        for breaker in self.breakers() {
+            handles.push(spawn_resumer(shutdown.clone(), self.clone(), breaker));
+        }
+        handles
+    }
+
+    /// The breakers of every upstream this pipeline calls.
+    fn breakers(&self) -> Vec<Arc<crate::retry::Breaker>> {
+        let mut breakers = vec![self.oz.breaker().clone()];
+        breakers.extend(self.outlets.breakers());
+        breakers
+    }
+
+    /// Makes every deferred retry due and wakes the stages (an upstream answers again).
+    async fn resume_waiting(&self) {
+        if let Err(error) = self.store.resume_waiting().await {
+            tracing::warn!(%error, "could not resume waiting work");
+        }
+        self.wake.dispatch.notify_waiters();
+        self.wake.start.notify_waiters();
+        self.wake.notify.notify_waiters();
     }
 
     async fn report_gauges(&self) {
@@ -223,6 +273,14 @@ impl Pipeline {
         ) {
             crate::telemetry::backlog(commands, outbox);
         }
+        if let Ok(parked) = self.store.parked_counts().await {
+            for (kind, count) in parked {
+                crate::telemetry::parked(kind.name(), count);
+            }
+        }
+        for breaker in self.breakers() {
+            crate::telemetry::upstream_paused(breaker.name(), breaker.is_open());
+        }
         if let Ok(lag) = self.store.oldest_unposted_age().await {
             crate::telemetry::notification_lag(Duration::from_millis(
                 u64::try_from(lag).unwrap_or(0),
@@ -241,6 +299,31 @@ enum Pace {
     OnWake(fn(&Pipeline) -> &Notify),
     /// Periodically.
     Every(Duration),
+}
+
+/// Resumes waiting work each time `breaker`'s upstream answers again, until shutdown.
+fn spawn_resumer(
+    mut shutdown: watch::Receiver<bool>,
+    pipeline: Arc<Pipeline>,
+    breaker: Arc<crate::retry::Breaker>,
+) -> JoinHandle<()> {
+    let mut recoveries = breaker.recoveries();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = recoveries.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    pipeline.resume_waiting().await;
+                }
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+    })
 }
 
 /// Runs `step` until shutdown, pausing as `pace` says while it finds no work.

@@ -1,15 +1,39 @@
 //! The notifier: delivers outbox messages and keeps each run's status post in step with
-//! its view. A rate limit pauses writes to that platform; creates that may have landed
-//! are looked up before a retry.
+//! its view. A send whose answer is in doubt may still land, so it is looked up only
+//! once it can no longer land, and sent again only if it is not found. Failures are
+//! retried with backoff until the retry budget runs out; then the message is parked.
 
 use super::Pipeline;
 use super::outlet::{Mark, SendError};
 use crate::domain::{Origin, RunView};
-use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord};
+use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, StoreResult, ms, now_ms};
 use std::time::Duration;
 
-/// Deliveries tried before a message is abandoned.
-const MAX_DELIVERY_ATTEMPTS: i64 = 12;
+/// Why a message was not delivered this time.
+enum Undelivered {
+    /// Not tried: it must wait this long first (nothing failed).
+    Wait(Duration),
+    /// Tried, and it failed.
+    Failed(SendError),
+}
+
+impl From<SendError> for Undelivered {
+    fn from(error: SendError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl From<crate::store::StoreError> for Undelivered {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self::Failed(store_failure(error))
+    }
+}
+
+/// How long until `at`, or `None` when it has passed.
+fn until(at: i64) -> Option<Duration> {
+    let left = at - now_ms();
+    (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+}
 
 impl Pipeline {
     /// Delivers one due outbox message; false when there was none.
@@ -28,26 +52,8 @@ impl Pipeline {
         };
         let saved = match self.deliver(&item).await {
             Ok(()) => self.store.finish_outbox(&item.id, None).await,
-            Err((origin, error)) => {
-                if let Some(origin) = &origin {
-                    self.outlets.note_failure(origin, &error);
-                }
-                if error.retryable && item.attempts < MAX_DELIVERY_ATTEMPTS {
-                    let wait = self
-                        .settings
-                        .backoff
-                        .delay(u32::try_from(item.attempts).unwrap_or(1), error.retry_after);
-                    tracing::info!(id = %item.id, %error, ?wait, "notification will be retried");
-                    self.store
-                        .retry_outbox(&item.id, wait, &error.message)
-                        .await
-                } else {
-                    tracing::warn!(id = %item.id, %error, "notification abandoned");
-                    self.store
-                        .finish_outbox(&item.id, Some(&error.message))
-                        .await
-                }
-            }
+            Err(Undelivered::Wait(wait)) => self.store.release_outbox(&item.id, wait).await,
+            Err(Undelivered::Failed(error)) => self.after_failed_delivery(&item, &error).await,
         };
         if let Err(error) = saved {
             tracing::warn!(%error, "could not record a notification's outcome");
@@ -55,20 +61,35 @@ impl Pipeline {
         true
     }
 
-    /// Sends one message; on failure, says which origin's platform failed.
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), (Option<Origin>, SendError)> {
+    async fn after_failed_delivery(&self, item: &OutboxItem, error: &SendError) -> StoreResult<()> {
+        if !error.retryable {
+            tracing::warn!(id = %item.id, %error, "notification abandoned: the platform refused it");
+            return self
+                .store
+                .finish_outbox(&item.id, Some(&error.detail))
+                .await;
+        }
+        let give_up_at = self.give_up_at(item.give_up_at);
+        if now_ms() >= give_up_at {
+            tracing::warn!(id = %item.id, %error, "notification parked: its retry budget is spent");
+            return self.store.park_outbox(&item.id, &error.detail).await;
+        }
+        let wait = self.retry_wait(item.attempts, error);
+        tracing::info!(id = %item.id, %error, ?wait, "notification will be retried");
+        self.store
+            .retry_outbox(&item.id, wait, &error.detail, !error.in_doubt, give_up_at)
+            .await
+    }
+
+    /// Sends one message.
+    async fn deliver(&self, item: &OutboxItem) -> Result<(), Undelivered> {
         let (origin, thread) = match &item.message {
             OutboxMessage::Reaction { origin, .. }
             | OutboxMessage::Reply { origin, .. }
             | OutboxMessage::Private { origin, .. } => (origin.clone(), None),
             OutboxMessage::RunReply { run, .. } => {
-                let record = self
-                    .store
-                    .get_run(run)
-                    .await
-                    .map_err(|e| (None, store_failure(e)))?;
-                let Some(record) = record else {
-                    return Err((None, SendError::permanent("the run no longer exists")));
+                let Some(record) = self.store.get_run(run).await? else {
+                    return Err(SendError::permanent("the run no longer exists").into());
                 };
                 let thread = match &record.origin {
                     Origin::Slack(s) => s.thread_ts.clone().or(record.status_post.clone()),
@@ -76,29 +97,23 @@ impl Pipeline {
                 };
                 if thread.is_none() && matches!(record.origin, Origin::Slack(_)) {
                     // The run's thread starts with its status post: wait for it.
-                    let error = SendError {
-                        message: "the run's thread does not exist yet".into(),
-                        retryable: true,
-                        retry_after: Some(Duration::from_millis(500)),
-                    };
-                    return Err((None, error));
+                    return Err(Undelivered::Wait(Duration::from_millis(500)));
                 }
                 (record.origin, thread)
             }
         };
-        if let Some(wait) = self.outlets.pause_left(&origin) {
-            let error = SendError {
-                message: "writes paused by a rate limit".into(),
-                retryable: true,
-                retry_after: Some(wait),
-            };
-            return Err((None, error));
-        }
-        if !item.attempted && !matches!(item.message, OutboxMessage::Reaction { .. }) {
-            self.store
-                .note_outbox_attempt(&item.id)
-                .await
-                .map_err(|e| (None, store_failure(e)))?;
+        // An earlier send may still land until its window closes: only then may a
+        // lookup conclude that it did not.
+        let maybe_posted = match item.lookup_after {
+            Some(at) => match until(at) {
+                Some(wait) => return Err(Undelivered::Wait(wait)),
+                None => true,
+            },
+            None => false,
+        };
+        if !matches!(item.message, OutboxMessage::Reaction { .. }) {
+            let window = now_ms() + ms(self.outlets.doubt_window(&origin));
+            self.store.note_outbox_attempt(&item.id, window).await?;
         }
         let result = match &item.message {
             OutboxMessage::Reaction { reaction, .. } => match Mark::parse(reaction) {
@@ -107,22 +122,22 @@ impl Pipeline {
             },
             OutboxMessage::Reply { text, .. } => {
                 self.outlets
-                    .reply(&origin, &item.id, text, item.attempted)
+                    .reply(&origin, &item.id, text, maybe_posted)
                     .await
             }
             OutboxMessage::Private { text, .. } => {
                 self.outlets
-                    .private(&origin, &item.id, text, item.attempted)
+                    .private(&origin, &item.id, text, maybe_posted)
                     .await
             }
             OutboxMessage::RunReply { text, .. } => {
                 let thread = thread.unwrap_or_default();
                 self.outlets
-                    .reply_in_thread(&origin, &thread, &item.id, text, item.attempted)
+                    .reply_in_thread(&origin, &thread, &item.id, text, maybe_posted)
                     .await
             }
         };
-        result.map_err(|error| (Some(origin), error))
+        Ok(result?)
     }
 
     /// Brings one run's status post up to date; false when none was behind.
@@ -139,24 +154,25 @@ impl Pipeline {
                 return false;
             }
         };
-        if let Some(wait) = self.outlets.pause_left(&run.origin) {
-            if let Err(error) = self.store.defer_notify(&run.id, wait).await {
-                tracing::warn!(%error, "could not defer a status post");
-            }
-            return true;
-        }
         if let Err(error) = self.post(&run).await {
             tracing::warn!(%error, run = %run.id, "could not record a status post");
         }
         true
     }
 
-    async fn post(&self, run: &RunRecord) -> crate::store::StoreResult<()> {
+    async fn post(&self, run: &RunRecord) -> StoreResult<()> {
+        if run.status_post.is_none()
+            && let Some(wait) = run.post_lookup_after.and_then(until)
+        {
+            // A create in doubt may still land: look for it only after that.
+            return self.store.defer_notify(&run.id, wait).await;
+        }
+        let window = now_ms() + ms(self.outlets.doubt_window(&run.origin));
         let result = self
             .outlets
             .upsert_status(run, || async {
                 self.store
-                    .note_post_attempt(&run.id)
+                    .note_post_attempt(&run.id, window)
                     .await
                     .map_err(store_failure)
             })
@@ -191,21 +207,23 @@ impl Pipeline {
                 // The bot cannot post here (not in the channel, archived): start nothing,
                 // and tell the requester privately what to do.
                 tracing::info!(run = %run.id, %error, "cannot post the status; the run is not started");
+                let text = error.user_text.clone().unwrap_or_else(|| {
+                    "I cannot post in this conversation, so I did not start the agent.".into()
+                });
                 let view = RunView {
-                    start_error: Some(error.message.clone()),
+                    start_error: Some(text.clone()),
                     ..run.view.clone()
                 };
                 self.store
                     .update_run(&run.id, RunPhase::Done, &view, false)
                     .await?;
                 self.store.skip_post(&run.id).await?;
-                let text = format!("I could not start the Oz agent: {}", error.message);
                 self.store
                     .enqueue(
                         &format!("cannot-post:{}", run.id),
                         &OutboxMessage::Private {
                             origin: run.origin.clone(),
-                            text,
+                            text: format!("I could not start the Oz agent: {text}"),
                         },
                     )
                     .await?;
@@ -213,10 +231,14 @@ impl Pipeline {
                 Ok(())
             }
             Err(error) => {
-                self.outlets.note_failure(&run.origin, &error);
-                let wait = error
-                    .retry_after
-                    .unwrap_or(Duration::from_secs(if error.retryable { 5 } else { 60 }));
+                if !error.in_doubt {
+                    self.store.clear_post_doubt(&run.id).await?;
+                }
+                let wait = match error.retry_after {
+                    Some(wait) => wait,
+                    None if error.retryable => Duration::from_secs(5),
+                    None => Duration::from_secs(60),
+                };
                 tracing::info!(run = %run.id, %error, ?wait, "status post will be retried");
                 self.store.defer_notify(&run.id, wait).await
             }
@@ -226,8 +248,7 @@ impl Pipeline {
 
 fn store_failure(error: crate::store::StoreError) -> SendError {
     SendError {
-        message: error.to_string(),
         retryable: true,
-        retry_after: None,
+        ..SendError::permanent(error.to_string())
     }
 }

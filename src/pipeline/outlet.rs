@@ -7,6 +7,7 @@ use crate::domain::{Author, CommentKind, GithubOrigin, Origin, SlackOrigin, Thre
 use crate::github::render::{self, StatusInput};
 use crate::github::{GithubClient, GithubError, Permission};
 use crate::ids::RepoFullName;
+use crate::retry::CallFailure;
 use crate::slack::{SlackClient, SlackError};
 use crate::store::RunRecord;
 use sha2::Digest;
@@ -75,54 +76,88 @@ impl Mark {
     }
 }
 
-/// A failed delivery.
+/// A failed delivery: the detail is for the log; a user only ever reads `user_text`.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{detail}")]
 pub struct SendError {
-    pub message: String,
+    /// What went wrong, for operators; never shown in a thread.
+    pub detail: String,
+    /// A sentence for the user, when the failure means something to them.
+    pub user_text: Option<String>,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
+    /// The call may have landed though it failed (see [`CallFailure::in_doubt`]).
+    pub in_doubt: bool,
 }
 
 impl SendError {
     /// A failure that will not go away by retrying.
-    pub fn permanent(message: impl Into<String>) -> Self {
+    pub fn permanent(detail: impl Into<String>) -> Self {
         Self {
-            message: message.into(),
+            detail: detail.into(),
+            user_text: None,
             retryable: false,
             retry_after: None,
+            in_doubt: false,
         }
+    }
+
+    /// A failure to try again after `wait`.
+    pub fn later(detail: impl Into<String>, wait: Duration) -> Self {
+        Self {
+            retryable: true,
+            retry_after: Some(wait),
+            ..Self::permanent(detail)
+        }
+    }
+
+    fn from_call(error: &impl CallFailure) -> Self {
+        Self {
+            detail: error.to_string(),
+            user_text: None,
+            retryable: error.is_retryable(),
+            retry_after: error.retry_after(),
+            in_doubt: error.in_doubt(),
+        }
+    }
+}
+
+impl CallFailure for SendError {
+    fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+    fn in_doubt(&self) -> bool {
+        self.in_doubt
     }
 }
 
 impl From<GithubError> for SendError {
     fn from(error: GithubError) -> Self {
-        Self {
-            retryable: error.is_retryable(),
-            retry_after: error.retry_after(),
-            message: error.to_string(),
-        }
+        Self::from_call(&error)
     }
 }
 
 impl From<SlackError> for SendError {
     fn from(error: SlackError) -> Self {
-        let message = match &error {
+        let user_text = match &error {
             SlackError::Api(code)
                 if matches!(code.as_str(), "not_in_channel" | "channel_not_found") =>
             {
-                "I am not a member of this channel. Invite me with `/invite @oz`, then try again."
-                    .to_owned()
+                Some(
+                    "I am not a member of this channel. Invite me with `/invite @oz`, then try again.",
+                )
             }
             SlackError::Api(code) if code == "is_archived" => {
-                "This channel is archived, so I cannot post in it.".to_owned()
+                Some("This channel is archived, so I cannot post in it.")
             }
-            _ => error.to_string(),
+            _ => None,
         };
         Self {
-            retryable: error.is_retryable(),
-            retry_after: error.retry_after(),
-            message,
+            user_text: user_text.map(str::to_owned),
+            ..Self::from_call(&error)
         }
     }
 }
@@ -154,16 +189,10 @@ pub struct Outlets {
     pub slack_policy: SlackPolicy,
     pub public_url: Option<String>,
     pub permission_ttl: Duration,
+    /// How long a post without an answer may still land, per platform.
+    pub github_doubt_window: Duration,
+    pub slack_doubt_window: Duration,
     permissions: Mutex<HashMap<(String, String), (Permission, Instant)>>,
-    /// Writes to a platform wait until then (rate limit).
-    paused_until: Mutex<HashMap<&'static str, Instant>>,
-}
-
-fn platform(origin: &Origin) -> &'static str {
-    match origin {
-        Origin::Github(_) => "github",
-        Origin::Slack(_) => "slack",
-    }
 }
 
 impl Outlets {
@@ -183,8 +212,9 @@ impl Outlets {
             slack_policy,
             public_url,
             permission_ttl,
+            github_doubt_window: Duration::from_secs(40),
+            slack_doubt_window: Duration::from_secs(40),
             permissions: Mutex::default(),
-            paused_until: Mutex::default(),
         }
     }
 
@@ -200,24 +230,20 @@ impl Outlets {
             .ok_or_else(|| SendError::permanent("Slack is not configured"))
     }
 
-    /// How long writes to the origin's platform must still wait after a rate limit.
-    pub fn pause_left(&self, origin: &Origin) -> Option<Duration> {
-        let paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-        paused
-            .get(platform(origin))
-            .and_then(|until| until.checked_duration_since(Instant::now()))
+    /// How long a post to the origin's platform without an answer may still land: a
+    /// lookup may conclude it did not only after this.
+    pub fn doubt_window(&self, origin: &Origin) -> Duration {
+        match origin {
+            Origin::Github(_) => self.github_doubt_window,
+            Origin::Slack(_) => self.slack_doubt_window,
+        }
     }
 
-    /// Records a rate limit so that every writer to that platform waits.
-    pub fn note_failure(&self, origin: &Origin, error: &SendError) {
-        if let Some(wait) = error.retry_after {
-            let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
-            let until = Instant::now() + wait;
-            let slot = paused.entry(platform(origin)).or_insert(until);
-            if *slot < until {
-                *slot = until;
-            }
-        }
+    /// The breakers of the configured platforms, to resume work when one recovers.
+    pub fn breakers(&self) -> Vec<std::sync::Arc<crate::retry::Breaker>> {
+        let github = self.github.as_ref().map(|g| g.breaker().clone());
+        let slack = self.slack.as_ref().map(|s| s.breaker().clone());
+        github.into_iter().chain(slack).collect()
     }
 
     /// Checks that the author may start runs.
@@ -531,7 +557,7 @@ impl Outlets {
         if let Some(post) = unchanged(run, &digest) {
             return Ok(post);
         }
-        let existing = match (&run.status_post, run.post_attempted) {
+        let existing = match (&run.status_post, run.post_lookup_after.is_some()) {
             (Some(id), _) => id.parse::<u64>().ok(),
             (None, true) => {
                 let since = chrono::DateTime::from_timestamp_millis(run.created_at - 60_000);
@@ -585,7 +611,7 @@ impl Outlets {
             return Ok(post);
         }
         let key = format!("run:{}", run.id);
-        let existing = match (&run.status_post, run.post_attempted) {
+        let existing = match (&run.status_post, run.post_lookup_after.is_some()) {
             (Some(ts), _) => Some(ts.clone()),
             (None, true) => {
                 let oldest = format!("{}.000000", (run.created_at - 60_000) / 1000);

@@ -1,17 +1,46 @@
 //! The starter: creates recorded runs in Oz exactly once. The attempt is recorded before
 //! the call; a run whose earlier attempt may have landed is looked up (label, creation
-//! time and the reference token in its prompt) before it is ever created again.
+//! time and the reference token in its prompt) before it is ever created again, and
+//! the lookup is trusted only once that attempt can no longer land (Oz has no
+//! idempotency key). Failures are retried by time, not by count: the thread is told
+//! once when Oz stays down, and the run is parked when the retry budget is spent.
 
 use super::Pipeline;
 use super::outlet::Mark;
 use super::prompt::reference_line;
-use crate::domain::RunView;
-use crate::oz::types::RunItem;
+use crate::domain::{RunView, StartTrouble};
+use crate::ids::{ConversationId, OzRunId, RunRef};
+use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzError};
-use crate::store::{RunPhase, RunRecord};
+use crate::retry::CallFailure;
+use crate::store::{Millis, RunPhase, RunRecord, StoreResult, ms, now_ms};
+use std::time::Duration;
 
-/// Create calls sent before a run is declared impossible to start.
-const MAX_CREATE_ATTEMPTS: i64 = 8;
+/// A run that has waited this long for Oz tells its thread so (once).
+const NOTICE_AFTER_MS: Millis = 60_000;
+
+/// How long until `at`, or `None` when it has passed.
+fn until(at: Millis) -> Option<Duration> {
+    let left = at - now_ms();
+    (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+}
+
+/// What Oz said about a run it created.
+pub(super) struct Created {
+    pub run_id: OzRunId,
+    pub state: RunState,
+    pub conversation_id: Option<ConversationId>,
+}
+
+impl From<&RunItem> for Created {
+    fn from(item: &RunItem) -> Self {
+        Self {
+            run_id: item.run_id.clone(),
+            state: item.state.clone(),
+            conversation_id: item.conversation_id.clone(),
+        }
+    }
+}
 
 impl Pipeline {
     /// Starts one due run; false when there was none.
@@ -35,70 +64,132 @@ impl Pipeline {
         }
     }
 
-    async fn start(&self, run: &RunRecord) -> crate::store::StoreResult<()> {
+    async fn start(&self, run: &RunRecord) -> StoreResult<()> {
         if run.create_attempts > 0 {
+            // An earlier create may still land until its window closes; a lookup before
+            // then could miss it and lead to a second run.
+            if let Some(wait) = until(run.lookup_after) {
+                return self.store.release_start(&run.id, wait).await;
+            }
             match self.find_created(run).await {
                 Ok(Some(item)) => {
                     tracing::info!(run = %run.id, oz_run = %item.run_id, "found the run created by an earlier attempt");
-                    let view = RunView {
-                        state: Some(item.state.clone()),
-                        oz_run_id: Some(item.run_id.clone()),
-                        conversation_id: item.conversation_id.clone(),
-                        ..run.view.clone()
-                    };
-                    return self
-                        .store
-                        .update_run(&run.id, RunPhase::Active, &view, true)
-                        .await;
+                    return self.activate(run, Created::from(&item), true).await;
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    let wait = self.retry_wait(run, &error);
                     tracing::info!(run = %run.id, %error, "could not look for an earlier create; will retry");
-                    return self.store.release_start(&run.id, wait).await;
+                    return self.start_failed(run, &error).await;
                 }
             }
         }
-        if run.create_attempts >= MAX_CREATE_ATTEMPTS {
-            return self
-                .fail_start(
-                    run,
-                    "Oz did not accept the run after several tries. Please try again later.",
-                )
-                .await;
-        }
-        self.store.note_create_attempt(&run.id).await?;
+        let window = now_ms() + ms(self.settings.oz_doubt_window);
+        self.store.note_create_attempt(&run.id, window).await?;
         match self.oz.create_run(&run.request).await {
             Ok(created) => {
-                let view = RunView {
-                    state: Some(created.state),
-                    oz_run_id: Some(created.run_id),
-                    ..run.view.clone()
+                let created = Created {
+                    run_id: created.run_id,
+                    state: created.state,
+                    conversation_id: None,
                 };
-                self.store
-                    .update_run(&run.id, RunPhase::Active, &view, true)
-                    .await?;
-                self.wake.notify.notify_one();
-                Ok(())
+                self.activate(run, created, false).await
             }
             Err(error) if error.is_retryable() => {
-                tracing::info!(run = %run.id, %error, "run creation failed; will look it up and retry");
-                self.store
-                    .release_start(&run.id, self.retry_wait(run, &error))
-                    .await
+                tracing::info!(run = %run.id, %error, "run creation failed; will retry");
+                self.start_failed(run, &error).await
             }
-            Err(error) => self.fail_start(run, &user_message(&error)).await,
+            Err(error) => {
+                tracing::warn!(run = %run.id, %error, "Oz refused the run");
+                self.fail_start(run, &user_message(&error)).await
+            }
         }
     }
 
-    fn retry_wait(&self, run: &RunRecord, error: &OzError) -> std::time::Duration {
-        let attempt = u32::try_from(run.create_attempts.max(1)).unwrap_or(1);
-        self.settings.backoff.delay(attempt, error.retry_after())
+    /// Records the Oz run of a starting (or parked) run. When the run has one already,
+    /// this one is a duplicate: it is cancelled, and the thread is told. `found`: the
+    /// run was found by a lookup, not by the create's answer, so changes it went
+    /// through meanwhile may have been missed and it is fetched once right away.
+    pub(super) async fn activate(
+        &self,
+        run: &RunRecord,
+        created: Created,
+        found: bool,
+    ) -> StoreResult<()> {
+        let view = RunView {
+            state: Some(created.state),
+            oz_run_id: Some(created.run_id.clone()),
+            conversation_id: created.conversation_id.or(run.view.conversation_id.clone()),
+            trouble: None,
+            ..run.view.clone()
+        };
+        if self.store.activate_run(&run.id, &view, found).await? {
+            self.wake.notify.notify_one();
+            return Ok(());
+        }
+        self.cancel_duplicate(&run.id, &created.run_id).await
     }
 
-    async fn fail_start(&self, run: &RunRecord, reason: &str) -> crate::store::StoreResult<()> {
+    /// Cancels an extra Oz run made for `run` (an answer was lost and the create was
+    /// sent again) and says so on the run's status post.
+    pub(super) async fn cancel_duplicate(&self, run: &RunRef, extra: &OzRunId) -> StoreResult<()> {
+        tracing::warn!(run = %run, oz_run = %extra, "a second Oz run was made for one command; cancelling it");
+        crate::telemetry::duplicate_cancelled();
+        if let Err(error) = self.oz.cancel_run(extra).await {
+            tracing::warn!(%error, oz_run = %extra, "could not cancel a duplicate run");
+        }
+        if let Some(record) = self.store.get_run(run).await? {
+            let view = RunView {
+                note: Some(format!(
+                    "A second Oz run (`{extra}`) was started by mistake after a lost answer; it was cancelled."
+                )),
+                ..record.view
+            };
+            self.store.update_view(run, &view).await?;
+            self.wake.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// A create (or its lookup) failed in a way that may pass: retry with backoff until
+    /// the retry budget is spent, then park the run.
+    async fn start_failed(&self, run: &RunRecord, error: &OzError) -> StoreResult<()> {
+        let give_up_at = self.give_up_at(run.start_give_up_at);
+        let now = now_ms();
+        if now >= give_up_at {
+            tracing::warn!(run = %run.id, %error, "run parked: Oz did not accept it within the retry budget");
+            let view = RunView {
+                trouble: Some(StartTrouble::Parked),
+                ..run.view.clone()
+            };
+            self.store
+                .park_run(
+                    &run.id,
+                    &format!("Oz did not accept the run: {error}"),
+                    &view,
+                )
+                .await?;
+            self.wake.notify.notify_one();
+            return Ok(());
+        }
+        let troubled_since = give_up_at - ms(self.settings.retry_for);
+        if run.view.trouble.is_none() && now - troubled_since >= NOTICE_AFTER_MS {
+            let view = RunView {
+                trouble: Some(StartTrouble::Retrying { until: give_up_at }),
+                ..run.view.clone()
+            };
+            self.store.update_view(&run.id, &view).await?;
+            self.wake.notify.notify_one();
+        }
+        let wait = self.retry_wait(run.create_attempts, error);
+        self.store
+            .retry_start(&run.id, wait, !error.in_doubt(), give_up_at)
+            .await
+    }
+
+    async fn fail_start(&self, run: &RunRecord, reason: &str) -> StoreResult<()> {
         let view = RunView {
             start_error: Some(reason.to_owned()),
+            trouble: None,
             ..run.view.clone()
         };
         self.store
@@ -108,7 +199,8 @@ impl Pipeline {
             .await
     }
 
-    /// Looks for a run created by an earlier attempt of this one.
+    /// Looks for a run created by an earlier attempt of this one (the oldest, when
+    /// there are several: the others are duplicates the tracker cancels).
     async fn find_created(&self, run: &RunRecord) -> Result<Option<RunItem>, OzError> {
         let since = run.first_attempt_at.unwrap_or(run.created_at) - 5 * 60_000;
         let reference = reference_line(&run.id);
@@ -116,6 +208,8 @@ impl Pipeline {
             name: Some(self.settings.run_label.clone()),
             created_after: chrono::DateTime::from_timestamp_millis(since),
             q: Some(run.id.to_string()),
+            sort_by: Some("created_at".into()),
+            sort_order: Some("asc".into()),
             limit: Some(100),
             ..ListRunsQuery::default()
         };
@@ -137,7 +231,8 @@ impl Pipeline {
     }
 }
 
-/// A creation error as the requester should read it.
+/// A creation error as the requester should read it: Oz's own explanation of a refused
+/// request, never transport or decoding detail.
 fn user_message(error: &OzError) -> String {
     match error.problem() {
         Some(problem) => {
@@ -147,6 +242,6 @@ fn user_message(error: &OzError) -> String {
                 .unwrap_or_else(|| problem.title.clone());
             format!("Oz refused the run: {detail} (`{}`).", problem.error)
         }
-        None => format!("Oz refused the run: {error}."),
+        None => "Oz gave an answer ozbridge could not read, so the run was not started.".into(),
     }
 }

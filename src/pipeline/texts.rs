@@ -108,7 +108,24 @@ pub fn agents(list: &ListAgentsResponse) -> String {
     text
 }
 
-/// A command given up on after repeated failures.
-pub fn gave_up(who: &str, reason: &str) -> String {
-    format!("{who}, sorry: I could not handle this command ({reason}). Please try again later.")
+/// A command given up on: it failed in a way retrying will not fix.
+pub fn gave_up(who: &str, explanation: Option<&str>) -> String {
+    match explanation {
+        Some(explanation) => {
+            format!("{who}, sorry: I could not handle this command. {explanation}")
+        }
+        None => format!(
+            "{who}, sorry: I could not handle this command, and trying again will not help. \
+             Nothing was started."
+        ),
+    }
+}
+
+/// A command set aside after a service it needs did not answer within the retry budget.
+pub fn parked(who: &str, id: &str) -> String {
+    format!(
+        "{who}, sorry: a service this command needs has not answered for a long time, so I set \
+         the command aside. Nothing was started. The operator of ozbridge can resume it \
+         (`ozbridge admin retry {id}`), or you can ask again later."
+    )
 }

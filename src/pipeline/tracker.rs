@@ -1,60 +1,66 @@
 //! The tracker: one `GET /agent/runs` per tick (label + `updated_after`, following
-//! cursors) covers every tracked run; per-run calls only for what the list cannot give
-//! (the summary of a finished run, runs the list has not mentioned for a long time).
+//! cursors) covers every tracked run; each page's runs are looked up by their ids, so a
+//! tick costs the same whatever the number of tracked runs. Per-run calls only for what
+//! the list cannot give: the summary of a finished run, and runs the list has not
+//! mentioned for ten minutes (each at most once per ten minutes).
+//!
+//! The watermark (`updated_after` of the next tick) only moves past changes that were
+//! applied: a listed run whose create answer is still being recorded holds it back,
+//! so no change of a run is ever skipped. A listed run that carries a run's reference
+//! but is not that run's Oz run is a duplicate (a create answered too late) and is
+//! cancelled.
 
 use super::Pipeline;
 use super::outlet::Mark;
+use super::prompt::reference_in;
+use super::starter::Created;
 use super::texts;
 use crate::domain::RunView;
 use crate::github::render::blocked_notice;
 use crate::ids::OzRunId;
-use crate::oz::ListRunsQuery;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
+use crate::oz::{ListRunsQuery, OzError};
 use crate::slack::render::escape;
-use crate::store::OutboxMessage;
-use crate::store::{RunPhase, RunRecord, now_ms};
+use crate::store::{Millis, OutboxMessage, StoreError, ms, now_ms};
+use crate::store::{RunPhase, RunRecord};
 use crate::text::truncate;
 use chrono::{DateTime, Utc};
 use sha2::Digest;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The tracker's pause after failed ticks.
-#[derive(Debug, Default)]
-pub struct TrackerBackoff {
-    failures: u32,
-    until: Option<std::time::Instant>,
-}
-
-impl TrackerBackoff {
-    fn waiting(&self) -> bool {
-        self.until
-            .is_some_and(|until| std::time::Instant::now() < until)
-    }
-
-    fn succeeded(&mut self) {
-        *self = Self::default();
-    }
-
-    fn failed(&mut self, backoff: &crate::retry::Backoff, asked: Option<Duration>) -> Duration {
-        self.failures += 1;
-        let wait = backoff.delay(self.failures, asked);
-        self.until = Some(std::time::Instant::now() + wait);
-        wait
-    }
-}
-
 const WATERMARK: &str = "tracker.updated_after";
 /// Runs re-listed from this far behind the newest update seen, for clock ties.
 const OVERLAP_MS: i64 = 2_000;
-/// A run the list has not mentioned for this long is fetched on its own.
-const STALE_MS: i64 = 10 * 60_000;
 /// At most this many per-run fetches per tick.
-const MAX_SINGLE_FETCHES: usize = 20;
+const MAX_SINGLE_FETCHES: i64 = 20;
+/// A finished run whose summary could not be read is fetched again after this.
+const SUMMARY_RETRY: Duration = Duration::from_secs(5);
+/// A listed run not yet recorded holds the watermark back for at most this long past
+/// the doubt window of its create (then the run, once recorded, is fetched on its own).
+const HOLD_SLACK_MS: Millis = 60_000;
+
+/// Why a tick stopped.
+#[derive(Debug, thiserror::Error)]
+enum TickError {
+    #[error(transparent)]
+    Oz(#[from] OzError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What became of a listed run that no stored run has as its Oz run.
+enum Unrecorded {
+    /// Nothing more to do with it (not ozbridge's, a duplicate cancelled, adopted).
+    Settled,
+    /// Its run's create answer is still being recorded: hold the watermark.
+    Pending,
+}
 
 impl Pipeline {
-    /// One tracker tick, on the replica holding the tracker lease.
+    /// One tracker tick, on the replica holding the tracker lease. Oz's breaker spaces
+    /// the calls out while the API fails.
     pub(super) async fn tick(&self) {
         let lease = (self.settings.tick * 5).max(Duration::from_secs(1));
         match self
@@ -69,54 +75,27 @@ impl Pipeline {
                 return;
             }
         }
-        if self
-            .tracker_backoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .waiting()
-        {
-            return;
-        }
-        let result = self.track().await;
-        let mut backoff = self
-            .tracker_backoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(()) => backoff.succeeded(),
-            Err(error) => {
-                // Honour a server's Retry-After; otherwise back off exponentially.
-                let asked = error
-                    .downcast_ref::<crate::oz::OzError>()
-                    .and_then(|e| e.retry_after());
-                let wait = backoff.failed(&self.settings.backoff, asked);
-                tracing::warn!(%error, ?wait, "tracker tick failed; pausing the tracker");
-            }
+        match self.track().await {
+            Ok(()) => {}
+            Err(TickError::Oz(OzError::Paused { .. })) => {}
+            Err(error) => tracing::warn!(%error, "tracker tick failed"),
         }
     }
 
-    async fn track(&self) -> anyhow::Result<()> {
-        let runs = self.store.active_runs().await?;
-        if runs.is_empty() {
+    async fn track(&self) -> Result<(), TickError> {
+        let Some(oldest) = self.store.oldest_followed_run().await? else {
             return Ok(());
-        }
-        let mut by_oz: HashMap<OzRunId, RunRecord> = runs
-            .into_iter()
-            .filter_map(|r| r.view.oz_run_id.clone().map(|id| (id, r)))
-            .collect();
-        let oldest = by_oz
-            .values()
-            .map(|r| r.created_at)
-            .min()
-            .unwrap_or_else(now_ms)
-            - 60_000;
+        };
+        let floor = oldest - 60_000;
         let stored: Option<i64> = self
             .store
             .get_marker(WATERMARK)
             .await?
             .and_then(|v| v.parse().ok());
-        let watermark = stored.unwrap_or(oldest).max(oldest);
+        let watermark = stored.unwrap_or(floor).max(floor);
         let mut newest = watermark;
+        let mut held: Option<Millis> = None;
+        let hold_for = ms(self.settings.oz_doubt_window) + HOLD_SLACK_MS;
         let mut query = ListRunsQuery {
             name: Some(self.settings.run_label.clone()),
             updated_after: DateTime::<Utc>::from_timestamp_millis(watermark - OVERLAP_MS),
@@ -127,45 +106,92 @@ impl Pipeline {
         };
         loop {
             let page = self.oz.list_runs(&query).await?;
-            for item in page.runs {
-                newest = newest.max(item.updated_at.timestamp_millis());
-                if let Some(record) = by_oz.remove(&item.run_id) {
-                    self.apply(&record, &item).await?;
+            let ids: Vec<OzRunId> = page.runs.iter().map(|r| r.run_id.clone()).collect();
+            let mut known: HashMap<OzRunId, RunRecord> = self
+                .store
+                .runs_by_oz_ids(&ids)
+                .await?
+                .into_iter()
+                .filter_map(|r| r.view.oz_run_id.clone().map(|id| (id, r)))
+                .collect();
+            for item in &page.runs {
+                let at = item.updated_at.timestamp_millis();
+                match known.remove(&item.run_id) {
+                    Some(record) if record.phase == RunPhase::Active => {
+                        self.apply(&record, item).await?
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Unrecorded::Pending = self.unrecorded(item).await?
+                            && now_ms() - at < hold_for
+                        {
+                            held = Some(held.map_or(at, |h| h.min(at)));
+                        }
+                    }
                 }
+                newest = newest.max(at);
             }
             let Some(cursor) = page.page_info.next() else {
                 break;
             };
             query.cursor = Some(cursor);
         }
-        self.store
-            .set_marker(WATERMARK, &newest.to_string())
-            .await?;
-        // What the list could not account for: finished runs still missing their
-        // summary, and runs not mentioned for a long time.
-        let now = now_ms();
-        let leftovers: Vec<RunRecord> = by_oz
-            .into_values()
-            .filter(|r| {
-                r.view.state.as_ref().is_some_and(RunState::is_terminal)
-                    || now - r.created_at > STALE_MS
-            })
-            .take(MAX_SINGLE_FETCHES)
-            .collect();
-        for record in leftovers {
+        let next = held.map_or(newest, |h| newest.min(h - 1));
+        self.store.set_marker(WATERMARK, &next.to_string()).await?;
+        self.check_quiet_runs().await
+    }
+
+    /// Fetches, one by one, runs the list has not mentioned for a long time (and
+    /// finished runs still missing their summary).
+    async fn check_quiet_runs(&self) -> Result<(), TickError> {
+        for record in self.store.runs_due_check(MAX_SINGLE_FETCHES).await? {
             let Some(id) = record.view.oz_run_id.clone() else {
                 continue;
             };
+            // Fetched now: not again for ten minutes, unless the fetch says otherwise.
+            self.store
+                .check_run_after(
+                    &record.id,
+                    Duration::from_millis(crate::store::STALE_MS.unsigned_abs()),
+                )
+                .await?;
             match self.oz.get_run(&id).await {
                 Ok(item) => self.apply(&record, &item).await?,
+                Err(error @ OzError::Paused { .. }) => return Err(error.into()),
                 Err(error) => tracing::info!(%error, run = %record.id, "could not fetch a run"),
             }
         }
         Ok(())
     }
 
+    /// Handles a listed run that no stored run has as its Oz run.
+    async fn unrecorded(&self, item: &RunItem) -> Result<Unrecorded, TickError> {
+        let Some(reference) = reference_in(&item.prompt) else {
+            return Ok(Unrecorded::Settled);
+        };
+        let Some(record) = self.store.get_run(&reference).await? else {
+            return Ok(Unrecorded::Settled);
+        };
+        match (&record.view.oz_run_id, record.phase) {
+            (Some(own), _) if *own == item.run_id => {}
+            (None, RunPhase::Starting) => return Ok(Unrecorded::Pending),
+            // Created after all, though Oz's answers never said so: follow it.
+            (None, RunPhase::Parked) => {
+                tracing::info!(run = %record.id, oz_run = %item.run_id, "a parked run was created after all");
+                self.activate(&record, Created::from(item), true).await?;
+            }
+            // A second run for the same command, or one for a run that ended without
+            // starting: it must not go on.
+            _ if !item.state.is_terminal() => {
+                self.cancel_duplicate(&record.id, &item.run_id).await?
+            }
+            _ => {}
+        }
+        Ok(Unrecorded::Settled)
+    }
+
     /// Folds a fresh view of a run into the stored one.
-    async fn apply(&self, record: &RunRecord, item: &RunItem) -> anyhow::Result<()> {
+    async fn apply(&self, record: &RunRecord, item: &RunItem) -> Result<(), TickError> {
         let old = &record.view;
         let mut view = RunView {
             state: Some(item.state.clone()),
@@ -183,8 +209,10 @@ impl Pipeline {
             summary: old.summary.clone(),
             start_error: None,
             note: old.note.clone(),
+            trouble: None,
         };
         let mut phase = RunPhase::Active;
+        let mut summary_missing = false;
         if item.state.is_terminal() {
             if item.state == RunState::Succeeded && view.summary.is_none() {
                 match self.oz.get_run_conversation(&item.run_id).await {
@@ -195,9 +223,10 @@ impl Pipeline {
                             }));
                         phase = RunPhase::Done;
                     }
-                    // Without its summary the run stays tracked; the next tick tries again.
+                    // Without its summary the run stays tracked and is fetched again soon.
                     Err(error) => {
-                        tracing::info!(%error, run = %record.id, "summary not available yet")
+                        tracing::info!(%error, run = %record.id, "summary not available yet");
+                        summary_missing = true;
                     }
                 }
             } else {
@@ -205,12 +234,22 @@ impl Pipeline {
             }
         }
         let changed = view != *old;
+        if summary_missing {
+            self.store
+                .check_run_after(&record.id, SUMMARY_RETRY)
+                .await?;
+        }
         if !changed && phase == record.phase {
             return Ok(());
         }
         self.store
             .update_run(&record.id, phase, &view, changed)
             .await?;
+        if summary_missing {
+            self.store
+                .check_run_after(&record.id, SUMMARY_RETRY)
+                .await?;
+        }
         self.announce(record, &view, phase).await?;
         if phase == RunPhase::Done {
             let mark = match item.state {
@@ -233,7 +272,7 @@ impl Pipeline {
         record: &RunRecord,
         view: &RunView,
         phase: RunPhase,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), TickError> {
         let old = &record.view;
         let origin = &record.origin;
         let who = texts::mention(origin, &record.requester.login);

@@ -30,8 +30,15 @@ pub enum SlackError {
     Status(u16),
     #[error("Slack did not answer in time")]
     Timeout,
+    /// The connection failed after the request may have been sent.
     #[error("could not reach Slack: {0}")]
     Transport(String),
+    /// No connection could be made: nothing was sent.
+    #[error("could not connect to Slack: {0}")]
+    Unreachable(String),
+    /// Not sent: Slack failed repeatedly (or limited the rate) and calls are paused.
+    #[error("Slack is failing; calls are paused for {} s", retry_after.as_secs())]
+    Paused { retry_after: Duration },
     #[error("unexpected answer from Slack: {0}")]
     Decode(String),
     /// A `response_url` outside the allowed prefix; nothing was sent.
@@ -39,11 +46,14 @@ pub enum SlackError {
     ForbiddenUrl,
 }
 
-impl SlackError {
-    /// True when the same call may succeed later.
-    pub fn is_retryable(&self) -> bool {
+impl crate::retry::CallFailure for SlackError {
+    fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Timeout | Self::Transport(_) => true,
+            Self::RateLimited { .. }
+            | Self::Timeout
+            | Self::Transport(_)
+            | Self::Unreachable(_)
+            | Self::Paused { .. } => true,
             Self::Status(status) => *status >= 500,
             Self::Api(code) => matches!(
                 code.as_str(),
@@ -57,17 +67,29 @@ impl SlackError {
         }
     }
 
-    /// The wait Slack asked for.
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::Paused { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
 
+    fn in_doubt(&self) -> bool {
+        match self {
+            Self::Timeout | Self::Transport(_) => true,
+            Self::Status(status) => crate::retry::gateway_in_doubt(*status),
+            Self::Api(code) => code == "request_timeout",
+            _ => false,
+        }
+    }
+}
+
+impl SlackError {
     fn from_reqwest(error: reqwest::Error) -> Self {
         if error.is_timeout() {
             Self::Timeout
+        } else if error.is_connect() {
+            Self::Unreachable(error.without_url().to_string())
         } else {
             Self::Transport(error.without_url().to_string())
         }
@@ -96,6 +118,7 @@ pub struct SlackClient {
     token: SecretString,
     response_prefix: String,
     next_post: std::sync::Arc<Mutex<HashMap<String, Instant>>>,
+    breaker: std::sync::Arc<crate::retry::Breaker>,
 }
 
 /// The metadata event type ozbridge stamps on its messages, to find them again.
@@ -119,7 +142,16 @@ impl SlackClient {
             token,
             response_prefix: response_prefix.to_owned(),
             next_post: Default::default(),
+            breaker: std::sync::Arc::new(crate::retry::Breaker::new(
+                "slack",
+                crate::retry::upstream_backoff(),
+            )),
         })
+    }
+
+    /// The breaker that spaces out Web API calls while Slack fails.
+    pub fn breaker(&self) -> &std::sync::Arc<crate::retry::Breaker> {
+        &self.breaker
     }
 
     /// `chat.postMessage`, paced to one per second per channel; returns the message `ts`.
@@ -318,6 +350,29 @@ impl SlackClient {
     }
 
     async fn finish(
+        &self,
+        method: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, SlackError> {
+        if let Err(retry_after) = self.breaker.admit() {
+            return Err(SlackError::Paused { retry_after });
+        }
+        let result = self.finish_once(method, request).await;
+        match &result {
+            Err(SlackError::RateLimited { retry_after }) => self.breaker.failed(Some(*retry_after)),
+            Err(SlackError::Status(status)) if *status >= 500 => self.breaker.failed(None),
+            Err(SlackError::Timeout | SlackError::Transport(_) | SlackError::Unreachable(_)) => {
+                self.breaker.failed(None)
+            }
+            Err(error @ SlackError::Api(_)) if crate::retry::CallFailure::is_retryable(error) => {
+                self.breaker.failed(None)
+            }
+            _ => self.breaker.answered(),
+        }
+        result
+    }
+
+    async fn finish_once(
         &self,
         method: &str,
         request: reqwest::RequestBuilder,

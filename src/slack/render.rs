@@ -128,6 +128,9 @@ pub fn status_message(
             ":raised_hand: <@{requester}>, the agent needs you{reason}"
         )));
     }
+    if let Some(trouble) = &view.trouble {
+        blocks.push(section(&format!(":warning: {}", trouble.text(run))));
+    }
     if let Some(error) = &view.start_error {
         blocks.push(section(&format!(
             "*The run could not be started:* {}",

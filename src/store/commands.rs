@@ -2,7 +2,7 @@
 //! one at a time per thread (oldest first) by the dispatcher.
 
 use super::group_commit::{NewCommandRow, bind};
-use super::{Millis, Store, StoreResult, ms, now_ms};
+use super::{Millis, Store, StoreResult, clean, ms, now_ms};
 use crate::domain::InboxCommand;
 use crate::ids::CommandId;
 use sqlx::Row;
@@ -16,6 +16,8 @@ pub struct ClaimedCommand {
     /// 1 on the first try.
     pub attempts: i64,
     pub received_at: Millis,
+    /// When retrying stops and the command is parked (0: it has not failed yet).
+    pub give_up_at: Millis,
 }
 
 impl Store {
@@ -58,7 +60,7 @@ impl Store {
                       AND (o.received_at < c.received_at OR (o.received_at = c.received_at AND o.id < c.id)))
                 ORDER BY c.received_at LIMIT 1)
                AND lease_until <= $3
-             RETURNING id, payload, attempts, received_at",
+             RETURNING id, payload, attempts, received_at, give_up_at",
         )
         .bind(owner)
         .bind(now + ms(lease))
@@ -72,6 +74,7 @@ impl Store {
             command: serde_json::from_str(&payload)?,
             attempts: row.try_get("attempts")?,
             received_at: row.try_get("received_at")?,
+            give_up_at: row.try_get("give_up_at")?,
         }))
     }
 
@@ -84,25 +87,43 @@ impl Store {
         sqlx::query("UPDATE commands SET status = $1, finished_at = $2, error = $3, lease_until = 0 WHERE id = $4")
             .bind(if failed_reason.is_some() { "failed" } else { "done" })
             .bind(now_ms())
-            .bind(failed_reason)
+            .bind(failed_reason.map(clean))
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Puts a command back to be tried again after `delay`.
+    /// Puts a command back to be tried again after `delay`; retrying stops at
+    /// `give_up_at`.
     pub async fn retry_command(
         &self,
         id: &CommandId,
         delay: Duration,
         reason: &str,
+        give_up_at: Millis,
     ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE commands SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3",
+            "UPDATE commands SET next_attempt_at = $1, lease_until = 0, error = $2, give_up_at = $3
+             WHERE id = $4",
         )
         .bind(now_ms() + ms(delay))
-        .bind(reason)
+        .bind(clean(reason))
+        .bind(give_up_at)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Parks a command that could not be handled within its retry budget.
+    pub async fn park_command(&self, id: &CommandId, reason: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE commands SET status = 'parked', finished_at = $1, error = $2, lease_until = 0
+             WHERE id = $3",
+        )
+        .bind(now_ms())
+        .bind(clean(reason))
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;

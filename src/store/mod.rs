@@ -2,15 +2,17 @@
 //! the inbox of commands, the runs, the outbox of notifications, leases and markers.
 //! Work is claimed with leases so that several replicas never do the same thing twice.
 
+mod admin;
 mod commands;
 mod group_commit;
 mod outbox;
 mod runs;
 mod schema;
 
+pub use admin::{ParkedItem, ParkedKind};
 pub use commands::ClaimedCommand;
 pub use outbox::{OutboxItem, OutboxMessage};
-pub use runs::{RunPhase, RunRecord};
+pub use runs::{RunPhase, RunRecord, STALE_MS};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
@@ -23,6 +25,12 @@ pub type Millis = i64;
 /// The current time in [`Millis`].
 pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Text for a TEXT column: PostgreSQL cannot store U+0000, so a NUL that got past
+/// intake is replaced rather than failing the write again and again.
+pub(crate) fn clean(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// Converts a duration to [`Millis`].

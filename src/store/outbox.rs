@@ -1,7 +1,7 @@
 //! The outbox: one-off notifications (reactions, replies) written once and sent until
 //! they land. A reply that may have been posted is looked up before it is posted again.
 
-use super::{Store, StoreResult, ms, now_ms};
+use super::{Millis, Store, StoreResult, clean, ms, now_ms};
 use crate::domain::Origin;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -30,8 +30,11 @@ pub struct OutboxItem {
     pub id: String,
     pub message: OutboxMessage,
     pub attempts: i64,
-    /// A previous try may have reached the platform.
-    pub attempted: bool,
+    /// A previous try may have reached the platform; from this time on it may be
+    /// looked up (before it, an answer in doubt could still land).
+    pub lookup_after: Option<Millis>,
+    /// When retrying stops and the message is parked (0: it has not failed yet).
+    pub give_up_at: Millis,
 }
 
 impl Store {
@@ -63,7 +66,7 @@ impl Store {
              WHERE id = (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3
                          AND lease_until <= $3 ORDER BY created_at LIMIT 1)
                AND lease_until <= $3
-             RETURNING id, payload, attempts, attempted",
+             RETURNING id, payload, attempts, attempted, give_up_at",
         )
         .bind(owner)
         .bind(now + ms(lease))
@@ -76,13 +79,15 @@ impl Store {
             id: row.try_get("id")?,
             message: serde_json::from_str(&payload)?,
             attempts: row.try_get("attempts")?,
-            attempted: row.try_get::<i64, _>("attempted")? != 0,
+            lookup_after: Some(row.try_get::<i64, _>("attempted")?).filter(|t| *t != 0),
+            give_up_at: row.try_get("give_up_at")?,
         }))
     }
 
-    /// Records that a send is about to happen.
-    pub async fn note_outbox_attempt(&self, id: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET attempted = 1 WHERE id = $1")
+    /// Records that a send is about to happen; it may land until `lookup_after`.
+    pub async fn note_outbox_attempt(&self, id: &str, lookup_after: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET attempted = $1 WHERE id = $2")
+            .bind(lookup_after.max(1))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -94,20 +99,55 @@ impl Store {
         sqlx::query("UPDATE outbox SET status = $1, sent_at = $2, error = $3, lease_until = 0 WHERE id = $4")
             .bind(if dead_reason.is_some() { "dead" } else { "sent" })
             .bind(now_ms())
-            .bind(dead_reason)
+            .bind(dead_reason.map(clean))
             .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// Puts a message back to be tried after `delay`.
-    pub async fn retry_outbox(&self, id: &str, delay: Duration, reason: &str) -> StoreResult<()> {
+    /// Puts a message back to be tried after `delay`; retrying stops at `give_up_at`.
+    /// `answered`: the last send was answered, so a lookup may conclude at once.
+    pub async fn retry_outbox(
+        &self,
+        id: &str,
+        delay: Duration,
+        reason: &str,
+        answered: bool,
+        give_up_at: Millis,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $1, lease_until = 0, error = $2 WHERE id = $3",
+            "UPDATE outbox SET next_attempt_at = $1, lease_until = 0, error = $2, give_up_at = $3,
+                attempted = CASE WHEN $4 = 1 AND attempted > 0 THEN 1 ELSE attempted END
+             WHERE id = $5",
         )
         .bind(now_ms() + ms(delay))
-        .bind(reason)
+        .bind(clean(reason))
+        .bind(give_up_at)
+        .bind(i64::from(answered))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a message back without counting a failure (it must wait first).
+    pub async fn release_outbox(&self, id: &str, delay: Duration) -> StoreResult<()> {
+        sqlx::query("UPDATE outbox SET next_attempt_at = $1, lease_until = 0 WHERE id = $2")
+            .bind(now_ms() + ms(delay))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Parks a message that could not be delivered within its retry budget.
+    pub async fn park_outbox(&self, id: &str, reason: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'parked', sent_at = $1, error = $2, lease_until = 0 WHERE id = $3",
+        )
+        .bind(now_ms())
+        .bind(clean(reason))
         .bind(id)
         .execute(&self.pool)
         .await?;

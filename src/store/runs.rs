@@ -1,13 +1,16 @@
 //! Runs: the intent recorded before Oz is called, the view followed by the tracker,
 //! and the status post kept in step with it (a version counter per visible change).
 
-use super::{Millis, Store, StoreResult, ms, now_ms};
+use super::{Millis, Store, StoreResult, clean, ms, now_ms};
 use crate::domain::{Author, Origin, RunView};
-use crate::ids::{CommandId, RunRef, ThreadKey};
+use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::time::Duration;
+
+/// A run the tracker has not seen in a list for this long is fetched on its own.
+pub const STALE_MS: Millis = 10 * 60_000;
 
 /// Where a run is in ozbridge's own life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,9 @@ pub enum RunPhase {
     Active,
     /// Final: terminal in Oz, or could not be started.
     Done,
+    /// Oz did not accept it within the retry budget: waits for an operator's
+    /// `ozbridge admin retry`.
+    Parked,
 }
 
 impl RunPhase {
@@ -26,12 +32,14 @@ impl RunPhase {
             Self::Starting => "starting",
             Self::Active => "active",
             Self::Done => "done",
+            Self::Parked => "parked",
         }
     }
     fn parse(value: &str) -> Self {
         match value {
             "starting" => Self::Starting,
             "active" => Self::Active,
+            "parked" => Self::Parked,
             _ => Self::Done,
         }
     }
@@ -53,14 +61,20 @@ pub struct RunRecord {
     /// How many create calls were sent (a non-zero count means: look before creating).
     pub create_attempts: i64,
     pub first_attempt_at: Option<Millis>,
+    /// An earlier create may still land until then: no lookup may conclude "never
+    /// created" before it.
+    pub lookup_after: Millis,
+    /// When retrying the create stops and the run is parked (0: no failure yet).
+    pub start_give_up_at: Millis,
     pub version: i64,
     pub posted_version: i64,
     /// Platform id of the status post (GitHub comment id), once created.
     pub status_post: Option<String>,
     /// Digest of the body last posted, so an unchanged rendering is not sent again.
     pub posted_digest: Option<String>,
-    /// A create of the status post was sent and may have landed.
-    pub post_attempted: bool,
+    /// A create of the status post was sent and may have landed; it may be looked up
+    /// from this time on (an answer in doubt could still land before).
+    pub post_lookup_after: Option<Millis>,
     /// The status post must exist before the run is created in Oz (Slack: it proves the
     /// bot can post in the channel, and it makes the thread).
     pub post_first: bool,
@@ -89,11 +103,13 @@ impl RunRecord {
             view: RunView::default(),
             create_attempts: 0,
             first_attempt_at: None,
+            lookup_after: 0,
+            start_give_up_at: 0,
             version: 1,
             posted_version: 0,
             status_post: None,
             posted_digest: None,
-            post_attempted: false,
+            post_lookup_after: None,
             post_first,
             created_at: now_ms(),
         }
@@ -101,7 +117,12 @@ impl RunRecord {
 }
 
 const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, create_attempts,
-    first_attempt_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
+    first_attempt_at, lookup_after, start_give_up_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
+
+/// [`COLUMNS`] without the prompt and the asked text.
+const LIGHT_COLUMNS: &str = "id, command_id, origin, requester, '' AS asked, '{}' AS request, phase, view,
+    create_attempts, first_attempt_at, lookup_after, start_give_up_at, version, posted_version, status_post,
+    posted_digest, post_attempted, post_first, created_at";
 
 fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
     let text = |name: &str| -> StoreResult<String> { Ok(row.try_get::<String, _>(name)?) };
@@ -116,11 +137,13 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         view: serde_json::from_str(&text("view")?)?,
         create_attempts: row.try_get("create_attempts")?,
         first_attempt_at: row.try_get("first_attempt_at")?,
+        lookup_after: row.try_get("lookup_after")?,
+        start_give_up_at: row.try_get("start_give_up_at")?,
         version: row.try_get("version")?,
         posted_version: row.try_get("posted_version")?,
         status_post: row.try_get("status_post")?,
         posted_digest: row.try_get("posted_digest")?,
-        post_attempted: row.try_get::<i64, _>("post_attempted")? != 0,
+        post_lookup_after: Some(row.try_get::<i64, _>("post_attempted")?).filter(|t| *t != 0),
         post_first: row.try_get::<i64, _>("post_first")? != 0,
         created_at: row.try_get("created_at")?,
     })
@@ -139,7 +162,7 @@ impl Store {
         .bind(run.origin.thread_key().as_str())
         .bind(serde_json::to_string(&run.origin)?)
         .bind(serde_json::to_string(&run.requester)?)
-        .bind(&run.asked)
+        .bind(clean(&run.asked))
         .bind(serde_json::to_string(&run.request)?)
         .bind(run.phase.as_str())
         .bind(serde_json::to_string(&run.view)?)
@@ -220,17 +243,69 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Every run the tracker follows.
+    /// Every run the tracker follows (for the gauges).
     /// The records leave out the request and the asked text (the prompt is the bulk of a
-    /// row, and the tracker reads every active run each tick without needing it).
+    /// row, and no reader of many runs needs it).
     pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
-        let columns = COLUMNS.replace("asked, request,", "'' AS asked, '{}' AS request,");
         let rows = sqlx::query(&format!(
-            "SELECT {columns} FROM runs WHERE phase = 'active'"
+            "SELECT {LIGHT_COLUMNS} FROM runs WHERE phase = 'active'"
         ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The runs whose Oz ids are among `ids` (one list page), without their prompts.
+    pub async fn runs_by_oz_ids(&self, ids: &[OzRunId]) -> StoreResult<Vec<RunRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {LIGHT_COLUMNS} FROM runs WHERE oz_run_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Active runs due for a fetch of their own (not seen in a list for a long time, or
+    /// asked to be checked again soon), the most overdue first.
+    pub async fn runs_due_check(&self, limit: i64) -> StoreResult<Vec<RunRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LIGHT_COLUMNS} FROM runs WHERE phase = 'active' AND check_at <= $1
+             ORDER BY check_at LIMIT $2"
+        ))
+        .bind(now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Schedules the tracker's next fetch of a run of its own, after `delay`.
+    pub async fn check_run_after(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET check_at = $1 WHERE id = $2")
+            .bind(now_ms() + ms(delay))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The creation time of the oldest run that Oz may know of and ozbridge still
+    /// follows or waits for; `None` when there is none.
+    pub async fn oldest_followed_run(&self) -> StoreResult<Option<Millis>> {
+        let (oldest,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(created_at) FROM runs WHERE phase IN ('active', 'starting', 'parked')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(oldest)
     }
 
     /// Claims a run waiting to be created in Oz.
@@ -256,27 +331,110 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    /// Records that a create call is about to be sent.
-    pub async fn note_create_attempt(&self, id: &RunRef) -> StoreResult<()> {
+    /// Records that a create call is about to be sent; it may land until `lookup_after`.
+    pub async fn note_create_attempt(&self, id: &RunRef, lookup_after: Millis) -> StoreResult<()> {
         let now = now_ms();
         sqlx::query(
             "UPDATE runs SET create_attempts = create_attempts + 1,
-                first_attempt_at = COALESCE(first_attempt_at, $1), updated_at = $1 WHERE id = $2",
+                first_attempt_at = COALESCE(first_attempt_at, $1), lookup_after = $2, updated_at = $1
+             WHERE id = $3",
         )
         .bind(now)
+        .bind(lookup_after)
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Gives a starting run back, to be tried again after `delay`.
+    /// Gives a starting run back, to be tried again after `delay`. `answered`: the last
+    /// create was answered (it cannot land later), so a lookup may conclude at once.
+    /// `give_up_at`: when retrying stops.
+    pub async fn retry_start(
+        &self,
+        id: &RunRef,
+        delay: Duration,
+        answered: bool,
+        give_up_at: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET start_lease_until = 0, start_next_at = $1, start_give_up_at = $2,
+                lookup_after = CASE WHEN $3 = 1 THEN 0 ELSE lookup_after END
+             WHERE id = $4",
+        )
+        .bind(now_ms() + ms(delay))
+        .bind(give_up_at)
+        .bind(i64::from(answered))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a starting run back without counting a failure (it must wait first).
     pub async fn release_start(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
         sqlx::query("UPDATE runs SET start_lease_until = 0, start_next_at = $1 WHERE id = $2")
             .bind(now_ms() + ms(delay))
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Parks a run that Oz did not accept in time, with the operator's reason and the
+    /// view its thread shows.
+    pub async fn park_run(&self, id: &RunRef, reason: &str, view: &RunView) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET phase = 'parked', parked_reason = $1, view = $2, version = version + 1,
+                updated_at = $3, start_lease_until = 0
+             WHERE id = $4 AND phase = 'starting'",
+        )
+        .bind(clean(reason))
+        .bind(serde_json::to_string(view)?)
+        .bind(now_ms())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the Oz run of a starting or parked run and makes it active; false (and
+    /// nothing written) when the run already has an Oz run: the new one is a duplicate.
+    /// `check_now`: the run's earlier changes may have been missed (it was found by a
+    /// lookup), so the tracker fetches it once right away.
+    pub async fn activate_run(
+        &self,
+        id: &RunRef,
+        view: &RunView,
+        check_now: bool,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "UPDATE runs SET phase = 'active', view = $1, oz_run_id = $2, version = version + 1,
+                updated_at = $3, check_at = $4, start_lease_until = 0, parked_reason = NULL
+             WHERE id = $5 AND oz_run_id IS NULL AND phase IN ('starting', 'parked')",
+        )
+        .bind(serde_json::to_string(view)?)
+        .bind(view.oz_run_id.as_ref().map(|id| id.as_str().to_owned()))
+        .bind(now)
+        .bind(if check_now { now } else { now + STALE_MS })
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Stores a visible change of a run's view (a note, a notice) and nothing else: no
+    /// lease or phase is touched, so a worker holding the run keeps it.
+    pub async fn update_view(&self, id: &RunRef, view: &RunView) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET view = $1, version = version + 1, updated_at = $2 WHERE id = $3",
+        )
+        .bind(serde_json::to_string(view)?)
+        .bind(now_ms())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -291,14 +449,15 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
-                version = version + $4, updated_at = $5, start_lease_until = 0
-             WHERE id = $6",
+                version = version + $4, updated_at = $5, start_lease_until = 0, check_at = $6
+             WHERE id = $7",
         )
         .bind(phase.as_str())
         .bind(serde_json::to_string(view)?)
         .bind(view.oz_run_id.as_ref().map(|id| id.as_str().to_owned()))
         .bind(i64::from(changed))
         .bind(now)
+        .bind(now + STALE_MS)
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
@@ -327,9 +486,20 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    /// Records that a status post create is about to be sent.
-    pub async fn note_post_attempt(&self, id: &RunRef) -> StoreResult<()> {
-        sqlx::query("UPDATE runs SET post_attempted = 1 WHERE id = $1")
+    /// Records that a status post create is about to be sent; it may land until
+    /// `lookup_after`.
+    pub async fn note_post_attempt(&self, id: &RunRef, lookup_after: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET post_attempted = $1 WHERE id = $2")
+            .bind(lookup_after.max(1))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The last status post create was answered: a lookup may conclude at once.
+    pub async fn clear_post_doubt(&self, id: &RunRef) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET post_attempted = 1 WHERE id = $1 AND post_attempted > 0")
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -346,7 +516,7 @@ impl Store {
     ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE runs SET posted_version = $1, status_post = $2, posted_digest = $3, notify_lease_until = 0,
-                notify_attempts = 0
+                notify_next_at = 0, notify_attempts = 0
              WHERE id = $4",
         )
         .bind(version)

@@ -87,7 +87,7 @@ const V2: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN parked_reason TEXT",
     "ALTER TABLE runs DROP COLUMN last_seen_at",
     "CREATE INDEX IF NOT EXISTS runs_check ON runs (phase, check_at)",
-    "CREATE INDEX IF NOT EXISTS runs_oz ON runs (oz_run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_followed ON runs (phase, created_at)",
 ];
 
 /// Which database engine the statements run on.

@@ -104,6 +104,9 @@ impl Harness {
             ("GITHUB_WEBHOOK_SECRET", format!("{SECRET},{OLD_SECRET}")),
             ("DATABASE_URL", database),
             ("OZ_TICK_INTERVAL_SECS", "0.1".to_owned()),
+            // Short calls, so that an answer in doubt is waited out in seconds.
+            ("GITHUB_REQUEST_TIMEOUT_SECS", "2".to_owned()),
+            ("SLACK_REQUEST_TIMEOUT_SECS", "2".to_owned()),
             ("SLACK_API_URL", slack_api),
             ("SLACK_RESPONSE_URL_PREFIX", hooks.clone()),
             ("SLACK_BOT_TOKEN", SLACK_TOKEN.to_owned()),
