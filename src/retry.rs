@@ -188,6 +188,11 @@ impl Breaker {
         self.recovered.subscribe()
     }
 
+    /// Failures in a row so far (0 once the upstream answers).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.lock().failures
+    }
+
     /// True while calls are being refused.
     pub fn is_open(&self) -> bool {
         self.lock().open_until.is_some()

@@ -59,6 +59,10 @@ struct FakeState {
     fail_next: u32,
     /// Comment creations that land but whose answer is lost (502).
     lose_create_answers: u32,
+    /// Comment creations answered only after this pause, landing even when the client
+    /// has given up waiting (a request stuck behind GitHub's own queue).
+    late_creates: u32,
+    late_create_pause: std::time::Duration,
     requests: Vec<String>,
     tokens_minted: u32,
     /// When set, app JWTs must verify against this key and installation tokens are
@@ -201,6 +205,14 @@ impl FakeGithub {
         lock(&self.state).lose_create_answers = count;
     }
 
+    /// Carries out the next `count` comment creations only after `pause`, even when the
+    /// client stopped waiting before (the request was in GitHub's queue).
+    pub fn land_next_creates_late(&self, count: u32, pause: std::time::Duration) {
+        let mut state = lock(&self.state);
+        state.late_creates = count;
+        state.late_create_pause = pause;
+    }
+
     /// Answers the next `count` requests with 502.
     pub fn fail_next(&self, count: u32) {
         lock(&self.state).fail_next = count;
@@ -296,7 +308,28 @@ async fn gate(
     if failing {
         return error(StatusCode::BAD_GATEWAY, "Server Error");
     }
-    next.run(request).await
+    let late = {
+        let mut state = lock(&fake.state);
+        let creates_comment = request.method() == axum::http::Method::POST
+            && path.ends_with("/comments")
+            && path.contains("/issues/");
+        (creates_comment && state.late_creates > 0).then(|| {
+            state.late_creates -= 1;
+            state.late_create_pause
+        })
+    };
+    match late {
+        // Processed in a task of its own, so a client that gives up does not stop it.
+        Some(pause) => {
+            let work = tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                next.run(request).await
+            });
+            work.await
+                .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"))
+        }
+        None => next.run(request).await,
+    }
 }
 
 async fn app() -> Response {

@@ -83,6 +83,9 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
             blocked_notice(&input.requester.login, view)
         ));
     }
+    if let Some(note) = &view.note {
+        out.push_str(&format!("\n{}\n", truncate(note, 300)));
+    }
     if let Some(trouble) = &view.trouble {
         out.push_str(&format!("\n⚠️ {}\n", trouble.text(input.run)));
     }

@@ -65,6 +65,11 @@ pub enum FaultKind {
     Delay(Duration),
     /// Create the run, then answer 500 as if the reply was lost.
     CreateThenFail,
+    /// Carry the request out at once, but answer only after this pause.
+    SlowAnswer(Duration),
+    /// Carry the request out only after this pause, even when the client has given up
+    /// waiting (it was queued behind the API): the answer comes too late to be read.
+    LateCommit(Duration),
 }
 
 /// A fault for the next `times` requests whose method and path match.
@@ -185,6 +190,11 @@ impl OzSim {
         lock(&self.state).faults.push(fault);
     }
 
+    /// Removes every injected fault (an outage ends).
+    pub fn clear_faults(&self) {
+        lock(&self.state).faults.clear();
+    }
+
     /// Injected faults not yet used up (a test can check that its faults really fired).
     pub fn faults_pending(&self) -> u32 {
         lock(&self.state).faults.iter().map(|f| f.times).sum()
@@ -205,6 +215,20 @@ impl OzSim {
         let mut state = lock(&self.state);
         state.advance(Utc::now());
         state.index.get(id).map(|&i| state.runs[i].item.clone())
+    }
+
+    /// Marks a run as changed now (its `updated_at` moves), as any change at Oz would.
+    pub fn touch(&self, id: &OzRunId) {
+        let mut state = lock(&self.state);
+        state.advance(Utc::now());
+        if let Some(&i) = state.index.get(id) {
+            state.runs[i].item.updated_at = Utc::now().max(state.runs[i].item.updated_at);
+        }
+    }
+
+    /// Every call answered so far, all operations together.
+    pub fn total_calls(&self) -> u64 {
+        lock(&self.state).calls.values().sum()
     }
 
     /// Ids of the runs created, oldest first.
@@ -500,6 +524,26 @@ async fn gate(
         Some(FaultKind::Delay(pause)) => {
             tokio::time::sleep(pause).await;
             next.run(request).await
+        }
+        Some(FaultKind::SlowAnswer(pause)) => {
+            let answer = next.run(request).await;
+            tokio::time::sleep(pause).await;
+            answer
+        }
+        Some(FaultKind::LateCommit(pause)) => {
+            // A task of its own, so a client that gives up does not stop it.
+            let work = tokio::spawn(async move {
+                tokio::time::sleep(pause).await;
+                next.run(request).await
+            });
+            work.await.unwrap_or_else(|_| {
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Injected fault.",
+                    true,
+                )
+            })
         }
         Some(FaultKind::CreateThenFail) => {
             let _created = next.run(request).await;

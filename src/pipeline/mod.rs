@@ -49,6 +49,8 @@ pub struct PipelineSettings {
     pub backoff: Backoff,
     /// How long failing work is retried before it is parked.
     pub retry_for: Duration,
+    /// How long a run waits for Oz before its thread is told that Oz is not answering.
+    pub outage_notice_after: Duration,
     /// How long a run create without an answer may still land at Oz: no lookup may
     /// conclude "never created" before it has passed.
     pub oz_doubt_window: Duration,
@@ -77,6 +79,7 @@ impl PipelineSettings {
                 max: Duration::from_secs(60),
             },
             retry_for: config.retry_for,
+            outage_notice_after: Duration::from_secs(60),
             oz_doubt_window: doubt_window(config.oz.request_timeout),
         }
     }

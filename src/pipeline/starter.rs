@@ -16,9 +16,6 @@ use crate::retry::CallFailure;
 use crate::store::{Millis, RunPhase, RunRecord, StoreResult, ms, now_ms};
 use std::time::Duration;
 
-/// A run that has waited this long for Oz tells its thread so (once).
-const NOTICE_AFTER_MS: Millis = 60_000;
-
 /// How long until `at`, or `None` when it has passed.
 fn until(at: Millis) -> Option<Duration> {
     let left = at - now_ms();
@@ -166,13 +163,16 @@ impl Pipeline {
                     &run.id,
                     &format!("Oz did not accept the run: {error}"),
                     &view,
+                    !error.in_doubt(),
                 )
                 .await?;
             self.wake.notify.notify_one();
             return Ok(());
         }
         let troubled_since = give_up_at - ms(self.settings.retry_for);
-        if run.view.trouble.is_none() && now - troubled_since >= NOTICE_AFTER_MS {
+        if run.view.trouble.is_none()
+            && now - troubled_since >= ms(self.settings.outage_notice_after)
+        {
             let view = RunView {
                 trouble: Some(StartTrouble::Retrying { until: give_up_at }),
                 ..run.view.clone()

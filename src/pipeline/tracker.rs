@@ -114,22 +114,26 @@ impl Pipeline {
                 .into_iter()
                 .filter_map(|r| r.view.oz_run_id.clone().map(|id| (id, r)))
                 .collect();
+            // Known runs first: handling an unrecorded one may note something on a
+            // known run's view, which a later apply from this page's records would undo.
+            let mut unrecorded = Vec::new();
             for item in &page.runs {
                 let at = item.updated_at.timestamp_millis();
+                newest = newest.max(at);
                 match known.remove(&item.run_id) {
                     Some(record) if record.phase == RunPhase::Active => {
                         self.apply(&record, item).await?
                     }
                     Some(_) => {}
-                    None => {
-                        if let Unrecorded::Pending = self.unrecorded(item).await?
-                            && now_ms() - at < hold_for
-                        {
-                            held = Some(held.map_or(at, |h| h.min(at)));
-                        }
-                    }
+                    None => unrecorded.push((item, at)),
                 }
-                newest = newest.max(at);
+            }
+            for (item, at) in unrecorded {
+                if let Unrecorded::Pending = self.unrecorded(item).await?
+                    && now_ms() - at < hold_for
+                {
+                    held = Some(held.map_or(at, |h| h.min(at)));
+                }
             }
             let Some(cursor) = page.page_info.next() else {
                 break;

@@ -298,14 +298,22 @@ impl Store {
     }
 
     /// The creation time of the oldest run that Oz may know of and ozbridge still
-    /// follows or waits for; `None` when there is none.
+    /// follows or waits for; `None` when there is none. A run whose create was sent more
+    /// than once is watched for ten minutes after its last change even when it ended:
+    /// an earlier create may still land, and that duplicate must be cancelled.
     pub async fn oldest_followed_run(&self) -> StoreResult<Option<Millis>> {
-        let (oldest,): (Option<i64>,) = sqlx::query_as(
+        let (followed,): (Option<i64>,) = sqlx::query_as(
             "SELECT MIN(created_at) FROM runs WHERE phase IN ('active', 'starting', 'parked')",
         )
         .fetch_one(&self.pool)
         .await?;
-        Ok(oldest)
+        let (retried,): (Option<i64>,) = sqlx::query_as(
+            "SELECT MIN(created_at) FROM runs WHERE updated_at > $1 AND create_attempts > 1",
+        )
+        .bind(now_ms() - STALE_MS)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(followed.into_iter().chain(retried).min())
     }
 
     /// Claims a run waiting to be created in Oz.
@@ -383,15 +391,24 @@ impl Store {
 
     /// Parks a run that Oz did not accept in time, with the operator's reason and the
     /// view its thread shows.
-    pub async fn park_run(&self, id: &RunRef, reason: &str, view: &RunView) -> StoreResult<()> {
+    /// `answered`: the last create was answered, so a resumed run may look it up at once.
+    pub async fn park_run(
+        &self,
+        id: &RunRef,
+        reason: &str,
+        view: &RunView,
+        answered: bool,
+    ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE runs SET phase = 'parked', parked_reason = $1, view = $2, version = version + 1,
-                updated_at = $3, start_lease_until = 0
-             WHERE id = $4 AND phase = 'starting'",
+                updated_at = $3, start_lease_until = 0,
+                lookup_after = CASE WHEN $4 = 1 THEN 0 ELSE lookup_after END
+             WHERE id = $5 AND phase = 'starting'",
         )
         .bind(clean(reason))
         .bind(serde_json::to_string(view)?)
         .bind(now_ms())
+        .bind(i64::from(answered))
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;

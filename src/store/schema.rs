@@ -88,6 +88,7 @@ const V2: &[&str] = &[
     "ALTER TABLE runs DROP COLUMN last_seen_at",
     "CREATE INDEX IF NOT EXISTS runs_check ON runs (phase, check_at)",
     "CREATE INDEX IF NOT EXISTS runs_followed ON runs (phase, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_recent ON runs (updated_at)",
 ];
 
 /// Which database engine the statements run on.

@@ -61,6 +61,8 @@ pub struct Harness {
     pub config: Config,
     pub app: Option<RunningApp>,
     pub http: reqwest::Client,
+    /// Applied to the pipeline settings of every boot, after the harness's own.
+    pub tune: fn(&mut ozbridge::pipeline::PipelineSettings),
     next_comment: u64,
     _dir: tempfile::TempDir,
 }
@@ -72,6 +74,15 @@ impl Harness {
 
     /// `database`: `None` for SQLite, or a prepared URL. `extra`: more env settings.
     pub async fn start_with(database: Option<String>, extra: &[(&str, &str)]) -> Option<Self> {
+        Self::start_tuned(database, extra, |_| {}).await
+    }
+
+    /// [`Self::start_with`], with `tune` applied to the pipeline settings of every boot.
+    pub async fn start_tuned(
+        database: Option<String>,
+        extra: &[(&str, &str)],
+        tune: fn(&mut ozbridge::pipeline::PipelineSettings),
+    ) -> Option<Self> {
         ozbridge::install_crypto();
         ozbridge::telemetry::init_logging(ozbridge::config::LogFormat::Text);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -138,6 +149,7 @@ impl Harness {
             config,
             app: None,
             http: reqwest::Client::new(),
+            tune,
             next_comment: 0,
             _dir: dir,
         };
@@ -147,12 +159,14 @@ impl Harness {
 
     /// Starts a new app process on the same database.
     pub async fn boot(&mut self) {
+        let tune = self.tune;
         let pipeline = build_pipeline(&self.config, |s| {
             s.poll = Duration::from_millis(50);
             s.lease = Duration::from_millis(1500);
             s.workers = 2;
             s.backoff.base = Duration::from_millis(100);
             s.backoff.max = Duration::from_millis(800);
+            tune(s);
         })
         .await
         .expect("pipeline");

@@ -1,0 +1,192 @@
+//! Outages and lost answers: creates answered too late are never made twice, outages
+//! are ridden out or parked (never dropped by a retry count), calls are spaced out
+//! while an upstream fails, and the tracker never skips a change.
+
+mod common;
+
+use common::Harness;
+use ozbridge::oz::sim::{Fault, FaultKind};
+use std::time::Duration;
+
+fn create_fault(kind: FaultKind, times: u32) -> Fault {
+    Fault {
+        method: Some(axum::http::Method::POST),
+        path_prefix: "/agent/runs".into(),
+        kind,
+        times,
+    }
+}
+
+/// Oz answers a create after the client's timeout but carries it out: the lookup waits
+/// until that create can no longer land, finds it, and creates nothing more.
+#[tokio::test]
+async fn a_create_answered_after_the_client_timeout_is_not_created_twice() {
+    let mut h = Harness::start_with(None, &[("OZ_REQUEST_TIMEOUT_SECS", "1")])
+        .await
+        .unwrap();
+    h.sim.inject(create_fault(
+        FaultKind::LateCommit(Duration::from_millis(1500)),
+        1,
+    ));
+    let comment = h.command(90, "alice", "/oz fix the flaky test").await;
+    h.wait_reaction(comment, "rocket").await;
+    assert_eq!(h.sim.run_count(), 1, "one Oz run for one command");
+    assert_eq!(
+        h.sim.calls("POST /agent/runs"),
+        1,
+        "the create was not sent again"
+    );
+    assert_eq!(h.bot_comments(90).len(), 1);
+}
+
+/// A create that lands even after its doubt window (a second one was sent meanwhile)
+/// is noticed by the tracker, cancelled, and the thread is told.
+#[tokio::test]
+async fn a_duplicate_that_lands_after_all_is_cancelled_and_said_so() {
+    let mut h = Harness::start_with(None, &[("OZ_REQUEST_TIMEOUT_SECS", "1")])
+        .await
+        .unwrap();
+    h.sim.inject(create_fault(
+        FaultKind::LateCommit(Duration::from_millis(3500)),
+        1,
+    ));
+    let comment = h.command(91, "alice", "/oz fix the flaky test").await;
+    h.wait_reaction(comment, "rocket").await;
+    let status = h.wait_status_contains(91, "started by mistake").await;
+    assert!(status.body.contains("✅ Done"), "{}", status.body);
+    h.wait_for("the duplicate to be cancelled", || {
+        h.sim
+            .run_ids()
+            .iter()
+            .filter_map(|id| h.sim.run(id))
+            .any(|r| r.state == ozbridge::oz::types::RunState::Cancelled)
+    })
+    .await;
+    assert_eq!(h.sim.run_count(), 2);
+    assert_eq!(h.bot_comments(91).len(), 1);
+}
+
+/// GitHub carries out a status comment's create after the client gave up: it is found
+/// by its marker once it can no longer land, not posted a second time.
+#[tokio::test]
+async fn a_status_comment_answered_after_the_timeout_is_posted_once() {
+    let mut h = Harness::start().await;
+    h.github
+        .land_next_creates_late(1, Duration::from_millis(2500));
+    let comment = h.command(92, "alice", "/oz fix it").await;
+    h.wait_reaction(comment, "rocket").await;
+    h.wait_status_contains(92, "✅ Done").await;
+    let statuses: Vec<_> = h
+        .bot_comments(92)
+        .into_iter()
+        .filter(|c| c.body.contains("<!-- ozbridge:run:"))
+        .collect();
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+}
+
+/// Creates refused for longer than the old limit of eight attempts: the command waits,
+/// its thread says so once, and it runs when Oz accepts it again.
+#[tokio::test]
+async fn a_create_outage_is_ridden_out_and_the_thread_is_told() {
+    let mut h = Harness::start_tuned(None, &[], |s| {
+        s.outage_notice_after = Duration::ZERO;
+    })
+    .await
+    .unwrap();
+    h.sim.inject(create_fault(FaultKind::Status(503), 12));
+    let comment = h.command(93, "alice", "/oz fix it").await;
+    h.wait_status_contains(93, "Oz is not answering; I will keep trying until")
+        .await;
+    h.wait_reaction(comment, "rocket").await;
+    let status = h.wait_status_contains(93, "✅ Done").await;
+    assert!(!status.body.contains("not answering"), "{}", status.body);
+    assert_eq!(h.sim.faults_pending(), 0, "every refusal was met");
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+/// Past its retry budget a run is parked, visibly, and an operator's retry resumes it:
+/// it is looked up first, then created once.
+#[tokio::test]
+async fn a_run_past_its_budget_is_parked_and_resumed_on_request() {
+    let mut h = Harness::start_with(None, &[("OZBRIDGE_RETRY_FOR_SECS", "1")])
+        .await
+        .unwrap();
+    h.sim.inject(create_fault(FaultKind::Status(503), u32::MAX));
+    let comment = h.command(94, "alice", "/oz fix it").await;
+    h.wait_status_contains(94, "⏸ Parked").await;
+    let parked = h.store().parked().await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].kind, ozbridge::store::ParkedKind::Run);
+    assert!(parked[0].thread.ends_with("#94"));
+    h.sim.clear_faults();
+    assert_eq!(
+        h.store().requeue_parked(&parked[0].id).await.unwrap(),
+        Some(ozbridge::store::ParkedKind::Run)
+    );
+    h.wait_reaction(comment, "rocket").await;
+    let status = h.wait_status_contains(94, "✅ Done").await;
+    assert!(!status.body.contains("Parked"), "{}", status.body);
+    assert!(h.store().parked().await.unwrap().is_empty());
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+/// A whole-API outage opens Oz's breaker: calls are spaced out (not one per tick and
+/// per worker), and work resumes when Oz answers again.
+#[tokio::test]
+async fn a_whole_oz_outage_spaces_calls_out_and_work_resumes() {
+    let mut h = Harness::start().await;
+    h.sim.inject(Fault {
+        method: None,
+        path_prefix: "/".into(),
+        kind: FaultKind::Status(503),
+        times: u32::MAX,
+    });
+    let comment = h.command(95, "alice", "/oz fix it").await;
+    let breaker = h.app.as_ref().unwrap().pipeline.oz.breaker().clone();
+    // Three failures open it; each probe that fails doubles the pause.
+    h.wait_for("six failures in a row", || {
+        breaker.consecutive_failures() >= 6
+    })
+    .await;
+    let calls = h.sim.total_calls();
+    assert!(
+        calls <= 12,
+        "{calls} calls reached Oz for six failures: they were not spaced out"
+    );
+    h.sim.clear_faults();
+    h.wait_reaction(comment, "rocket").await;
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+/// A run whose create answer comes late is listed by the tracker before it is recorded;
+/// it finishes meanwhile and another run's change moves the newest update far past it.
+/// The watermark must wait for it: the thread reaches its final state.
+#[tokio::test]
+async fn the_tracker_never_skips_a_run_listed_before_it_was_recorded() {
+    let mut h = Harness::start().await;
+    let first = h.command(96, "alice", "/oz keep going [sim:endless]").await;
+    let _ = first;
+    h.wait_status_contains(96, "🏃 Working").await;
+    h.sim.inject(create_fault(
+        FaultKind::SlowAnswer(Duration::from_millis(4000)),
+        1,
+    ));
+    let second = h.command(97, "alice", "/oz fix it").await;
+    h.wait_for("the second run to finish at Oz", || {
+        h.sim
+            .run_ids()
+            .get(1)
+            .and_then(|id| h.sim.run(id))
+            .is_some_and(|r| r.state.is_terminal())
+    })
+    .await;
+    let finished = h.sim.run(&h.sim_run_id(1)).unwrap().updated_at;
+    // Another run changes well past the overlap the tracker re-lists.
+    h.wait_for("the overlap to pass", || {
+        chrono::Utc::now() - finished > chrono::Duration::milliseconds(2_500)
+    })
+    .await;
+    h.sim.touch(&h.sim_run_id(0));
+    h.wait_reaction(second, "rocket").await;
+    h.wait_status_contains(97, "✅ Done").await;
+}
