@@ -100,6 +100,7 @@ pub struct Breaker {
     backoff: Backoff,
     state: Mutex<BreakerState>,
     recovered: watch::Sender<u64>,
+    refused: std::sync::atomic::AtomicU64,
 }
 
 impl Breaker {
@@ -110,6 +111,7 @@ impl Breaker {
             backoff,
             state: Mutex::default(),
             recovered: watch::Sender::new(0),
+            refused: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -125,6 +127,15 @@ impl Breaker {
     /// `Err(wait)` when no call may be sent now; `Ok` lets one through (as the probe,
     /// when the pause is over).
     pub fn admit(&self) -> Result<(), Duration> {
+        let verdict = self.verdict();
+        if verdict.is_err() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    fn verdict(&self) -> Result<(), Duration> {
         let mut state = self.lock();
         let Some(until) = state.open_until else {
             return Ok(());
@@ -186,6 +197,11 @@ impl Breaker {
     /// Ticks once each time the upstream answers again after a pause.
     pub fn recoveries(&self) -> watch::Receiver<u64> {
         self.recovered.subscribe()
+    }
+
+    /// Calls refused without being sent, since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Failures in a row so far (0 once the upstream answers).

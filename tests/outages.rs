@@ -76,6 +76,10 @@ async fn a_status_comment_answered_after_the_timeout_is_posted_once() {
     let comment = h.command(92, "alice", "/oz fix it").await;
     h.wait_reaction(comment, "rocket").await;
     h.wait_status_contains(92, "✅ Done").await;
+    h.wait_for("the late create to land", || {
+        h.github.late_creates_in_flight() == 0
+    })
+    .await;
     let statuses: Vec<_> = h
         .bot_comments(92)
         .into_iter()
@@ -152,6 +156,12 @@ async fn a_whole_oz_outage_spaces_calls_out_and_work_resumes() {
     assert!(
         calls <= 12,
         "{calls} calls reached Oz for six failures: they were not spaced out"
+    );
+    // Meanwhile the tracker and the starter kept trying: their calls were held back.
+    assert!(
+        breaker.refused() >= 5,
+        "only {} calls were held back while Oz failed",
+        breaker.refused()
     );
     h.sim.clear_faults();
     h.wait_reaction(comment, "rocket").await;

@@ -63,6 +63,8 @@ struct FakeState {
     /// has given up waiting (a request stuck behind GitHub's own queue).
     late_creates: u32,
     late_create_pause: std::time::Duration,
+    /// Late creations not carried out yet.
+    late_in_flight: u32,
     requests: Vec<String>,
     tokens_minted: u32,
     /// When set, app JWTs must verify against this key and installation tokens are
@@ -213,6 +215,11 @@ impl FakeGithub {
         state.late_create_pause = pause;
     }
 
+    /// Late creations (see [`Self::land_next_creates_late`]) not carried out yet.
+    pub fn late_creates_in_flight(&self) -> u32 {
+        lock(&self.state).late_in_flight
+    }
+
     /// Answers the next `count` requests with 502.
     pub fn fail_next(&self, count: u32) {
         lock(&self.state).fail_next = count;
@@ -315,15 +322,19 @@ async fn gate(
             && path.contains("/issues/");
         (creates_comment && state.late_creates > 0).then(|| {
             state.late_creates -= 1;
+            state.late_in_flight += 1;
             state.late_create_pause
         })
     };
     match late {
         // Processed in a task of its own, so a client that gives up does not stop it.
         Some(pause) => {
+            let state = fake.state.clone();
             let work = tokio::spawn(async move {
                 tokio::time::sleep(pause).await;
-                next.run(request).await
+                let answer = next.run(request).await;
+                lock(&state).late_in_flight -= 1;
+                answer
             });
             work.await
                 .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error"))

@@ -234,10 +234,10 @@ impl Pipeline {
                 if !error.in_doubt {
                     self.store.clear_post_doubt(&run.id).await?;
                 }
-                let wait = match error.retry_after {
-                    Some(wait) => wait,
-                    None if error.retryable => Duration::from_secs(5),
-                    None => Duration::from_secs(60),
+                let wait = if error.retryable {
+                    self.retry_wait(run.notify_attempts + 1, &error)
+                } else {
+                    Duration::from_secs(60)
                 };
                 tracing::info!(run = %run.id, %error, ?wait, "status post will be retried");
                 self.store.defer_notify(&run.id, wait).await

@@ -68,6 +68,8 @@ pub struct RunRecord {
     pub start_give_up_at: Millis,
     pub version: i64,
     pub posted_version: i64,
+    /// Failed status post attempts since it was last brought up to date.
+    pub notify_attempts: i64,
     /// Platform id of the status post (GitHub comment id), once created.
     pub status_post: Option<String>,
     /// Digest of the body last posted, so an unchanged rendering is not sent again.
@@ -107,6 +109,7 @@ impl RunRecord {
             start_give_up_at: 0,
             version: 1,
             posted_version: 0,
+            notify_attempts: 0,
             status_post: None,
             posted_digest: None,
             post_lookup_after: None,
@@ -117,11 +120,11 @@ impl RunRecord {
 }
 
 const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, create_attempts,
-    first_attempt_at, lookup_after, start_give_up_at, version, posted_version, status_post, posted_digest, post_attempted, post_first, created_at";
+    first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, status_post, posted_digest, post_attempted, post_first, created_at";
 
 /// [`COLUMNS`] without the prompt and the asked text.
 const LIGHT_COLUMNS: &str = "id, command_id, origin, requester, '' AS asked, '{}' AS request, phase, view,
-    create_attempts, first_attempt_at, lookup_after, start_give_up_at, version, posted_version, status_post,
+    create_attempts, first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, status_post,
     posted_digest, post_attempted, post_first, created_at";
 
 fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
@@ -141,6 +144,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         start_give_up_at: row.try_get("start_give_up_at")?,
         version: row.try_get("version")?,
         posted_version: row.try_get("posted_version")?,
+        notify_attempts: row.try_get("notify_attempts")?,
         status_post: row.try_get("status_post")?,
         posted_digest: row.try_get("posted_digest")?,
         post_lookup_after: Some(row.try_get::<i64, _>("post_attempted")?).filter(|t| *t != 0),
