@@ -123,20 +123,10 @@ pub async fn start(
         github_bot_login: config.github.bot_login.clone(),
         github_policy: Arc::new(config.github.policy.clone()),
         slack_secrets: Arc::new(config.slack.signing_secrets.clone()),
+        body_timeout: config.http.body_timeout,
     };
     let app = router(state);
-    let mut server_stop = stop.clone();
-    let server = tokio::spawn(async move {
-        let graceful = async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(%error, "HTTP server stopped");
-        }
-    });
+    let server = tokio::spawn(crate::http::serve(listener, app, config.http, stop.clone()));
     let workers = pipeline.spawn(stop);
     Ok(RunningApp {
         addr,

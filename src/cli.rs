@@ -1,4 +1,4 @@
-//! Command line: `serve`, `demo`, `check-config`, `sim-oz`.
+//! Command line: `serve`, `demo`, `check-config`, `admin`, `slack-manifest`, `sim-oz`.
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -28,6 +28,11 @@ enum Commands {
         #[arg(long)]
         online: bool,
     },
+    /// Operator commands against the configured database (the service may be running).
+    Admin {
+        #[command(subcommand)]
+        command: AdminArgs,
+    },
     /// Print a Slack app manifest (slash command, events, interactivity, bot scopes).
     SlackManifest {
         /// Public base URL of this ozbridge, e.g. https://ozbridge.example.com
@@ -43,6 +48,25 @@ enum Commands {
         #[arg(long, default_value_t = 2000)]
         step_ms: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminArgs {
+    /// List work set aside after its retry budget was spent.
+    List {
+        /// Parked work (the only listing so far).
+        #[arg(long)]
+        parked: bool,
+    },
+    /// Put a parked command, run or notification back in line.
+    Retry {
+        /// Its id, as `admin list --parked` shows it.
+        id: String,
+    },
+    /// Refuse new runs on every replica (active runs are still followed).
+    Pause,
+    /// Start new runs again.
+    Resume,
 }
 
 /// Parses arguments and runs the chosen command.
@@ -93,6 +117,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Commands::Admin { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let command = match command {
+                AdminArgs::List { parked } => {
+                    anyhow::ensure!(parked, "say what to list: `admin list --parked`");
+                    crate::admin::AdminCommand::ListParked
+                }
+                AdminArgs::Retry { id } => crate::admin::AdminCommand::Retry(id),
+                AdminArgs::Pause => crate::admin::AdminCommand::Pause,
+                AdminArgs::Resume => crate::admin::AdminCommand::Resume,
+            };
+            let store = crate::store::Store::connect(&config.database_url).await?;
+            let result = crate::admin::run(&store, &command).await;
+            store.close().await;
+            print!("{}", result?);
+            Ok(ExitCode::SUCCESS)
         }
         Commands::SlackManifest { url } => {
             let parsed = url::Url::parse(&url)

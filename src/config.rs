@@ -230,6 +230,9 @@ pub struct Config {
     pub retry_for: Duration,
     /// Limits of the HTTP server.
     pub http: HttpLimits,
+    /// New runs are refused with a message (`OZBRIDGE_PAUSED=1`); `ozbridge admin
+    /// pause` does the same through the database, for every replica.
+    pub paused: bool,
 }
 
 /// Limits that keep slow or hostile clients from holding the server.
@@ -623,6 +626,11 @@ impl Config {
             workers,
             retry_for,
             http,
+            paused: match env_nonempty("OZBRIDGE_PAUSED").as_deref().map(str::trim) {
+                None | Some("0") | Some("false") => false,
+                Some("1") | Some("true") => true,
+                Some(_) => return Err(config_error("OZBRIDGE_PAUSED", "must be 1 or 0")),
+            },
         })
     }
 
@@ -694,6 +702,7 @@ impl Config {
         );
         line("oz.tick_interval", format!("{:?}", self.oz.tick_interval));
         line("retry_for", format!("{:?}", self.retry_for));
+        line("paused", self.paused.to_string());
         line(
             "http.header_timeout",
             format!("{:?}", self.http.header_timeout),

@@ -1,5 +1,6 @@
 //! ozbridge: start and follow Warp Oz cloud agents from GitHub (and Slack) threads.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod command;

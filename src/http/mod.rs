@@ -3,7 +3,10 @@
 
 mod github;
 mod ops;
+mod serve;
 mod slack;
+
+pub use serve::serve;
 
 use crate::pipeline::Pipeline;
 use axum::Router;
@@ -13,7 +16,7 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 /// Largest accepted request body.
@@ -27,6 +30,8 @@ pub struct HttpState {
     pub github_bot_login: Option<String>,
     pub github_policy: Arc<crate::config::GithubPolicy>,
     pub slack_secrets: Arc<Vec<SecretString>>,
+    /// Time a client has to send its request body.
+    pub body_timeout: Duration,
 }
 
 impl HttpState {
@@ -79,6 +84,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/artifacts/{uid}", get(ops::artifact))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(8),

@@ -216,6 +216,11 @@ impl Pipeline {
         Ok(())
     }
 
+    /// True when new runs are refused: by configuration or by `ozbridge admin pause`.
+    async fn paused(&self) -> crate::store::StoreResult<bool> {
+        Ok(self.settings.paused || self.store.is_paused().await?)
+    }
+
     /// The thread's newest run; for a Slack slash command (no thread), the channel's.
     async fn latest_run_here(
         &self,
@@ -368,6 +373,11 @@ impl Pipeline {
         if self.store.run_for_command(&claimed.id).await?.is_some() {
             return Ok(());
         }
+        if self.paused().await? {
+            self.enqueue_private(key, origin, texts::paused(who))
+                .await?;
+            return Ok(());
+        }
         let latest = self
             .store
             .latest_run_in_thread(&old.origin.thread_key())
@@ -421,6 +431,11 @@ impl Pipeline {
         } else {
             None
         };
+        if self.paused().await? {
+            crate::telemetry::command("run", "paused");
+            self.enqueue_reply(key, origin, texts::paused(&who)).await?;
+            return Ok(());
+        }
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
             crate::telemetry::command("run", "busy");
             self.enqueue_reply(key, origin, texts::busy(&who, &self.settings.trigger))

@@ -49,6 +49,8 @@ pub struct PipelineSettings {
     pub backoff: Backoff,
     /// How long failing work is retried before it is parked.
     pub retry_for: Duration,
+    /// New runs are refused (`OZBRIDGE_PAUSED`); the database's switch is read too.
+    pub paused: bool,
     /// How long a run waits for Oz before its thread is told that Oz is not answering.
     pub outage_notice_after: Duration,
     /// How long a run create without an answer may still land at Oz: no lookup may
@@ -80,6 +82,7 @@ impl PipelineSettings {
             },
             retry_for: config.retry_for,
             outage_notice_after: Duration::from_secs(60),
+            paused: config.paused,
             oz_doubt_window: doubt_window(config.oz.request_timeout),
         }
     }

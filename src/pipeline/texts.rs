@@ -129,3 +129,11 @@ pub fn parked(who: &str, id: &str) -> String {
          (`ozbridge admin retry {id}`), or you can ask again later."
     )
 }
+
+/// New runs are refused because an operator paused ozbridge.
+pub fn paused(who: &str) -> String {
+    format!(
+        "{who}, ozbridge is paused by its operator: no new Oz agents are started right now. \
+         Agents already working go on. Nothing was started; ask again later."
+    )
+}

@@ -4,6 +4,9 @@
 use super::{Millis, Store, StoreResult, now_ms};
 use sqlx::Row;
 
+/// The marker of the kill switch shared by all replicas.
+const PAUSED: &str = "admin.paused";
+
 /// What kind of work a parked item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParkedKind {
@@ -133,6 +136,17 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok((outbox.rows_affected() == 1).then_some(ParkedKind::Notification))
+    }
+
+    /// Pauses (or resumes) new runs for every replica.
+    pub async fn set_paused(&self, paused: bool) -> StoreResult<()> {
+        self.set_marker(PAUSED, if paused { "1" } else { "0" })
+            .await
+    }
+
+    /// True when an operator paused new runs.
+    pub async fn is_paused(&self) -> StoreResult<bool> {
+        Ok(self.get_marker(PAUSED).await?.as_deref() == Some("1"))
     }
 
     /// Makes every deferred retry due now: called when an upstream answers again, so
