@@ -230,9 +230,31 @@ pub struct Config {
     pub retry_for: Duration,
     /// Limits of the HTTP server.
     pub http: HttpLimits,
+    /// Caps on runs per person, per place and per day.
+    pub limits: RunLimits,
     /// New runs are refused with a message (`OZBRIDGE_PAUSED=1`); `ozbridge admin
     /// pause` does the same through the database, for every replica.
     pub paused: bool,
+}
+
+/// Caps on what people may start, so that one person, repository or channel cannot
+/// exhaust the team's agents or budget. Each refusal is a reply that says which.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunLimits {
+    /// Runs one person may have starting or working at once
+    /// (`OZBRIDGE_MAX_RUNS_PER_USER`, `limits.max_runs_per_user`; default 3).
+    pub max_runs_per_user: u64,
+    /// Runs one repository or Slack channel may have starting or working at once
+    /// (`OZBRIDGE_MAX_RUNS_PER_PLACE`, `limits.max_runs_per_place`; default 10).
+    pub max_runs_per_place: u64,
+    /// Runs one person may start in an hour (`OZBRIDGE_MAX_RUNS_PER_USER_PER_HOUR`,
+    /// `limits.max_runs_per_user_per_hour`; default 20).
+    pub max_runs_per_user_per_hour: u64,
+    /// Cost (`request_usage`: inference + compute, in the unit Oz reports) the runs of one
+    /// repository or channel may reach in 24 hours before new runs there are refused
+    /// (`OZBRIDGE_MAX_COST_PER_PLACE_PER_DAY`, `limits.max_cost_per_place_per_day`;
+    /// default 100).
+    pub max_cost_per_place_per_day: f64,
 }
 
 /// Limits that keep slow or hostile clients from holding the server.
@@ -301,6 +323,17 @@ struct FileConfig {
     retry_for_secs: Option<u64>,
     #[serde(default)]
     http: FileHttp,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_runs_per_user: Option<u64>,
+    max_runs_per_place: Option<u64>,
+    max_runs_per_user_per_hour: Option<u64>,
+    max_cost_per_place_per_day: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -626,6 +659,38 @@ impl Config {
             workers,
             retry_for,
             http,
+            limits: RunLimits {
+                max_runs_per_user: number(
+                    &env_nonempty,
+                    "OZBRIDGE_MAX_RUNS_PER_USER",
+                    file.limits.max_runs_per_user,
+                    3,
+                    1..=10_000,
+                )?,
+                max_runs_per_place: number(
+                    &env_nonempty,
+                    "OZBRIDGE_MAX_RUNS_PER_PLACE",
+                    file.limits.max_runs_per_place,
+                    10,
+                    1..=100_000,
+                )?,
+                max_runs_per_user_per_hour: number(
+                    &env_nonempty,
+                    "OZBRIDGE_MAX_RUNS_PER_USER_PER_HOUR",
+                    file.limits.max_runs_per_user_per_hour,
+                    20,
+                    1..=100_000,
+                )?,
+                max_cost_per_place_per_day: match env_nonempty(
+                    "OZBRIDGE_MAX_COST_PER_PLACE_PER_DAY",
+                ) {
+                    Some(text) => text.trim().parse::<f64>().map_err(|_| {
+                        config_error("OZBRIDGE_MAX_COST_PER_PLACE_PER_DAY", "must be a number")
+                    })?,
+                    None => file.limits.max_cost_per_place_per_day.unwrap_or(100.0),
+                }
+                .max(0.0),
+            },
             paused: match env_nonempty("OZBRIDGE_PAUSED").as_deref().map(str::trim) {
                 None | Some("0") | Some("false") => false,
                 Some("1") | Some("true") => true,
@@ -703,6 +768,7 @@ impl Config {
         line("oz.tick_interval", format!("{:?}", self.oz.tick_interval));
         line("retry_for", format!("{:?}", self.retry_for));
         line("paused", self.paused.to_string());
+        line("limits", format!("{:?}", self.limits));
         line(
             "http.header_timeout",
             format!("{:?}", self.http.header_timeout),

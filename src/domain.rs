@@ -92,6 +92,22 @@ impl Origin {
         }
     }
 
+    /// The place whose limits a run counts against: a repository, or a Slack channel.
+    pub fn place_key(&self) -> String {
+        match self {
+            Self::Github(g) => format!("github:{}", g.repo.as_str().to_ascii_lowercase()),
+            Self::Slack(s) => format!("slack:{}:{}", s.team, s.channel),
+        }
+    }
+
+    /// The person whose limits a run counts against, as this platform names them.
+    pub fn actor_key(&self, author: &Author) -> String {
+        match self {
+            Self::Github(_) => format!("github:{}", author.login.to_ascii_lowercase()),
+            Self::Slack(s) => format!("slack:{}:{}", s.team, author.login),
+        }
+    }
+
     /// True when the command was said in a conversation thread (a new one is made otherwise).
     pub fn has_thread(&self) -> bool {
         match self {

@@ -54,6 +54,10 @@ impl Scenario {
     }
 }
 
+/// What each step of a simulated run adds to its `request_usage`.
+pub const SIM_STEP_INFERENCE_COST: f64 = 0.02;
+pub const SIM_STEP_COMPUTE_COST: f64 = 0.01;
+
 /// A fault the simulator answers with instead of the real answer.
 #[derive(Debug, Clone)]
 pub enum FaultKind {
@@ -380,6 +384,18 @@ impl SimState {
                 };
                 let item = &mut run.item;
                 item.updated_at = at.max(item.updated_at);
+                // Every step costs: a little inference and a little compute.
+                let spent = |key: &str| {
+                    item.request_usage
+                        .as_ref()
+                        .and_then(|u| u.get(key))
+                        .and_then(serde_json::Value::as_f64)
+                        .unwrap_or(0.0)
+                };
+                item.request_usage = Some(serde_json::json!({
+                    "inference_cost": spent("inference_cost") + SIM_STEP_INFERENCE_COST,
+                    "compute_cost": spent("compute_cost") + SIM_STEP_COMPUTE_COST,
+                }));
                 match step {
                     Step::State(state) => {
                         if state == RunState::InProgress && item.started_at.is_none() {

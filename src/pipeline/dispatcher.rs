@@ -216,6 +216,41 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The limit a new run by `author` in `origin`'s place would pass, if any.
+    async fn limit_reached(
+        &self,
+        origin: &Origin,
+        author: &crate::domain::Author,
+    ) -> crate::store::StoreResult<Option<texts::Limit>> {
+        let limits = &self.settings.limits;
+        let actor = origin.actor_key(author);
+        let place = origin.place_key();
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        if count(self.store.active_runs_of(&actor).await?) >= limits.max_runs_per_user {
+            return Ok(Some(texts::Limit::UserActive(limits.max_runs_per_user)));
+        }
+        if count(self.store.active_runs_in(&place).await?) >= limits.max_runs_per_place {
+            return Ok(Some(texts::Limit::PlaceActive(limits.max_runs_per_place)));
+        }
+        let now = crate::store::now_ms();
+        let hour_ago = now - 3_600_000;
+        if count(self.store.runs_started_by(&actor, hour_ago).await?)
+            >= limits.max_runs_per_user_per_hour
+        {
+            return Ok(Some(texts::Limit::UserHourly(
+                limits.max_runs_per_user_per_hour,
+            )));
+        }
+        let spent = self.store.cost_in(&place, now - 86_400_000).await?;
+        if spent >= limits.max_cost_per_place_per_day {
+            return Ok(Some(texts::Limit::PlaceDaily {
+                spent,
+                max: limits.max_cost_per_place_per_day,
+            }));
+        }
+        Ok(None)
+    }
+
     /// True when new runs are refused: by configuration or by `ozbridge admin pause`.
     async fn paused(&self) -> crate::store::StoreResult<bool> {
         Ok(self.settings.paused || self.store.is_paused().await?)
@@ -378,6 +413,11 @@ impl Pipeline {
                 .await?;
             return Ok(());
         }
+        if let Some(limit) = self.limit_reached(origin, &claimed.command.author).await? {
+            self.enqueue_private(key, origin, texts::over_limit(who, origin, &limit))
+                .await?;
+            return Ok(());
+        }
         let latest = self
             .store
             .latest_run_in_thread(&old.origin.thread_key())
@@ -439,6 +479,12 @@ impl Pipeline {
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
             crate::telemetry::command("run", "busy");
             self.enqueue_reply(key, origin, texts::busy(&who, &self.settings.trigger))
+                .await?;
+            return Ok(());
+        }
+        if let Some(limit) = self.limit_reached(origin, &command.author).await? {
+            crate::telemetry::command("run", "limited");
+            self.enqueue_reply(key, origin, texts::over_limit(&who, origin, &limit))
                 .await?;
             return Ok(());
         }

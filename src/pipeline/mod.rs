@@ -51,6 +51,8 @@ pub struct PipelineSettings {
     pub retry_for: Duration,
     /// New runs are refused (`OZBRIDGE_PAUSED`); the database's switch is read too.
     pub paused: bool,
+    /// Caps on runs per person, per place and per day.
+    pub limits: crate::config::RunLimits,
     /// How long a run waits for Oz before its thread is told that Oz is not answering.
     pub outage_notice_after: Duration,
     /// How long a run create without an answer may still land at Oz: no lookup may
@@ -83,6 +85,7 @@ impl PipelineSettings {
             retry_for: config.retry_for,
             outage_notice_after: Duration::from_secs(60),
             paused: config.paused,
+            limits: config.limits,
             oz_doubt_window: doubt_window(config.oz.request_timeout),
         }
     }

@@ -137,3 +137,49 @@ pub fn paused(who: &str) -> String {
          Agents already working go on. Nothing was started; ask again later."
     )
 }
+
+/// What a place is called in a refusal.
+fn place_name(origin: &crate::domain::Origin) -> &'static str {
+    match origin {
+        crate::domain::Origin::Github(_) => "this repository",
+        crate::domain::Origin::Slack(_) => "this channel",
+    }
+}
+
+/// The reply to a run refused by `limit`.
+pub fn over_limit(who: &str, origin: &crate::domain::Origin, limit: &Limit) -> String {
+    let place = place_name(origin);
+    let reason = match limit {
+        Limit::UserActive(max) => format!(
+            "you already have as many Oz agents working as one person may have at once \
+             ({max}). Wait for one to finish, or cancel one, then ask again."
+        ),
+        Limit::PlaceActive(max) => format!(
+            "as many Oz agents are already working in {place} as are allowed at once \
+             ({max}). Ask again when one has finished."
+        ),
+        Limit::UserHourly(max) => format!(
+            "you have started as many Oz agents in the last hour as one person may ({max}). \
+             Try again later."
+        ),
+        Limit::PlaceDaily { spent, max } => format!(
+            "the Oz agents of {place} have cost {spent:.2} in the last 24 hours, past the \
+             daily budget of {max:.2} (as Oz reports costs). New agents start here again as \
+             the budget frees up."
+        ),
+    };
+    format!("{who}, {reason} Nothing was started.")
+}
+
+/// Which limit refused a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Limit {
+    /// Runs of one person at once.
+    UserActive(u64),
+    /// Runs of one repository or channel at once.
+    PlaceActive(u64),
+    /// Runs one person may start in an hour.
+    UserHourly(u64),
+    /// Cost of a repository's or channel's runs in a day.
+    PlaceDaily { spent: f64, max: f64 },
+}

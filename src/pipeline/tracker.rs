@@ -196,6 +196,10 @@ impl Pipeline {
 
     /// Folds a fresh view of a run into the stored one.
     async fn apply(&self, record: &RunRecord, item: &RunItem) -> Result<(), TickError> {
+        let cost = cost_of(item);
+        if cost != record.cost {
+            self.store.set_cost(&record.id, cost).await?;
+        }
         let old = &record.view;
         let mut view = RunView {
             state: Some(item.state.clone()),
@@ -360,6 +364,19 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// What a run has cost so far: inference plus compute, as Oz reports them.
+fn cost_of(item: &RunItem) -> f64 {
+    let part = |name: &str| {
+        item.request_usage
+            .as_ref()
+            .and_then(|usage| usage.get(name))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|cost| cost.is_finite() && *cost >= 0.0)
+            .unwrap_or(0.0)
+    };
+    part("inference_cost") + part("compute_cost")
 }
 
 /// A stamp that tells two blocked spells of one run apart.

@@ -70,6 +70,8 @@ pub struct RunRecord {
     pub posted_version: i64,
     /// Failed status post attempts since it was last brought up to date.
     pub notify_attempts: i64,
+    /// What the run has cost so far, as Oz reports it (inference + compute).
+    pub cost: f64,
     /// Platform id of the status post (GitHub comment id), once created.
     pub status_post: Option<String>,
     /// Digest of the body last posted, so an unchanged rendering is not sent again.
@@ -110,6 +112,7 @@ impl RunRecord {
             version: 1,
             posted_version: 0,
             notify_attempts: 0,
+            cost: 0.0,
             status_post: None,
             posted_digest: None,
             post_lookup_after: None,
@@ -120,12 +123,14 @@ impl RunRecord {
 }
 
 const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, create_attempts,
-    first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, status_post, posted_digest, post_attempted, post_first, created_at";
+    first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, cost,
+    status_post, posted_digest, post_attempted, post_first, created_at";
 
-/// [`COLUMNS`] without the prompt and the asked text.
-const LIGHT_COLUMNS: &str = "id, command_id, origin, requester, '' AS asked, '{}' AS request, phase, view,
-    create_attempts, first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, status_post,
-    posted_digest, post_attempted, post_first, created_at";
+/// [`COLUMNS`] without the prompt and the asked text (the bulk of a row, which no
+/// reader of many runs needs).
+fn light_columns() -> String {
+    COLUMNS.replace("asked, request,", "'' AS asked, '{}' AS request,")
+}
 
 fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
     let text = |name: &str| -> StoreResult<String> { Ok(row.try_get::<String, _>(name)?) };
@@ -145,6 +150,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         version: row.try_get("version")?,
         posted_version: row.try_get("posted_version")?,
         notify_attempts: row.try_get("notify_attempts")?,
+        cost: row.try_get("cost")?,
         status_post: row.try_get("status_post")?,
         posted_digest: row.try_get("posted_digest")?,
         post_lookup_after: Some(row.try_get::<i64, _>("post_attempted")?).filter(|t| *t != 0),
@@ -158,8 +164,9 @@ impl Store {
     pub async fn insert_run(&self, run: &RunRecord) -> StoreResult<bool> {
         let result = sqlx::query(
             "INSERT INTO runs (id, command_id, thread_key, origin, requester, asked, request, phase, view,
-                version, posted_version, post_first, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $12) ON CONFLICT (command_id) DO NOTHING",
+                version, posted_version, post_first, created_at, updated_at, actor, place)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $12, $13, $14)
+             ON CONFLICT (command_id) DO NOTHING",
         )
         .bind(run.id.as_str())
         .bind(run.command_id.as_str())
@@ -173,6 +180,8 @@ impl Store {
         .bind(run.version)
         .bind(i64::from(run.post_first))
         .bind(run.created_at)
+        .bind(clean(&run.origin.actor_key(&run.requester)))
+        .bind(clean(&run.origin.place_key()))
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -252,7 +261,8 @@ impl Store {
     /// row, and no reader of many runs needs it).
     pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {LIGHT_COLUMNS} FROM runs WHERE phase = 'active'"
+            "SELECT {} FROM runs WHERE phase = 'active'",
+            light_columns()
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -266,7 +276,8 @@ impl Store {
         }
         let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT {LIGHT_COLUMNS} FROM runs WHERE oz_run_id IN ({})",
+            "SELECT {} FROM runs WHERE oz_run_id IN ({})",
+            light_columns(),
             placeholders.join(", ")
         );
         let mut query = sqlx::query(&sql);
@@ -281,8 +292,9 @@ impl Store {
     /// asked to be checked again soon), the most overdue first.
     pub async fn runs_due_check(&self, limit: i64) -> StoreResult<Vec<RunRecord>> {
         let rows = sqlx::query(&format!(
-            "SELECT {LIGHT_COLUMNS} FROM runs WHERE phase = 'active' AND check_at <= $1
-             ORDER BY check_at LIMIT $2"
+            "SELECT {} FROM runs WHERE phase = 'active' AND check_at <= $1
+             ORDER BY check_at LIMIT $2",
+            light_columns()
         ))
         .bind(now_ms())
         .bind(limit)
@@ -571,6 +583,60 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records what a run has cost so far.
+    pub async fn set_cost(&self, id: &RunRef, cost: f64) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET cost = $1 WHERE id = $2")
+            .bind(cost)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs of `actor` starting or working now.
+    pub async fn active_runs_of(&self, actor: &str) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM runs WHERE actor = $1 AND phase IN ('starting', 'active')",
+        )
+        .bind(actor)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// Runs of `place` starting or working now.
+    pub async fn active_runs_in(&self, place: &str) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM runs WHERE place = $1 AND phase IN ('starting', 'active')",
+        )
+        .bind(place)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// Runs `actor` started since `since`.
+    pub async fn runs_started_by(&self, actor: &str, since: Millis) -> StoreResult<i64> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM runs WHERE actor = $1 AND created_at > $2")
+                .bind(actor)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+
+    /// What the runs of `place` started since `since` have cost.
+    pub async fn cost_in(&self, place: &str, since: Millis) -> StoreResult<f64> {
+        let (cost,): (Option<f64>,) =
+            sqlx::query_as("SELECT SUM(cost) FROM runs WHERE place = $1 AND created_at > $2")
+                .bind(place)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(cost.unwrap_or(0.0))
     }
 
     /// Runs by phase, for metrics.

@@ -76,8 +76,9 @@ const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS markers (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
 
-/// Columns for time-bounded retries, parking, settling of answers in doubt and the
-/// tracker's per-run checks; drops the never-read `last_seen_at`.
+/// Columns for time-bounded retries, parking, answers in doubt, the tracker's per-run
+/// checks and the run limits (who, where, what it cost); drops the never-read
+/// `last_seen_at`.
 const V2: &[&str] = &[
     "ALTER TABLE commands ADD COLUMN give_up_at BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE outbox ADD COLUMN give_up_at BIGINT NOT NULL DEFAULT 0",
@@ -86,6 +87,11 @@ const V2: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN check_at BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN parked_reason TEXT",
     "ALTER TABLE runs DROP COLUMN last_seen_at",
+    "ALTER TABLE runs ADD COLUMN actor TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE runs ADD COLUMN place TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE runs ADD COLUMN cost DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "CREATE INDEX IF NOT EXISTS runs_actor ON runs (actor, created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_place ON runs (place, created_at)",
     "CREATE INDEX IF NOT EXISTS runs_check ON runs (phase, check_at)",
     "CREATE INDEX IF NOT EXISTS runs_followed ON runs (phase, created_at)",
     "CREATE INDEX IF NOT EXISTS runs_recent ON runs (updated_at)",

@@ -115,6 +115,10 @@ impl Harness {
             ("GITHUB_WEBHOOK_SECRET", format!("{SECRET},{OLD_SECRET}")),
             ("DATABASE_URL", database),
             ("OZ_TICK_INTERVAL_SECS", "0.1".to_owned()),
+            // Bursts of one person's commands are what many tests send; the limit tests
+            // set their own.
+            ("OZBRIDGE_MAX_RUNS_PER_USER", "1000".to_owned()),
+            ("OZBRIDGE_MAX_RUNS_PER_USER_PER_HOUR", "10000".to_owned()),
             // Short calls, so that an answer in doubt is waited out in seconds.
             ("GITHUB_REQUEST_TIMEOUT_SECS", "2".to_owned()),
             ("SLACK_REQUEST_TIMEOUT_SECS", "2".to_owned()),
