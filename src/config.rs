@@ -230,6 +230,9 @@ pub struct Config {
     pub retry_for: Duration,
     /// Limits of the HTTP server.
     pub http: HttpLimits,
+    /// How long claimed work stays claimed if its replica dies (`OZBRIDGE_LEASE_SECS`,
+    /// `lease_secs`; default 60). Longer than any one call (the request timeouts).
+    pub lease: Duration,
     /// Caps on runs per person, per place and per day.
     pub limits: RunLimits,
     /// New runs are refused with a message (`OZBRIDGE_PAUSED=1`); `ozbridge admin
@@ -321,6 +324,7 @@ struct FileConfig {
     #[serde(default)]
     templates: FileTemplates,
     retry_for_secs: Option<u64>,
+    lease_secs: Option<u64>,
     #[serde(default)]
     http: FileHttp,
     #[serde(default)]
@@ -659,6 +663,13 @@ impl Config {
             workers,
             retry_for,
             http,
+            lease: seconds(
+                &env_nonempty,
+                "OZBRIDGE_LEASE_SECS",
+                file.lease_secs,
+                60,
+                2..=3600,
+            )?,
             limits: RunLimits {
                 max_runs_per_user: number(
                     &env_nonempty,
@@ -767,6 +778,7 @@ impl Config {
         );
         line("oz.tick_interval", format!("{:?}", self.oz.tick_interval));
         line("retry_for", format!("{:?}", self.retry_for));
+        line("lease", format!("{:?}", self.lease));
         line("paused", self.paused.to_string());
         line("limits", format!("{:?}", self.limits));
         line(

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod chaos;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -79,6 +79,8 @@ pub struct FakeGithub {
     state: Arc<Mutex<FakeState>>,
     events: broadcast::Sender<GithubEvent>,
     bot_login: String,
+    /// Random faults, off until enabled.
+    pub chaos: crate::chaos::Chaos,
 }
 
 fn lock(state: &Mutex<FakeState>) -> MutexGuard<'_, FakeState> {
@@ -102,6 +104,7 @@ impl FakeGithub {
             })),
             events,
             bot_login: "ozbridge[bot]".into(),
+            chaos: crate::chaos::Chaos::default(),
         }
     }
 
@@ -134,6 +137,10 @@ impl FakeGithub {
             .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
+            .layer(axum::middleware::from_fn_with_state(
+                self.chaos.clone(),
+                crate::chaos::gate,
+            ))
             .with_state(self.clone())
     }
 

@@ -121,6 +121,8 @@ pub struct OzSim {
     step: Duration,
     api_key: Option<String>,
     public_base: Arc<Mutex<String>>,
+    /// Random faults, off until enabled.
+    pub chaos: crate::chaos::Chaos,
 }
 
 impl OzSim {
@@ -131,6 +133,7 @@ impl OzSim {
             step,
             api_key: None,
             public_base: Arc::new(Mutex::new("http://oz-sim.invalid/api/v1".into())),
+            chaos: crate::chaos::Chaos::default(),
         }
     }
 
@@ -162,7 +165,11 @@ impl OzSim {
                     false,
                 )
             })
-            .layer(axum::middleware::from_fn_with_state(self.clone(), gate));
+            .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
+            .layer(axum::middleware::from_fn_with_state(
+                self.chaos.clone(),
+                crate::chaos::gate,
+            ));
         Router::new().nest("/api/v1", api).with_state(self.clone())
     }
 

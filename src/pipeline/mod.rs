@@ -73,7 +73,7 @@ impl PipelineSettings {
             prompt_template: config.prompt_template.clone(),
             slack_prompt_template: config.slack_prompt_template.clone(),
             channels: config.slack.channels.clone(),
-            lease: Duration::from_secs(60),
+            lease: config.lease,
             poll: Duration::from_secs(1),
             tick: config.oz.tick_interval,
             workers: config.workers,

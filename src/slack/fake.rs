@@ -81,6 +81,8 @@ pub struct FakeSlack {
     state: Arc<Mutex<State_>>,
     events: broadcast::Sender<SlackEvent>,
     token: String,
+    /// Random faults, off until enabled.
+    pub chaos: crate::chaos::Chaos,
 }
 
 fn lock(state: &Mutex<State_>) -> MutexGuard<'_, State_> {
@@ -95,6 +97,7 @@ impl FakeSlack {
             state: Arc::new(Mutex::new(State_::default())),
             events,
             token: token.into(),
+            chaos: crate::chaos::Chaos::default(),
         }
     }
 
@@ -103,6 +106,10 @@ impl FakeSlack {
         Router::new()
             .route("/api/{method}", post(web_api).get(web_api_get))
             .route("/hooks/{*rest}", post(respond))
+            .layer(axum::middleware::from_fn_with_state(
+                self.chaos.clone(),
+                crate::chaos::gate,
+            ))
             .with_state(self.clone())
     }
 
