@@ -1,5 +1,6 @@
-//! The real binary, `ozbridge serve`, as a process: JSON logs at debug level through a
-//! GitHub and a Slack flow, and not one secret in them.
+//! The real binary, `ozbridge serve`, as a process: JSON logs at TRACE level (every
+//! crate: sqlx, reqwest, hyper included) through a GitHub flow and the Slack flows, and
+//! not one secret in them or in anything the bot wrote.
 
 use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
 use ozbridge::intake::signature::sign_github;
@@ -27,7 +28,7 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn serve_logs_json_and_never_a_secret() {
+async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     ozbridge::install_crypto();
     let dir = tempfile::tempdir().unwrap();
     let sim = OzSim::new(Duration::from_millis(100)).with_api_key(OZ_KEY);
@@ -75,7 +76,7 @@ async fn serve_logs_json_and_never_a_secret() {
         .env("OZBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
         .env("OZ_TICK_INTERVAL_SECS", "0.2")
         .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
@@ -141,6 +142,33 @@ async fn serve_logs_json_and_never_a_secret() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
+    let root = slack.add_user_message("CENG", None, "U2", "a topic");
+    let mention_text = "<@UOZBOT> summarize this thread";
+    let ts = slack.add_user_message("CENG", Some(&root), "U1", mention_text);
+    let event =
+        ozbridge::slack::fake::mention_event("Ev1", "CENG", "U1", mention_text, &ts, Some(&root))
+            .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let answer = http
+        .post(format!("{base}/slack/events"))
+        .header("Content-Type", "application/json")
+        .header("X-Slack-Request-Timestamp", now.to_string())
+        .header(
+            "X-Slack-Signature",
+            ozbridge::intake::slack::sign(SLACK_SECRET, now, event.as_bytes()),
+        )
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    wait_until("the Slack thread run", || {
+        slack
+            .thread("CENG", &root)
+            .iter()
+            .any(|m| m.shown().contains("✅ Done"))
+    })
+    .await;
     wait_until("the GitHub run", || {
         github.reactions(comment).contains(&"rocket".to_owned())
     })
@@ -175,4 +203,33 @@ async fn serve_logs_json_and_never_a_secret() {
         assert!(!text.contains(secret), "a secret reached the log: {secret}");
     }
     assert!(text.contains("ozbridge is listening"));
+    assert!(
+        text.contains("\"level\":\"TRACE\"") && text.contains("db.statement"),
+        "the log is at TRACE and carries the libraries' lines (sqlx, hyper, reqwest)"
+    );
+    let mut written: Vec<String> = github
+        .bot_comments("acme/widgets", 1)
+        .into_iter()
+        .map(|c| c.body)
+        .collect();
+    written.extend(
+        slack
+            .bot_messages("CENG")
+            .into_iter()
+            .flat_map(|m| m.revisions),
+    );
+    written.extend(slack.responses());
+    assert!(written.len() > 3, "{written:?}");
+    for secret in [
+        OZ_KEY,
+        GH_TOKEN,
+        HOOK_SECRET,
+        SLACK_TOKEN,
+        SLACK_SECRET,
+        "secret-response-path-4242",
+    ] {
+        for post in &written {
+            assert!(!post.contains(secret), "a secret reached a post: {secret}");
+        }
+    }
 }
