@@ -197,6 +197,11 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Web API calls answered so far, all methods together.
+    pub fn total_calls(&self) -> u64 {
+        lock(&self.state).calls.values().sum()
+    }
+
     /// Reactions on a message.
     pub fn reactions(&self, channel: &str, ts: &str) -> Vec<String> {
         lock(&self.state)

@@ -130,6 +130,14 @@ impl Store {
         Ok(())
     }
 
+    /// Every command stored, whatever became of it.
+    pub async fn command_count(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+
     /// Commands not yet handled, for metrics and tests.
     pub async fn pending_command_count(&self) -> StoreResult<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands WHERE status = 'pending'")
