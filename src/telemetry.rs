@@ -86,11 +86,11 @@ pub fn parked(kind: &'static str, count: i64) {
     metrics::gauge!("ozbridge_parked", "kind" => kind).set(count as f64);
 }
 
-/// Sets whether calls to an upstream are paused by its breaker (1) or flowing (0).
-pub fn upstream_paused(upstream: &'static str, paused: bool) {
-    metrics::gauge!("ozbridge_upstream_paused", "upstream" => upstream).set(if paused {
-        1.0
-    } else {
-        0.0
-    });
+/// Sets whether calls to an upstream are paused by its breaker (1) or flowing (0), and
+/// how many calls the breaker has held back since the start.
+pub fn upstream(upstream: &'static str, paused: bool, held_back: u64) {
+    let paused = if paused { 1.0 } else { 0.0 };
+    metrics::gauge!("ozbridge_upstream_paused", "upstream" => upstream).set(paused);
+    metrics::counter!("ozbridge_upstream_held_back_total", "upstream" => upstream)
+        .absolute(held_back);
 }

@@ -128,19 +128,26 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    let slack_post = |path: &str, body: String, content_type: &'static str| {
+        let now = chrono::Utc::now().timestamp();
+        http.post(format!("{base}{path}"))
+            .header("Content-Type", content_type)
+            .header("X-Slack-Request-Timestamp", now.to_string())
+            .header(
+                "X-Slack-Signature",
+                ozbridge::intake::slack::sign(SLACK_SECRET, now, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+    };
     let slash = slash_command_body("CENG", "U1", "fix it", &response_url, "trig-1");
-    let now = chrono::Utc::now().timestamp();
-    let answer = http
-        .post(format!("{base}/slack/commands"))
-        .header("X-Slack-Request-Timestamp", now.to_string())
-        .header(
-            "X-Slack-Signature",
-            ozbridge::intake::slack::sign(SLACK_SECRET, now, slash.as_bytes()),
-        )
-        .body(slash)
-        .send()
-        .await
-        .unwrap();
+    let answer = slack_post(
+        "/slack/commands",
+        slash,
+        "application/x-www-form-urlencoded",
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status(), 200);
     let root = slack.add_user_message("CENG", None, "U2", "a topic");
     let mention_text = "<@UOZBOT> summarize this thread";
@@ -148,17 +155,7 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     let event =
         ozbridge::slack::fake::mention_event("Ev1", "CENG", "U1", mention_text, &ts, Some(&root))
             .to_string();
-    let now = chrono::Utc::now().timestamp();
-    let answer = http
-        .post(format!("{base}/slack/events"))
-        .header("Content-Type", "application/json")
-        .header("X-Slack-Request-Timestamp", now.to_string())
-        .header(
-            "X-Slack-Signature",
-            ozbridge::intake::slack::sign(SLACK_SECRET, now, event.as_bytes()),
-        )
-        .body(event)
-        .send()
+    let answer = slack_post("/slack/events", event, "application/json")
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);

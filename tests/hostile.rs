@@ -58,14 +58,7 @@ async fn a_button_acts_only_on_the_message_it_was_pressed_on() {
     h.mention(CHANNEL, "U1", "<@UOZBOT> long job", Some(&root))
         .await;
     h.wait_in_thread(CHANNEL, &root, "Working").await;
-    let status = h.thread_status(CHANNEL, &root).unwrap();
-    let run = status
-        .metadata
-        .pointer("/event_payload/key")
-        .and_then(|k| k.as_str())
-        .unwrap()
-        .trim_start_matches("run:")
-        .to_owned();
+    let run = h.thread_run_ref(CHANNEL, &root);
     // The same run named from a message of another thread.
     let elsewhere = h.slack.add_user_message(CHANNEL, None, "U3", "other topic");
     assert_eq!(

@@ -163,13 +163,7 @@ async fn a_busy_thread_points_at_cancel_and_the_cancel_button_stops_the_run() {
         .await;
     h.wait_in_thread(CHANNEL, &root, "already working").await;
     let status = h.thread_status(CHANNEL, &root).unwrap();
-    let run = status
-        .metadata
-        .pointer("/event_payload/key")
-        .and_then(|k| k.as_str())
-        .unwrap()
-        .trim_start_matches("run:")
-        .to_owned();
+    let run = h.thread_run_ref(CHANNEL, &root);
     assert_eq!(
         h.press(ACTION_CANCEL, &run, CHANNEL, "U1", &status.ts, Some(&root))
             .await

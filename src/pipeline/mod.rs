@@ -288,7 +288,7 @@ impl Pipeline {
             }
         }
         for breaker in self.breakers() {
-            crate::telemetry::upstream_paused(breaker.name(), breaker.is_open());
+            crate::telemetry::upstream(breaker.name(), breaker.is_open(), breaker.refused());
         }
         if let Ok(lag) = self.store.oldest_unposted_age().await {
             crate::telemetry::notification_lag(Duration::from_millis(

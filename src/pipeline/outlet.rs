@@ -102,15 +102,6 @@ impl SendError {
         }
     }
 
-    /// A failure to try again after `wait`.
-    pub fn later(detail: impl Into<String>, wait: Duration) -> Self {
-        Self {
-            retryable: true,
-            retry_after: Some(wait),
-            ..Self::permanent(detail)
-        }
-    }
-
     fn from_call(error: &impl CallFailure) -> Self {
         Self {
             detail: error.to_string(),

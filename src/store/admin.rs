@@ -104,38 +104,35 @@ impl Store {
     /// `None` when no parked item has this id. A run keeps its create attempts, so it
     /// is looked up at Oz before it is ever created again.
     pub async fn requeue_parked(&self, id: &str) -> StoreResult<Option<ParkedKind>> {
+        let requeues = [
+            (
+                ParkedKind::Command,
+                "UPDATE commands SET status = 'pending', give_up_at = 0, next_attempt_at = $1,
+                    lease_until = 0, finished_at = NULL WHERE id = $2 AND status = 'parked'",
+            ),
+            (
+                ParkedKind::Run,
+                "UPDATE runs SET phase = 'starting', start_give_up_at = 0, start_next_at = $1,
+                    start_lease_until = 0, parked_reason = NULL WHERE id = $2 AND phase = 'parked'",
+            ),
+            (
+                ParkedKind::Notification,
+                "UPDATE outbox SET status = 'pending', give_up_at = 0, next_attempt_at = $1,
+                    lease_until = 0, sent_at = NULL WHERE id = $2 AND status = 'parked'",
+            ),
+        ];
         let now = now_ms();
-        let command = sqlx::query(
-            "UPDATE commands SET status = 'pending', give_up_at = 0, next_attempt_at = $1,
-                lease_until = 0, finished_at = NULL WHERE id = $2 AND status = 'parked'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if command.rows_affected() == 1 {
-            return Ok(Some(ParkedKind::Command));
+        for (kind, sql) in requeues {
+            let done = sqlx::query(sql)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 1 {
+                return Ok(Some(kind));
+            }
         }
-        let run = sqlx::query(
-            "UPDATE runs SET phase = 'starting', start_give_up_at = 0, start_next_at = $1,
-                start_lease_until = 0, parked_reason = NULL WHERE id = $2 AND phase = 'parked'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if run.rows_affected() == 1 {
-            return Ok(Some(ParkedKind::Run));
-        }
-        let outbox = sqlx::query(
-            "UPDATE outbox SET status = 'pending', give_up_at = 0, next_attempt_at = $1,
-                lease_until = 0, sent_at = NULL WHERE id = $2 AND status = 'parked'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok((outbox.rows_affected() == 1).then_some(ParkedKind::Notification))
+        Ok(None)
     }
 
     /// Pauses (or resumes) new runs for every replica.

@@ -370,6 +370,20 @@ impl Harness {
         find().expect("found above")
     }
 
+    /// The run reference of the status message of a Slack thread.
+    pub fn thread_run_ref(&self, channel: &str, thread: &str) -> String {
+        let status = self
+            .thread_status(channel, thread)
+            .expect("a status message");
+        status
+            .metadata
+            .pointer("/event_payload/key")
+            .and_then(|k| k.as_str())
+            .expect("a run key")
+            .trim_start_matches("run:")
+            .to_owned()
+    }
+
     /// The status message of a run in a Slack thread.
     pub fn thread_status(
         &self,
