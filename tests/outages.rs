@@ -200,3 +200,24 @@ async fn the_tracker_never_skips_a_run_listed_before_it_was_recorded() {
     h.wait_reaction(second, "rocket").await;
     h.wait_status_contains(97, "✅ Done").await;
 }
+
+/// A failure that retrying will not fix gets a reply written for people: no status code,
+/// no service's error text.
+#[tokio::test]
+async fn a_give_up_reply_never_quotes_internal_errors() {
+    let mut h = Harness::start().await;
+    h.sim.inject(Fault {
+        method: Some(axum::http::Method::GET),
+        path_prefix: "/agent/models".into(),
+        kind: FaultKind::Status(400),
+        times: 1,
+    });
+    h.command(98, "alice", "/oz models").await;
+    let reply = h.wait_reply_contains(98, "sorry").await;
+    for internal in ["400", "Oz API", "Injected", "internal_error", "answered"] {
+        assert!(
+            !reply.contains(internal),
+            "{internal:?} reached the thread: {reply}"
+        );
+    }
+}

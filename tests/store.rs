@@ -200,3 +200,38 @@ async fn three_replicas_migrate_a_fresh_database_at_once() {
         }
     }
 }
+
+/// When an upstream answers again, work deferred for a long retry is due at once.
+#[tokio::test]
+async fn resuming_makes_deferred_work_due_now() {
+    for (name, store, _dir) in stores().await {
+        let id = store
+            .insert_command("resume-1", &command(1, "fix"))
+            .await
+            .unwrap()
+            .unwrap();
+        let claimed = store
+            .claim_command("w", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.map(|c| c.id), Some(id.clone()), "{name}");
+        store
+            .retry_command(&id, Duration::from_secs(3600), "GitHub is failing", 0)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_command("w", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        store.resume_waiting().await.unwrap();
+        let again = store
+            .claim_command("w", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(again.map(|c| c.id), Some(id), "{name}");
+    }
+}

@@ -123,27 +123,51 @@ impl Pipeline {
             self.wake.notify.notify_one();
             return Ok(());
         }
-        self.cancel_duplicate(&run.id, &created.run_id).await
+        self.cancel_duplicate(&run.id, &created.run_id, false).await
     }
 
     /// Cancels an extra Oz run made for `run` (an answer was lost and the create was
-    /// sent again) and says so on the run's status post.
-    pub(super) async fn cancel_duplicate(&self, run: &RunRef, extra: &OzRunId) -> StoreResult<()> {
-        tracing::warn!(run = %run, oz_run = %extra, "a second Oz run was made for one command; cancelling it");
-        crate::telemetry::duplicate_cancelled();
-        if let Err(error) = self.oz.cancel_run(extra).await {
-            tracing::warn!(%error, oz_run = %extra, "could not cancel a duplicate run");
+    /// sent again) and says so on the run's status post, once. `finished`: it ended
+    /// before it could be stopped; it is only mentioned.
+    pub(super) async fn cancel_duplicate(
+        &self,
+        run: &RunRef,
+        extra: &OzRunId,
+        finished: bool,
+    ) -> StoreResult<()> {
+        let Some(record) = self.store.get_run(run).await? else {
+            return Ok(());
+        };
+        // The run itself (two workers recorded the same find), or said already.
+        if record.view.oz_run_id.as_ref() == Some(extra)
+            || record
+                .view
+                .note
+                .as_deref()
+                .is_some_and(|note| note.contains(extra.as_str()))
+        {
+            return Ok(());
         }
-        if let Some(record) = self.store.get_run(run).await? {
-            let view = RunView {
-                note: Some(format!(
-                    "A second Oz run (`{extra}`) was started by mistake after a lost answer; it was cancelled."
-                )),
-                ..record.view
-            };
-            self.store.update_view(run, &view).await?;
-            self.wake.notify.notify_one();
-        }
+        tracing::warn!(run = %run, oz_run = %extra, finished, "a second Oz run was made for one command");
+        let note = if finished {
+            format!(
+                "A second Oz run (`{extra}`) was started by mistake after a lost answer; it finished before it could be stopped."
+            )
+        } else {
+            crate::telemetry::duplicate_cancelled();
+            if let Err(error) = self.oz.cancel_run(extra).await {
+                tracing::warn!(%error, oz_run = %extra, "could not cancel a duplicate run");
+            }
+            format!(
+                "A second Oz run (`{extra}`) was started by mistake after a lost answer; it was cancelled."
+            )
+        };
+        let view = RunView {
+            note: Some(note),
+            ..record.view
+        };
+        self.store.update_view(run, &view).await?;
+        self.wake.notify.notify_one();
         Ok(())
     }
 

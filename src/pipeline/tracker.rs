@@ -185,11 +185,11 @@ impl Pipeline {
                 self.activate(&record, Created::from(item), true).await?;
             }
             // A second run for the same command, or one for a run that ended without
-            // starting: it must not go on.
-            _ if !item.state.is_terminal() => {
-                self.cancel_duplicate(&record.id, &item.run_id).await?
+            // starting: it must not go on (and the thread hears of it either way).
+            _ => {
+                self.cancel_duplicate(&record.id, &item.run_id, item.state.is_terminal())
+                    .await?
             }
-            _ => {}
         }
         Ok(Unrecorded::Settled)
     }
