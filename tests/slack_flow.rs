@@ -41,10 +41,10 @@ async fn slash_command_posts_a_root_message_kept_current_with_thread_replies() {
     );
     assert!(body.contains("[Open session]"), "{body}");
     assert!(body.contains("Pull request:"), "{body}");
-    assert!(
-        root.revisions.iter().any(|r| r.contains("🏃 Working")),
-        "the root was updated in place"
-    );
+    // Edited in place, not posted again (a busy notifier may fold "Working" into the
+    // final edit, so the states in between are not asserted one by one).
+    assert!(root.revisions.len() >= 2, "the root was updated in place");
+    assert!(root.revisions[0].contains("Starting") || root.revisions[0].contains("Queued"));
     h.wait_in_thread(CHANNEL, &root.ts, "the agent finished")
         .await;
     let thread: Vec<String> = h

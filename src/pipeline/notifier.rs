@@ -15,6 +15,9 @@ enum Undelivered {
     Wait(Duration),
     /// Tried, and it failed.
     Failed(SendError),
+    /// Not tried: the claim ran out and another worker has the message now; its row
+    /// is that worker's to update.
+    LostClaim,
 }
 
 impl From<SendError> for Undelivered {
@@ -54,6 +57,10 @@ impl Pipeline {
             Ok(()) => self.store.finish_outbox(&item.id, None).await,
             Err(Undelivered::Wait(wait)) => self.store.release_outbox(&item.id, wait).await,
             Err(Undelivered::Failed(error)) => self.after_failed_delivery(&item, &error).await,
+            Err(Undelivered::LostClaim) => {
+                tracing::info!(id = %item.id, "claim ran out before the send; another worker has it");
+                Ok(())
+            }
         };
         if let Err(error) = saved {
             tracing::warn!(%error, "could not record a notification's outcome");
@@ -112,8 +119,24 @@ impl Pipeline {
             None => false,
         };
         if !matches!(item.message, OutboxMessage::Reaction { .. }) {
+            if matches!(
+                item.message,
+                OutboxMessage::Reply { .. } | OutboxMessage::RunReply { .. }
+            ) {
+                // The turn first: the attempt is recorded right before it is sent.
+                if let Err(error) = self.outlets.take_turn(&origin).await {
+                    return Err(Undelivered::Wait(error.retry_after.unwrap_or_default()));
+                }
+            }
             let window = now_ms() + ms(self.outlets.doubt_window(&origin));
-            self.store.note_outbox_attempt(&item.id, window).await?;
+            let settings = &self.settings;
+            if !self
+                .store
+                .note_outbox_attempt(&item.id, &settings.worker_id, window, settings.lease)
+                .await?
+            {
+                return Err(Undelivered::LostClaim);
+            }
         }
         let result = match &item.message {
             OutboxMessage::Reaction { reaction, .. } => match Mark::parse(reaction) {
@@ -167,16 +190,29 @@ impl Pipeline {
             // A create in doubt may still land: look for it only after that.
             return self.store.defer_notify(&run.id, wait).await;
         }
-        let window = now_ms() + ms(self.outlets.doubt_window(&run.origin));
+        let lost_claim = std::sync::atomic::AtomicBool::new(false);
         let result = self
             .outlets
             .upsert_status(run, || async {
-                self.store
-                    .note_post_attempt(&run.id, window)
+                let window = now_ms() + ms(self.outlets.doubt_window(&run.origin));
+                let settings = &self.settings;
+                let noted = self
+                    .store
+                    .note_post_attempt(&run.id, &settings.worker_id, window, settings.lease)
                     .await
-                    .map_err(store_failure)
+                    .map_err(store_failure)?;
+                if !noted {
+                    lost_claim.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(SendError::permanent("the claim ran out before the send"));
+                }
+                Ok(())
             })
             .await;
+        if lost_claim.load(std::sync::atomic::Ordering::Relaxed) {
+            // Another worker has the run's post now; the row is its to update.
+            tracing::info!(run = %run.id, "claim ran out before a status post; another worker has it");
+            return Ok(());
+        }
         match result {
             Ok(posted) => {
                 if posted.created

@@ -230,6 +230,15 @@ impl Outlets {
         }
     }
 
+    /// Waits for the origin's turn to post (Slack paces posts per channel); an error to
+    /// retry later when the turn is far off.
+    pub async fn take_turn(&self, origin: &Origin) -> Result<(), SendError> {
+        match origin {
+            Origin::Slack(s) => wait_turn(self.slack()?, &s.channel).await,
+            Origin::Github(_) => Ok(()),
+        }
+    }
+
     /// The breakers of the configured platforms, to resume work when one recovers.
     pub fn breakers(&self) -> Vec<std::sync::Arc<crate::retry::Breaker>> {
         let github = self.github.as_ref().map(|g| g.breaker().clone());
@@ -622,6 +631,7 @@ impl Outlets {
                 created: false,
             });
         }
+        wait_turn(slack, &s.channel).await?;
         before_create().await?;
         let ts = slack
             .post_message(
@@ -637,6 +647,24 @@ impl Outlets {
             digest,
             created: true,
         })
+    }
+}
+
+/// Waits for a channel's turn to post, when it is near; otherwise a retryable error
+/// that asks to come back then (nothing was sent).
+async fn wait_turn(slack: &SlackClient, channel: &str) -> Result<(), SendError> {
+    match slack.take_turn(channel) {
+        Ok(wait) => {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            Ok(())
+        }
+        Err(later) => Err(SendError {
+            retryable: true,
+            retry_after: Some(later),
+            ..SendError::permanent("waiting for the channel's turn to post")
+        }),
     }
 }
 

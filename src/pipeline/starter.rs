@@ -81,7 +81,16 @@ impl Pipeline {
             }
         }
         let window = now_ms() + ms(self.settings.oz_doubt_window);
-        self.store.note_create_attempt(&run.id, window).await?;
+        let settings = &self.settings;
+        if !self
+            .store
+            .note_create_attempt(&run.id, &settings.worker_id, window, settings.lease)
+            .await?
+        {
+            // The claim ran out during the lookup: another worker has the run now.
+            tracing::info!(run = %run.id, "claim ran out before the create; another worker has it");
+            return Ok(());
+        }
         match self.oz.create_run(&run.request).await {
             Ok(created) => {
                 let created = Created {

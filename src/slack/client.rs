@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// Slack's pace for `chat.postMessage` in one channel.
 const POST_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a worker waits for a channel's turn while holding its claim.
+const MAX_TURN_WAIT: Duration = Duration::from_secs(1);
 
 /// A failed Slack call.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +156,8 @@ impl SlackClient {
         &self.breaker
     }
 
-    /// `chat.postMessage`, paced to one per second per channel; returns the message `ts`.
+    /// `chat.postMessage` (take the channel's turn first, [`Self::take_turn`]); returns
+    /// the message `ts`.
     /// `key` is stamped in the message metadata so a lost answer can be looked up.
     pub async fn post_message(
         &self,
@@ -164,7 +167,6 @@ impl SlackClient {
         blocks: Option<&Value>,
         key: &str,
     ) -> Result<String, SlackError> {
-        self.pace(channel).await;
         let mut body = json!({
             "channel": channel,
             "text": text,
@@ -322,21 +324,24 @@ impl SlackClient {
         }
     }
 
-    async fn pace(&self, channel: &str) {
-        let wait = {
-            let mut next = self.next_post.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let slot = next
-                .get(channel)
-                .copied()
-                .filter(|t| *t > now)
-                .unwrap_or(now);
-            next.insert(channel.to_owned(), slot + POST_INTERVAL);
-            slot - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+    /// Takes the channel's next turn to post (Slack allows about one message a second in
+    /// a channel): `Ok(wait)` when it comes within a second (the caller waits, then
+    /// posts), `Err(wait)` when it is further off (nothing is reserved; the caller gives
+    /// its work back for that long rather than hold a claim while it waits).
+    pub fn take_turn(&self, channel: &str) -> Result<Duration, Duration> {
+        let mut next = self.next_post.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let slot = next
+            .get(channel)
+            .copied()
+            .filter(|t| *t > now)
+            .unwrap_or(now);
+        let wait = slot - now;
+        if wait > MAX_TURN_WAIT {
+            return Err(wait);
         }
+        next.insert(channel.to_owned(), slot + POST_INTERVAL);
+        Ok(wait)
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {

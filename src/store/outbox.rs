@@ -84,14 +84,29 @@ impl Store {
         }))
     }
 
-    /// Records that a send is about to happen; it may land until `lookup_after`.
-    pub async fn note_outbox_attempt(&self, id: &str, lookup_after: Millis) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET attempted = $1 WHERE id = $2")
-            .bind(lookup_after.max(1))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Records that a send by `owner` is about to happen, which may land until
+    /// `lookup_after`, and extends the claim by `lease`. False (nothing written) when
+    /// `owner` no longer holds the claim: another worker has the message now.
+    pub async fn note_outbox_attempt(
+        &self,
+        id: &str,
+        owner: &str,
+        lookup_after: Millis,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let noted = sqlx::query(
+            "UPDATE outbox SET attempted = $1, lease_until = $2
+             WHERE id = $3 AND lease_owner = $4 AND lease_until > $5",
+        )
+        .bind(lookup_after.max(1))
+        .bind(now + ms(lease))
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(noted.rows_affected() == 1)
     }
 
     /// Marks a message delivered (`sent`) or abandoned (`dead`, with the reason).

@@ -355,20 +355,32 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    /// Records that a create call is about to be sent; it may land until `lookup_after`.
-    pub async fn note_create_attempt(&self, id: &RunRef, lookup_after: Millis) -> StoreResult<()> {
+    /// Records that a create call is about to be sent by `owner`, which may land until
+    /// `lookup_after`, and extends `owner`'s claim by `lease` to cover the call. False
+    /// (nothing written) when `owner` no longer holds the claim: another worker took the
+    /// run over, and this one must send nothing.
+    pub async fn note_create_attempt(
+        &self,
+        id: &RunRef,
+        owner: &str,
+        lookup_after: Millis,
+        lease: Duration,
+    ) -> StoreResult<bool> {
         let now = now_ms();
-        sqlx::query(
+        let noted = sqlx::query(
             "UPDATE runs SET create_attempts = create_attempts + 1,
-                first_attempt_at = COALESCE(first_attempt_at, $1), lookup_after = $2, updated_at = $1
-             WHERE id = $3",
+                first_attempt_at = COALESCE(first_attempt_at, $1), lookup_after = $2, updated_at = $1,
+                start_lease_until = $3
+             WHERE id = $4 AND start_owner = $5 AND start_lease_until > $1",
         )
         .bind(now)
         .bind(lookup_after)
+        .bind(now + ms(lease))
         .bind(id.as_str())
+        .bind(owner)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(noted.rows_affected() == 1)
     }
 
     /// Gives a starting run back, to be tried again after `delay`. `answered`: the last
@@ -519,15 +531,29 @@ impl Store {
         row.as_ref().map(decode).transpose()
     }
 
-    /// Records that a status post create is about to be sent; it may land until
-    /// `lookup_after`.
-    pub async fn note_post_attempt(&self, id: &RunRef, lookup_after: Millis) -> StoreResult<()> {
-        sqlx::query("UPDATE runs SET post_attempted = $1 WHERE id = $2")
-            .bind(lookup_after.max(1))
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Records that a status post create is about to be sent by `owner`, which may land
+    /// until `lookup_after`, and extends the claim by `lease`. False (nothing written)
+    /// when `owner` no longer holds the claim.
+    pub async fn note_post_attempt(
+        &self,
+        id: &RunRef,
+        owner: &str,
+        lookup_after: Millis,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let noted = sqlx::query(
+            "UPDATE runs SET post_attempted = $1, notify_lease_until = $2
+             WHERE id = $3 AND notify_owner = $4 AND notify_lease_until > $5",
+        )
+        .bind(lookup_after.max(1))
+        .bind(now + ms(lease))
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(noted.rows_affected() == 1)
     }
 
     /// The last status post create was answered: a lookup may conclude at once.
