@@ -139,6 +139,29 @@ impl Store {
         Ok(())
     }
 
+    /// Runs a fenced attempt record: `sql` sets the attempt's `lookup_after` ($1) and
+    /// extends the claim to $2, for row $3, only while owner $4's claim runs past now
+    /// ($5). True when written.
+    async fn note_fenced_attempt(
+        &self,
+        sql: &str,
+        id: &str,
+        owner: &str,
+        lookup_after: Millis,
+        lease: Duration,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let noted = sqlx::query(sql)
+            .bind(lookup_after.max(1))
+            .bind(now + ms(lease))
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(noted.rows_affected() == 1)
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

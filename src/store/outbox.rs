@@ -94,19 +94,14 @@ impl Store {
         lookup_after: Millis,
         lease: Duration,
     ) -> StoreResult<bool> {
-        let now = now_ms();
-        let noted = sqlx::query(
-            "UPDATE outbox SET attempted = $1, lease_until = $2
-             WHERE id = $3 AND lease_owner = $4 AND lease_until > $5",
+        self.note_fenced_attempt(
+            "UPDATE outbox SET attempted = $1, lease_until = $2 WHERE id = $3 AND lease_owner = $4 AND lease_until > $5",
+            id,
+            owner,
+            lookup_after,
+            lease,
         )
-        .bind(lookup_after.max(1))
-        .bind(now + ms(lease))
-        .bind(id)
-        .bind(owner)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(noted.rows_affected() == 1)
+        .await
     }
 
     /// Marks a message delivered (`sent`) or abandoned (`dead`, with the reason).

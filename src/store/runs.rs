@@ -541,19 +541,14 @@ impl Store {
         lookup_after: Millis,
         lease: Duration,
     ) -> StoreResult<bool> {
-        let now = now_ms();
-        let noted = sqlx::query(
-            "UPDATE runs SET post_attempted = $1, notify_lease_until = $2
-             WHERE id = $3 AND notify_owner = $4 AND notify_lease_until > $5",
+        self.note_fenced_attempt(
+            "UPDATE runs SET post_attempted = $1, notify_lease_until = $2 WHERE id = $3 AND notify_owner = $4 AND notify_lease_until > $5",
+            id.as_str(),
+            owner,
+            lookup_after,
+            lease,
         )
-        .bind(lookup_after.max(1))
-        .bind(now + ms(lease))
-        .bind(id.as_str())
-        .bind(owner)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(noted.rows_affected() == 1)
+        .await
     }
 
     /// The last status post create was answered: a lookup may conclude at once.
