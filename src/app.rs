@@ -1,14 +1,14 @@
 //! Wiring: store, clients, pipeline, router and workers, with graceful shutdown.
 
 use crate::config::Config;
-use crate::github::GithubClient;
+use crate::github::{GithubClient, GithubSurface, GithubSurfaceSettings};
 use crate::http::{HttpState, router};
 use crate::oz::OzClient;
-use crate::pipeline::outlet::Outlets;
-use crate::pipeline::{Pipeline, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineSettings, doubt_window};
 use crate::retry::Backoff;
-use crate::slack::SlackClient;
+use crate::slack::{SlackClient, SlackSurface, SlackSurfaceSettings};
 use crate::store::Store;
+use crate::surface::Surfaces;
 use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,36 +74,48 @@ pub async fn build_pipeline(
         config.oz.request_timeout,
         Backoff::default(),
     )?;
-    let github = match &config.github.auth {
-        Some(auth) => Some(GithubClient::new(
-            &config.github.api_url,
-            auth,
-            config.github.request_timeout,
-        )?),
-        None => None,
-    };
-    let slack = match &config.slack.bot_token {
-        Some(token) => Some(SlackClient::new(
+    let surfaces = surfaces(config)?;
+    let mut settings = PipelineSettings::new(config);
+    tune(&mut settings);
+    Ok(Arc::new(Pipeline::new(store, oz, surfaces, settings)))
+}
+
+/// The configured surfaces, each over its platform's client.
+fn surfaces(config: &Config) -> anyhow::Result<Surfaces> {
+    let mut surfaces = Surfaces::default();
+    if let Some(auth) = &config.github.auth {
+        let client = GithubClient::new(&config.github.api_url, auth, config.github.request_timeout)?;
+        surfaces = surfaces.with(Arc::new(GithubSurface::new(
+            client,
+            GithubSurfaceSettings {
+                policy: config.github.policy.clone(),
+                repos: config.github.repos.clone(),
+                prompt_template: config.prompt_template.clone(),
+                public_url: config.public_url.clone(),
+                permission_ttl: config.github.permission_cache_ttl,
+                doubt_window: doubt_window(config.github.request_timeout),
+            },
+        )));
+    }
+    if let Some(token) = &config.slack.bot_token {
+        let client = SlackClient::new(
             &config.slack.api_url,
             token.clone(),
             &config.slack.response_url_prefix,
             config.slack.request_timeout,
-        )?),
-        None => None,
-    };
-    let mut outlets = Outlets::new(
-        github,
-        slack,
-        config.github.policy.clone(),
-        config.slack.policy.clone(),
-        config.public_url.clone(),
-        config.github.permission_cache_ttl,
-    );
-    outlets.github_doubt_window = crate::pipeline::doubt_window(config.github.request_timeout);
-    outlets.slack_doubt_window = crate::pipeline::doubt_window(config.slack.request_timeout);
-    let mut settings = PipelineSettings::new(config);
-    tune(&mut settings);
-    Ok(Arc::new(Pipeline::new(store, oz, outlets, settings)))
+        )?;
+        surfaces = surfaces.with(Arc::new(SlackSurface::new(
+            client,
+            SlackSurfaceSettings {
+                policy: config.slack.policy.clone(),
+                channels: config.slack.channels.clone(),
+                prompt_template: config.slack_prompt_template.clone(),
+                public_url: config.public_url.clone(),
+                doubt_window: doubt_window(config.slack.request_timeout),
+            },
+        )));
+    }
+    Ok(surfaces)
 }
 
 /// Starts the HTTP server on `listener` and the pipeline workers.

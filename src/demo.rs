@@ -135,7 +135,7 @@ async fn slack_flow(slack: &FakeSlack, base: &str, hooks: &str) -> anyhow::Resul
             .header("X-Slack-Request-Timestamp", now.to_string())
             .header(
                 "X-Slack-Signature",
-                crate::intake::slack::sign(SLACK_SECRET, now, body.as_bytes()),
+                crate::slack::intake::sign(SLACK_SECRET, now, body.as_bytes()),
             )
             .body(body)
             .send()

@@ -67,15 +67,40 @@ pub struct SlackOrigin {
     pub response_url: Option<ResponseUrl>,
 }
 
+/// A place on a surface defined outside this crate (an embedder's, or a test's): the
+/// surface names its places and threads with its own ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomOrigin {
+    /// The surface's name ([`crate::surface::Surface::name`]).
+    pub surface: String,
+    /// The place whose limits runs count against (a project, a channel).
+    pub place: String,
+    /// The conversation within the place: one active run per thread.
+    pub thread: String,
+    /// The message that carried the command, when there is one.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 /// Where a command came from and where answers go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "platform", rename_all = "snake_case")]
 pub enum Origin {
     Github(GithubOrigin),
     Slack(SlackOrigin),
+    Custom(CustomOrigin),
 }
 
 impl Origin {
+    /// The name of the surface that serves this origin.
+    pub fn surface(&self) -> &str {
+        match self {
+            Self::Github(_) => "github",
+            Self::Slack(_) => "slack",
+            Self::Custom(c) => &c.surface,
+        }
+    }
+
     /// The conversation place: one active run per thread. A Slack slash command has no
     /// thread yet; its key is the channel's.
     pub fn thread_key(&self) -> ThreadKey {
@@ -89,6 +114,7 @@ impl Origin {
                 Some(ts) => ThreadKey(format!("slack:{}:{}:{ts}", s.team, s.channel)),
                 None => ThreadKey(format!("slack:{}:{}", s.team, s.channel)),
             },
+            Self::Custom(c) => ThreadKey(format!("{}:{}:{}", c.surface, c.place, c.thread)),
         }
     }
 
@@ -97,6 +123,7 @@ impl Origin {
         match self {
             Self::Github(g) => format!("github:{}", g.repo.as_str().to_ascii_lowercase()),
             Self::Slack(s) => format!("slack:{}:{}", s.team, s.channel),
+            Self::Custom(c) => format!("{}:{}", c.surface, c.place),
         }
     }
 
@@ -105,13 +132,14 @@ impl Origin {
         match self {
             Self::Github(_) => format!("github:{}", author.login.to_ascii_lowercase()),
             Self::Slack(s) => format!("slack:{}:{}", s.team, author.login),
+            Self::Custom(c) => format!("{}:{}", c.surface, author.login),
         }
     }
 
     /// True when the command was said in a conversation thread (a new one is made otherwise).
     pub fn has_thread(&self) -> bool {
         match self {
-            Self::Github(_) => true,
+            Self::Github(_) | Self::Custom(_) => true,
             Self::Slack(s) => s.thread_ts.is_some(),
         }
     }
@@ -124,15 +152,15 @@ pub enum ButtonAction {
     /// Cancel the run.
     Cancel {
         run: crate::ids::RunRef,
-        /// The status post the button was pressed on (a Slack message ts).
-        #[serde(default)]
-        pressed_on: String,
+        /// The status post the button was pressed on.
+        #[serde(deserialize_with = "PostId::deserialize_or_slack_ts")]
+        pressed_on: PostId,
     },
     /// Start the same request again.
     Retry {
         run: crate::ids::RunRef,
-        #[serde(default)]
-        pressed_on: String,
+        #[serde(deserialize_with = "PostId::deserialize_or_slack_ts")]
+        pressed_on: PostId,
     },
 }
 
@@ -145,10 +173,41 @@ impl ButtonAction {
     }
 
     /// The status post the button was pressed on.
-    pub fn pressed_on(&self) -> &str {
+    pub fn pressed_on(&self) -> &PostId {
         match self {
             Self::Cancel { pressed_on, .. } | Self::Retry { pressed_on, .. } => pressed_on,
         }
+    }
+}
+
+/// A run's status post, as its surface names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PostId {
+    /// A GitHub issue or pull-request comment.
+    GithubComment { id: u64 },
+    /// A Slack message in the run's channel.
+    SlackMessage { ts: String },
+    /// A post on a surface defined outside this crate.
+    Custom { id: String },
+}
+
+impl PostId {
+    /// Reads a post id, or the bare Slack message ts that buttons recorded before post
+    /// ids were typed (commands still queued from an older version).
+    fn deserialize_or_slack_ts<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Typed(PostId),
+            SlackTs(String),
+        }
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Typed(post) => post,
+            Stored::SlackTs(ts) => Self::SlackMessage { ts },
+        })
     }
 }
 
@@ -250,6 +309,12 @@ impl RunView {
             Some(RunState::Cancelled) => "🚫 Cancelled",
             Some(RunState::Other(_)) => "❔ Unknown state",
         }
+    }
+
+    /// True when the run ended with a failure that retrying may fix.
+    pub fn retry_may_help(&self) -> bool {
+        matches!(self.state, Some(RunState::Failed | RunState::Error))
+            && self.status_message.as_ref().and_then(|m| m.retryable) == Some(true)
     }
 
     /// True when nothing about the run will change any more.

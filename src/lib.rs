@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod retry;
 pub mod slack;
 pub mod store;
+pub mod surface;
 pub mod telemetry;
 pub mod text;
 

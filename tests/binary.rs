@@ -144,7 +144,7 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
             .header("X-Slack-Request-Timestamp", now.to_string())
             .header(
                 "X-Slack-Signature",
-                ozbridge::intake::slack::sign(SLACK_SECRET, now, body.as_bytes()),
+                ozbridge::slack::intake::sign(SLACK_SECRET, now, body.as_bytes()),
             )
             .body(body)
             .send()

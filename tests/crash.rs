@@ -177,7 +177,7 @@ fn command(i: usize, rng: &mut fastrand::Rng, f: &Fakes) -> (Delivery, Sent) {
                 ("X-Slack-Request-Timestamp", now.to_string()),
                 (
                     "X-Slack-Signature",
-                    ozbridge::intake::slack::sign(SLACK_SECRET, now, body.as_bytes()),
+                    ozbridge::slack::intake::sign(SLACK_SECRET, now, body.as_bytes()),
                 ),
                 ("Content-Type", content_type.to_owned()),
             ],

@@ -166,7 +166,7 @@ fn slack(
     if let Some(secret) = secret {
         headers.push((
             "X-Slack-Signature",
-            ozbridge::intake::slack::sign(secret, at, &body),
+            ozbridge::slack::intake::sign(secret, at, &body),
         ));
     }
     Hostile {

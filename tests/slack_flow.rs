@@ -322,7 +322,7 @@ async fn url_verification_retries_and_resends_start_one_run() {
         )
         .header(
             "X-Slack-Signature",
-            ozbridge::intake::slack::sign(
+            ozbridge::slack::intake::sign(
                 SLACK_SECRET,
                 chrono::Utc::now().timestamp(),
                 event.to_string().as_bytes(),

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ozbridge::intake::github::{GithubIntake, IntakeRules, parse_event};
+use ozbridge::github::intake::{GithubIntake, IntakeRules, parse_event};
 
 const EVENTS: [&str; 4] = ["issue_comment", "pull_request_review_comment", "ping", "push"];
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ozbridge::intake::slack::{SlackIntake, parse_slash};
+use ozbridge::slack::intake::{SlackIntake, parse_slash};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(SlackIntake::Command { command, dedupe_key }) = parse_slash(data)

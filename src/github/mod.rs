@@ -1,9 +1,12 @@
-//! Everything GitHub: the REST client (App or token auth), the status-comment
-//! rendering, and an in-process fake GitHub for the demo and the tests.
+//! Everything GitHub: webhook intake, the REST client (App or token auth), the
+//! status-comment rendering, and the surface the pipeline talks to.
 
 mod auth;
 mod client;
 pub mod fake;
+pub mod intake;
 pub mod render;
+mod surface;
 
 pub use client::{CommentRef, GithubClient, GithubError, Permission};
+pub use surface::{GithubSurface, GithubSurfaceSettings};

@@ -2,7 +2,7 @@
 //! the answer: the only I/O is one inbox insert.
 
 use super::HttpState;
-use crate::intake::github::{GithubIntake, IntakeRules, parse_event};
+use crate::github::intake::{GithubIntake, IntakeRules, parse_event};
 use crate::intake::signature::verify_hex_hmac;
 use axum::Json;
 use axum::body::Bytes;

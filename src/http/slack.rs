@@ -2,7 +2,7 @@
 //! store, answer well within Slack's 3 seconds. The only I/O is one inbox insert.
 
 use super::HttpState;
-use crate::intake::slack::{
+use crate::slack::intake::{
     SlackIntake, form, parse_event, parse_interaction, parse_slash, verify,
 };
 use axum::Json;

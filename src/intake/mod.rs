@@ -1,10 +1,9 @@
-//! Intake: turning signed platform requests into verified commands. Pure functions over
-//! headers and raw bytes; nothing here does I/O.
+//! Intake helpers every surface's intake shares: signature checks and the shape checks of
+//! untrusted payloads. Each surface turns its own requests into commands
+//! (`github::intake`, `slack::intake`); nothing here does I/O.
 
-pub mod github;
 pub mod shape;
 pub mod signature;
-pub mod slack;
 
 #[cfg(test)]
 mod robustness {
@@ -32,7 +31,7 @@ mod robustness {
     fn random_payloads_never_panic() {
         let mut rng = fastrand::Rng::with_seed(7);
         let policy = crate::config::GithubPolicy::default();
-        let rules = super::github::IntakeRules {
+        let rules = crate::github::intake::IntakeRules {
             trigger: "/oz",
             policy: &policy,
             bot_login: None,
@@ -72,15 +71,15 @@ mod robustness {
         );
         for _ in 0..3_000 {
             for event in ["issue_comment", "pull_request_review_comment"] {
-                let _ = super::github::parse_event(
+                let _ = crate::github::intake::parse_event(
                     event,
                     &mutate(&mut rng, github_seed.as_bytes()),
                     &rules,
                 );
             }
-            let _ = super::slack::parse_event(&mutate(&mut rng, mention.as_bytes()));
-            let _ = super::slack::parse_slash(&mutate(&mut rng, slash.as_bytes()));
-            let _ = super::slack::parse_interaction(&mutate(&mut rng, press.as_bytes()));
+            let _ = crate::slack::intake::parse_event(&mutate(&mut rng, mention.as_bytes()));
+            let _ = crate::slack::intake::parse_slash(&mutate(&mut rng, slash.as_bytes()));
+            let _ = crate::slack::intake::parse_interaction(&mutate(&mut rng, press.as_bytes()));
             let text = String::from_utf8_lossy(&mutate(
                 &mut rng,
                 b"/oz fix it --model m --env e --skill s --new -- x",

@@ -2,27 +2,15 @@
 //! informational commands, cancels, and records run intents for the starter.
 
 use super::Pipeline;
-use super::outlet::{Access, Mark, SendError};
-use super::prompt::reference_line;
+use super::prompt::{build_request, reference_line};
 use super::texts;
-use crate::command::{Command, CommandError, RunOptions, parse, suggest};
-use crate::domain::{ButtonAction, InboxCommand, Origin, RunView};
+use crate::command::{Command, RunOptions, parse};
+use crate::domain::{Author, ButtonAction, Origin, RunView};
 use crate::ids::RunRef;
-use crate::oz::types::{AgentConfig, RunAgentRequest};
 use crate::oz::{ListAgentsQuery, OzError};
 use crate::store::{ClaimedCommand, RunPhase, RunRecord};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long model and skill lists are trusted.
-const CATALOG_TTL: Duration = Duration::from_secs(600);
-
-/// Cached model ids and skill specs, for validating `--model` and `--skill`.
-#[derive(Default)]
-pub struct Catalog {
-    models: Mutex<Option<(Instant, Vec<String>)>>,
-    skills: Mutex<Option<(Instant, Vec<String>)>>,
-}
+use crate::surface::{Access, Mark, SendError};
+use std::time::Duration;
 
 /// Why a command was not finished.
 enum Failure {
@@ -101,7 +89,7 @@ impl Pipeline {
                 tracing::warn!(command = %claimed.id, %reason, "command given up");
                 crate::telemetry::command("any", "failed");
                 let origin = &claimed.command.origin;
-                let who = texts::mention(origin, &claimed.command.author.login);
+                let who = self.mention(origin, &claimed.command.author);
                 let text = texts::gave_up(&who, user.as_deref());
                 match self
                     .enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
@@ -131,7 +119,7 @@ impl Pipeline {
             tracing::warn!(command = %claimed.id, %reason, "command parked: its retry budget is spent");
             crate::telemetry::command("any", "parked");
             let origin = &claimed.command.origin;
-            let who = texts::mention(origin, &claimed.command.author.login);
+            let who = self.mention(origin, &claimed.command.author);
             self.enqueue_reply(
                 format!("parked:{}", claimed.id),
                 origin,
@@ -151,7 +139,8 @@ impl Pipeline {
     async fn handle(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
-        let login = &command.author.login;
+        let surface = self.surfaces.of(origin)?;
+        let who = surface.mention(&command.author);
         self.enqueue_mark(
             format!("mark:{}:received", claimed.id),
             origin,
@@ -161,7 +150,7 @@ impl Pipeline {
         // Everyone who wrote the command must be allowed: its author, and whoever
         // edited it into their message.
         for actor in std::iter::once(&command.author).chain(&command.editor) {
-            if let Access::Denied(text) = self.outlets.access(origin, actor).await? {
+            if let Access::Denied(text) = surface.access(origin, actor).await? {
                 crate::telemetry::command("any", "denied");
                 self.enqueue_private(format!("denied:{}", claimed.id), origin, text)
                     .await?;
@@ -177,14 +166,9 @@ impl Pipeline {
         match parse(&command.line) {
             Err(error) => {
                 crate::telemetry::command("invalid", "answered");
-                reply(texts::command_error(
-                    &texts::mention(origin, login),
-                    &error,
-                    trigger,
-                ))
-                .await?;
+                reply(texts::command_error(&who, &error, trigger)).await?;
             }
-            Ok(Command::Help) => reply(texts::help(trigger, origin)).await?,
+            Ok(Command::Help) => reply(texts::help(trigger, surface.help_note())).await?,
             Ok(Command::Models) => reply(texts::models(&self.oz.list_models().await?)).await?,
             Ok(Command::Agents) => {
                 reply(texts::agents(
@@ -201,11 +185,8 @@ impl Pipeline {
                 match latest.filter(|r| r.phase != RunPhase::Done) {
                     Some(run) => self.cancel(claimed, &run).await?,
                     None => {
-                        reply(format!(
-                            "{}, there is no active Oz run here to cancel.",
-                            texts::mention(origin, login)
-                        ))
-                        .await?
+                        reply(format!("{who}, there is no active Oz run here to cancel."))
+                            .await?
                     }
                 }
             }
@@ -220,7 +201,7 @@ impl Pipeline {
     async fn limit_reached(
         &self,
         origin: &Origin,
-        author: &crate::domain::Author,
+        author: &Author,
     ) -> crate::store::StoreResult<Option<texts::Limit>> {
         let limits = &self.settings.limits;
         let actor = origin.actor_key(author);
@@ -256,7 +237,7 @@ impl Pipeline {
         Ok(self.settings.paused || self.store.is_paused().await?)
     }
 
-    /// The thread's newest run; for a Slack slash command (no thread), the channel's.
+    /// The thread's newest run; for a command said outside a thread, the place's.
     async fn latest_run_here(
         &self,
         origin: &Origin,
@@ -275,7 +256,7 @@ impl Pipeline {
         // A press acts only on the run whose status post it was pressed on, in the
         // thread it was pressed in: the button's value alone proves nothing.
         let record = self.store.get_run(action.run()).await?.filter(|r| {
-            r.status_post.as_deref() == Some(action.pressed_on())
+            r.status_post.as_ref() == Some(action.pressed_on())
                 && r.origin.thread_key() == origin.thread_key()
         });
         let Some(record) = record else {
@@ -288,7 +269,7 @@ impl Pipeline {
             .await?;
             return Ok(());
         };
-        let who = texts::mention(origin, &claimed.command.author.login);
+        let who = self.mention(origin, &claimed.command.author);
         match action {
             ButtonAction::Cancel { .. } if record.phase == RunPhase::Done => {
                 self.enqueue_private(
@@ -321,7 +302,7 @@ impl Pipeline {
 
     async fn cancel(&self, claimed: &ClaimedCommand, run: &RunRecord) -> Result<(), Failure> {
         let origin = &claimed.command.origin;
-        let who = texts::mention(origin, &claimed.command.author.login);
+        let who = self.mention(origin, &claimed.command.author);
         let key = format!("reply:{}", claimed.id);
         if run.phase == RunPhase::Parked {
             // Never accepted by Oz: nothing to stop there. Should it land after all,
@@ -396,7 +377,7 @@ impl Pipeline {
     ) -> Result<(), Failure> {
         let origin = &claimed.command.origin;
         let key = format!("reply:{}", claimed.id);
-        if old.phase != RunPhase::Done || !crate::slack::render::retry_may_help(&old.view) {
+        if old.phase != RunPhase::Done || !old.view.retry_may_help() {
             self.enqueue_private(
                 key,
                 origin,
@@ -414,7 +395,8 @@ impl Pipeline {
             return Ok(());
         }
         if let Some(limit) = self.limit_reached(origin, &claimed.command.author).await? {
-            self.enqueue_private(key, origin, texts::over_limit(who, origin, &limit))
+            let place = self.surfaces.of(origin)?.place_name();
+            self.enqueue_private(key, origin, texts::over_limit(who, place, &limit))
                 .await?;
             return Ok(());
         }
@@ -458,12 +440,13 @@ impl Pipeline {
     ) -> Result<(), Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
-        let who = texts::mention(origin, &command.author.login);
+        let surface = self.surfaces.of(origin)?;
+        let who = surface.mention(&command.author);
         let key = format!("reply:{}", claimed.id);
         if self.store.run_for_command(&claimed.id).await?.is_some() {
             return Ok(()); // recorded by an earlier attempt that died before finishing
         }
-        // A command said in a thread continues it; a Slack slash command starts a new one.
+        // A command said in a thread continues it; one said outside a thread starts a new one.
         let latest = if origin.has_thread() {
             self.store
                 .latest_run_in_thread(&origin.thread_key())
@@ -484,11 +467,15 @@ impl Pipeline {
         }
         if let Some(limit) = self.limit_reached(origin, &command.author).await? {
             crate::telemetry::command("run", "limited");
-            self.enqueue_reply(key, origin, texts::over_limit(&who, origin, &limit))
-                .await?;
+            self.enqueue_reply(
+                key,
+                origin,
+                texts::over_limit(&who, surface.place_name(), &limit),
+            )
+            .await?;
             return Ok(());
         }
-        if let Err(error) = self.validate(options).await {
+        if let Err(error) = self.catalog.validate(&self.oz, options).await {
             crate::telemetry::command("run", "invalid");
             self.enqueue_reply(
                 key,
@@ -504,13 +491,21 @@ impl Pipeline {
             latest.as_ref().and_then(|r| r.view.conversation_id.clone())
         };
         let mut full = command.clone();
-        self.outlets
-            .complete_context(origin, &mut full.context)
-            .await;
+        if let Err(error) = surface.complete_context(origin, &mut full.context).await {
+            // Best effort: the run starts with what the intake saw.
+            tracing::warn!(%error, "could not read the thread's context");
+        }
         let run_ref = RunRef::generate();
-        let request = self.build_request(&full, prompt_text, options, &run_ref, conversation_id);
-        // A Slack run's status message goes first: it proves the bot can post there.
-        let post_first = matches!(origin, Origin::Slack(_));
+        let request = build_request(
+            surface,
+            &self.settings.run_defaults,
+            &full,
+            prompt_text,
+            options,
+            &run_ref,
+            conversation_id,
+        );
+        let post_first = surface.posts_status_first();
         let record = RunRecord::intent(
             run_ref,
             claimed.id.clone(),
@@ -525,147 +520,5 @@ impl Pipeline {
         self.wake.start.notify_one();
         self.wake.notify.notify_one();
         Ok(())
-    }
-
-    fn build_request(
-        &self,
-        command: &InboxCommand,
-        prompt_text: &str,
-        options: &RunOptions,
-        run: &RunRef,
-        conversation_id: Option<crate::ids::ConversationId>,
-    ) -> RunAgentRequest {
-        // Options beat the place's settings (repository or channel), which beat the defaults.
-        let (place_env, place_model, place_skill, template) = match &command.origin {
-            Origin::Github(g) => {
-                let repo = self
-                    .settings
-                    .repos
-                    .get(&g.repo.as_str().to_ascii_lowercase());
-                (
-                    repo.and_then(|r| r.environment_id.clone()),
-                    repo.and_then(|r| r.model_id.clone()),
-                    None,
-                    &self.settings.prompt_template,
-                )
-            }
-            Origin::Slack(s) => {
-                let channel = self.settings.channels.get(&s.channel);
-                (
-                    channel.and_then(|c| c.environment_id.clone()),
-                    channel.and_then(|c| c.model_id.clone()),
-                    channel.and_then(|c| c.skill.clone()),
-                    &self.settings.slack_prompt_template,
-                )
-            }
-        };
-        let environment_id = options
-            .environment
-            .clone()
-            .or(place_env)
-            .or_else(|| self.settings.environment_id.clone());
-        let model_id = options
-            .model
-            .clone()
-            .or(place_model)
-            .or_else(|| self.settings.model_id.clone());
-        RunAgentRequest {
-            prompt: Some(super::prompt::render_prompt(
-                template,
-                command,
-                prompt_text,
-                run,
-            )),
-            skill: options.skill.clone().or(place_skill),
-            title: Some(super::prompt::run_title(command, prompt_text)),
-            conversation_id,
-            config: Some(AgentConfig {
-                name: Some(self.settings.run_label.clone()),
-                environment_id,
-                model_id,
-                ..AgentConfig::default()
-            }),
-            ..RunAgentRequest::default()
-        }
-    }
-
-    /// Checks `--model` and `--skill` against Oz's lists when they can be fetched.
-    async fn validate(&self, options: &RunOptions) -> Result<(), CommandError> {
-        if let Some(model) = &options.model
-            && let Some(known) = self
-                .known(&self.catalog.models, || async {
-                    Ok(self
-                        .oz
-                        .list_models()
-                        .await?
-                        .models
-                        .into_iter()
-                        .map(|m| m.id)
-                        .collect())
-                })
-                .await
-            && !known.contains(model)
-        {
-            return Err(CommandError::UnknownModel {
-                given: model.clone(),
-                suggestion: suggest(model, known.iter().map(String::as_str)),
-            });
-        }
-        if let Some(skill) = &options.skill
-            && let Some(known) = self
-                .known(&self.catalog.skills, || async {
-                    let agents = self.oz.list_agents(&ListAgentsQuery::default()).await?;
-                    Ok(agents
-                        .agents
-                        .iter()
-                        .flat_map(|a| {
-                            a.variants
-                                .iter()
-                                .map(|v| v.skill_spec())
-                                .chain([a.name.clone()])
-                        })
-                        .collect())
-                })
-                .await
-            && !known.contains(skill)
-        {
-            return Err(CommandError::UnknownSkill {
-                given: skill.clone(),
-                suggestion: suggest(skill, known.iter().map(String::as_str)),
-            });
-        }
-        Ok(())
-    }
-
-    /// A cached list, refreshed when stale; `None` when it cannot be had (then
-    /// anything is accepted and Oz has the last word).
-    async fn known<F, Fut>(
-        &self,
-        slot: &Mutex<Option<(Instant, Vec<String>)>>,
-        fetch: F,
-    ) -> Option<Vec<String>>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<String>, OzError>>,
-    {
-        {
-            let cached = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, list)) = cached.as_ref()
-                && at.elapsed() < CATALOG_TTL
-            {
-                return Some(list.clone());
-            }
-        }
-        match fetch().await {
-            Ok(list) => {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), list.clone()));
-                Some(list)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not fetch a list to validate a command; accepting it");
-                None
-            }
-        }
     }
 }

@@ -2,21 +2,20 @@
 //! any point resumes: the dispatcher turns commands into run intents, the starter
 //! creates them in Oz, the tracker follows them, the notifier tells the thread.
 
+mod catalog;
 mod dispatcher;
 mod notifier;
-pub mod outlet;
 pub mod prompt;
 mod starter;
 pub mod texts;
 mod tracker;
 
-use crate::config::RepoSettings;
 use crate::domain::Origin;
 use crate::oz::OzClient;
 use crate::retry::Backoff;
 use crate::retry::CallFailure;
 use crate::store::{Millis, OutboxMessage, Store, StoreResult, ms, now_ms};
-use outlet::{Mark, Outlets};
+use crate::surface::{Mark, Surfaces};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -31,13 +30,8 @@ pub struct PipelineSettings {
     /// This process's name in leases.
     pub worker_id: String,
     pub trigger: String,
-    pub run_label: String,
-    pub environment_id: Option<String>,
-    pub model_id: Option<String>,
-    pub repos: BTreeMap<String, RepoSettings>,
-    pub prompt_template: String,
-    pub slack_prompt_template: String,
-    pub channels: BTreeMap<String, crate::config::ChannelSettings>,
+    /// The label and the service-wide defaults of every run.
+    pub run_defaults: prompt::RunDefaults,
     /// How long a claimed item stays claimed if its worker dies.
     pub lease: Duration,
     /// How often idle workers look for due work (other replicas, retries).
@@ -66,13 +60,11 @@ impl PipelineSettings {
         Self {
             worker_id: format!("{}-{}", hostname(), &crate::ids::new_uuid()[..8]),
             trigger: config.github.trigger.clone(),
-            run_label: config.oz.run_label.clone(),
-            environment_id: config.oz.environment_id.clone(),
-            model_id: config.oz.model_id.clone(),
-            repos: config.github.repos.clone(),
-            prompt_template: config.prompt_template.clone(),
-            slack_prompt_template: config.slack_prompt_template.clone(),
-            channels: config.slack.channels.clone(),
+            run_defaults: prompt::RunDefaults {
+                run_label: config.oz.run_label.clone(),
+                environment_id: config.oz.environment_id.clone(),
+                model_id: config.oz.model_id.clone(),
+            },
             lease: config.lease,
             poll: Duration::from_secs(1),
             tick: config.oz.tick_interval,
@@ -115,22 +107,22 @@ pub struct Wakers {
 pub struct Pipeline {
     pub store: Store,
     pub oz: OzClient,
-    pub outlets: Outlets,
+    pub surfaces: Surfaces,
     pub settings: PipelineSettings,
     pub wake: Wakers,
-    catalog: dispatcher::Catalog,
+    catalog: catalog::Catalog,
 }
 
 impl Pipeline {
     /// A pipeline over its parts.
-    pub fn new(store: Store, oz: OzClient, outlets: Outlets, settings: PipelineSettings) -> Self {
+    pub fn new(store: Store, oz: OzClient, surfaces: Surfaces, settings: PipelineSettings) -> Self {
         Self {
             store,
             oz,
-            outlets,
+            surfaces,
             settings,
             wake: Wakers::default(),
-            catalog: dispatcher::Catalog::default(),
+            catalog: catalog::Catalog::default(),
         }
     }
 
@@ -151,6 +143,14 @@ impl Pipeline {
         self.settings.backoff.delay(attempt, error.retry_after())
     }
 
+    /// How `author` is addressed on `origin`'s surface.
+    fn mention(&self, origin: &Origin, author: &crate::domain::Author) -> String {
+        match self.surfaces.of(origin) {
+            Ok(surface) => surface.mention(author),
+            Err(_) => author.login.clone(),
+        }
+    }
+
     /// Queues a notification and wakes the notifier.
     async fn enqueue(&self, key: String, message: OutboxMessage) -> StoreResult<()> {
         self.store.enqueue(&key, &message).await?;
@@ -160,12 +160,11 @@ impl Pipeline {
 
     /// Queues a reaction on the command's message.
     async fn enqueue_mark(&self, key: String, origin: &Origin, mark: Mark) -> StoreResult<()> {
-        let reaction = mark.name().into();
         self.enqueue(
             key,
             OutboxMessage::Reaction {
                 origin: origin.clone(),
-                reaction,
+                mark,
             },
         )
         .await
@@ -244,7 +243,7 @@ impl Pipeline {
     /// The breakers of every upstream this pipeline calls.
     fn breakers(&self) -> Vec<Arc<crate::retry::Breaker>> {
         let mut breakers = vec![self.oz.breaker().clone()];
-        breakers.extend(self.outlets.breakers());
+        breakers.extend(self.surfaces.breakers());
         breakers
     }
 

@@ -4,9 +4,10 @@
 //! retried with backoff until the retry budget runs out; then the message is parked.
 
 use super::Pipeline;
-use super::outlet::{Mark, SendError};
-use crate::domain::{Origin, RunView};
+use crate::domain::{PostId, RunView};
 use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, StoreResult, ms, now_ms};
+use crate::surface::{SendError, StatusBody, Surface};
+use sha2::Digest;
 use std::time::Duration;
 
 /// Why a message was not delivered this time.
@@ -90,25 +91,23 @@ impl Pipeline {
 
     /// Sends one message.
     async fn deliver(&self, item: &OutboxItem) -> Result<(), Undelivered> {
-        let (origin, thread) = match &item.message {
-            OutboxMessage::Reaction { origin, .. }
-            | OutboxMessage::Reply { origin, .. }
-            | OutboxMessage::Private { origin, .. } => (origin.clone(), None),
+        let (origin, is_post) = match &item.message {
+            OutboxMessage::Reaction { origin, .. } => (origin.clone(), false),
+            OutboxMessage::Reply { origin, .. } | OutboxMessage::Private { origin, .. } => {
+                (origin.clone(), true)
+            }
             OutboxMessage::RunReply { run, .. } => {
                 let Some(record) = self.store.get_run(run).await? else {
                     return Err(SendError::permanent("the run no longer exists").into());
                 };
-                let thread = match &record.origin {
-                    Origin::Slack(s) => s.thread_ts.clone().or(record.status_post.clone()),
-                    Origin::Github(_) => None,
-                };
-                if thread.is_none() && matches!(record.origin, Origin::Slack(_)) {
+                match self.surfaces.of(&record.origin)?.run_thread(&record) {
+                    Some(thread) => (thread, true),
                     // The run's thread starts with its status post: wait for it.
-                    return Err(Undelivered::Wait(Duration::from_millis(500)));
+                    None => return Err(Undelivered::Wait(Duration::from_millis(500))),
                 }
-                (record.origin, thread)
             }
         };
+        let surface = self.surfaces.of(&origin)?;
         // An earlier send may still land until its window closes: only then may a
         // lookup conclude that it did not.
         let maybe_posted = match item.lookup_after {
@@ -118,17 +117,15 @@ impl Pipeline {
             },
             None => false,
         };
-        if !matches!(item.message, OutboxMessage::Reaction { .. }) {
-            if matches!(
-                item.message,
-                OutboxMessage::Reply { .. } | OutboxMessage::RunReply { .. }
-            ) {
+        if is_post {
+            if !matches!(item.message, OutboxMessage::Private { .. }) {
                 // The turn first: the attempt is recorded right before it is sent.
-                if let Err(error) = self.outlets.take_turn(&origin).await {
-                    return Err(Undelivered::Wait(error.retry_after.unwrap_or_default()));
-                }
+                surface
+                    .take_turn(&origin)
+                    .await
+                    .map_err(Undelivered::Wait)?;
             }
-            let window = now_ms() + ms(self.outlets.doubt_window(&origin));
+            let window = now_ms() + ms(surface.doubt_window());
             let settings = &self.settings;
             if !self
                 .store
@@ -139,24 +136,16 @@ impl Pipeline {
             }
         }
         let result = match &item.message {
-            OutboxMessage::Reaction { reaction, .. } => match Mark::parse(reaction) {
-                Some(mark) => self.outlets.mark(&origin, mark).await,
-                None => Err(SendError::permanent(format!("unknown mark {reaction}"))),
-            },
+            OutboxMessage::Reaction { mark, .. } => surface.mark(&origin, *mark).await,
             OutboxMessage::Reply { text, .. } => {
-                self.outlets
-                    .reply(&origin, &item.id, text, maybe_posted)
-                    .await
+                surface.reply(&origin, &item.id, text, maybe_posted).await
             }
             OutboxMessage::Private { text, .. } => {
-                self.outlets
-                    .private(&origin, &item.id, text, maybe_posted)
-                    .await
+                surface.private(&origin, &item.id, text, maybe_posted).await
             }
             OutboxMessage::RunReply { text, .. } => {
-                let thread = thread.unwrap_or_default();
-                self.outlets
-                    .reply_in_thread(&origin, &thread, &item.id, text, maybe_posted)
+                surface
+                    .post_moment(&origin, &item.id, text, maybe_posted)
                     .await
             }
         };
@@ -188,41 +177,19 @@ impl Pipeline {
             && let Some(wait) = run.post_lookup_after.and_then(until)
         {
             // A create in doubt may still land: look for it only after that.
-            return self.store.defer_notify(&run.id, wait).await;
+            return self.store.release_notify(&run.id, wait).await;
         }
-        let lost_claim = std::sync::atomic::AtomicBool::new(false);
-        let result = self
-            .outlets
-            .upsert_status(run, || async {
-                let window = now_ms() + ms(self.outlets.doubt_window(&run.origin));
-                let settings = &self.settings;
-                let noted = self
-                    .store
-                    .note_post_attempt(&run.id, &settings.worker_id, window, settings.lease)
-                    .await
-                    .map_err(store_failure)?;
-                if !noted {
-                    lost_claim.store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Err(SendError::permanent("the claim ran out before the send"));
-                }
-                Ok(())
-            })
-            .await;
-        if lost_claim.load(std::sync::atomic::Ordering::Relaxed) {
-            // Another worker has the run's post now; the row is its to update.
-            tracing::info!(run = %run.id, "claim ran out before a status post; another worker has it");
-            return Ok(());
-        }
+        let result = match self.surfaces.of(&run.origin) {
+            Ok(surface) => self.upsert_status(surface, run).await,
+            Err(error) => Err(Unposted::Failed(error)),
+        };
         match result {
             Ok(posted) => {
                 if posted.created
-                    && let Origin::Slack(s) = &run.origin
-                    && s.thread_ts.is_none()
+                    && let Ok(surface) = self.surfaces.of(&run.origin)
+                    && let Some(origin) = surface.thread_from_post(&run.origin, &posted.id)
                 {
-                    // A slash command's status message is the root of the run's thread.
-                    let mut slack = s.clone();
-                    slack.thread_ts = Some(posted.id.clone());
-                    let origin = Origin::Slack(slack);
+                    // The status post starts the run's thread.
                     self.store
                         .adopt_thread(&run.id, &origin, &origin.thread_key())
                         .await?;
@@ -235,7 +202,13 @@ impl Pipeline {
                 }
                 Ok(())
             }
-            Err(error)
+            Err(Unposted::Wait(wait)) => self.store.release_notify(&run.id, wait).await,
+            Err(Unposted::LostClaim) => {
+                // Another worker has the run's post now; the row is its to update.
+                tracing::info!(run = %run.id, "claim ran out before a status post; another worker has it");
+                Ok(())
+            }
+            Err(Unposted::Failed(error))
                 if !error.retryable
                     && run.status_post.is_none()
                     && run.phase == RunPhase::Starting =>
@@ -266,7 +239,7 @@ impl Pipeline {
                 self.wake.notify.notify_one();
                 Ok(())
             }
-            Err(error) => {
+            Err(Unposted::Failed(error)) => {
                 if !error.in_doubt {
                     self.store.clear_post_doubt(&run.id).await?;
                 }
@@ -280,11 +253,97 @@ impl Pipeline {
             }
         }
     }
+
+    /// Creates or edits the run's status post; nothing is sent when the rendering did
+    /// not change. A create that may have landed before is looked up first, and a
+    /// create is recorded (fenced by the claim) right before it is sent.
+    async fn upsert_status(
+        &self,
+        surface: &dyn Surface,
+        run: &RunRecord,
+    ) -> Result<Posted, Unposted> {
+        let body = surface.render_status(run);
+        let digest = digest(&body);
+        if let Some(post) = &run.status_post
+            && run.posted_digest.as_deref() == Some(digest.as_str())
+        {
+            return Ok(Posted {
+                id: post.clone(),
+                digest,
+                created: false,
+            });
+        }
+        let existing = match (&run.status_post, run.post_lookup_after.is_some()) {
+            (Some(post), _) => Some(post.clone()),
+            (None, true) => surface.find_status(run).await?,
+            (None, false) => None,
+        };
+        if let Some(id) = existing {
+            surface.update_status(run, &id, &body).await?;
+            return Ok(Posted {
+                id,
+                digest,
+                created: false,
+            });
+        }
+        surface
+            .take_turn(&run.origin)
+            .await
+            .map_err(Unposted::Wait)?;
+        let window = now_ms() + ms(surface.doubt_window());
+        let settings = &self.settings;
+        if !self
+            .store
+            .note_post_attempt(&run.id, &settings.worker_id, window, settings.lease)
+            .await
+            .map_err(|error| Unposted::Failed(store_failure(error)))?
+        {
+            return Err(Unposted::LostClaim);
+        }
+        let id = surface.create_status(run, &body).await?;
+        Ok(Posted {
+            id,
+            digest,
+            created: true,
+        })
+    }
+}
+
+/// A status post written or brought up to date.
+struct Posted {
+    id: PostId,
+    /// Digest of what it shows.
+    digest: String,
+    /// True when this call created it.
+    created: bool,
+}
+
+/// Why a status post was not brought up to date this time.
+enum Unposted {
+    /// Not tried: the channel's turn to post is this far off.
+    Wait(Duration),
+    /// Tried, and it failed.
+    Failed(SendError),
+    /// Not tried: the claim ran out and another worker has the run's post now.
+    LostClaim,
+}
+
+impl From<SendError> for Unposted {
+    fn from(error: SendError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// What a status post shows, in short: an unchanged rendering is not sent again.
+fn digest(body: &StatusBody) -> String {
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(body.text.as_bytes());
+    if let Some(blocks) = &body.blocks {
+        hasher.update(blocks.to_string().as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
 }
 
 fn store_failure(error: crate::store::StoreError) -> SendError {
-    SendError {
-        retryable: true,
-        ..SendError::permanent(error.to_string())
-    }
+    SendError::transient(error.to_string())
 }

@@ -6,7 +6,6 @@
 //! once when Oz stays down, and the run is parked when the retry budget is spent.
 
 use super::Pipeline;
-use super::outlet::Mark;
 use super::prompt::reference_line;
 use crate::domain::{RunView, StartTrouble};
 use crate::ids::{ConversationId, OzRunId, RunRef};
@@ -14,6 +13,7 @@ use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzError};
 use crate::retry::CallFailure;
 use crate::store::{Millis, RunPhase, RunRecord, StoreResult, ms, now_ms};
+use crate::surface::Mark;
 use std::time::Duration;
 
 /// How long until `at`, or `None` when it has passed.
@@ -238,7 +238,7 @@ impl Pipeline {
         let since = run.first_attempt_at.unwrap_or(run.created_at) - 5 * 60_000;
         let reference = reference_line(&run.id);
         let mut query = ListRunsQuery {
-            name: Some(self.settings.run_label.clone()),
+            name: Some(self.settings.run_defaults.run_label.clone()),
             created_after: chrono::DateTime::from_timestamp_millis(since),
             q: Some(run.id.to_string()),
             sort_by: Some("created_at".into()),

@@ -1,26 +1,12 @@
-//! Texts written to users: help, command errors, status answers, lists.
+//! Texts written to users, the same on every surface (in Markdown, which each surface
+//! turns into its own markup): help, command errors, status answers, lists, refusals.
 
 use crate::domain::RunView;
 use crate::oz::types::{ListAgentsResponse, ListModelsResponse};
 
-/// How to address the author: `@login` on GitHub, `<@U123>` on Slack.
-pub fn mention(origin: &crate::domain::Origin, login: &str) -> String {
-    match origin {
-        crate::domain::Origin::Github(_) => format!("@{login}"),
-        crate::domain::Origin::Slack(_) => format!("<@{login}>"),
-    }
-}
-
-/// Usage of the command, for `/oz help` and after a command error.
-pub fn help(trigger: &str, origin: &crate::domain::Origin) -> String {
-    let who = match origin {
-        crate::domain::Origin::Github(_) => {
-            "Only people with write access to the repository can start agents."
-        }
-        crate::domain::Origin::Slack(_) => {
-            "In a thread, mention me instead: `@oz <what to do>` carries the thread's messages to the agent."
-        }
-    };
+/// Usage of the command, for `/oz help`; `who` is the surface's note on who may start
+/// agents and how.
+pub fn help(trigger: &str, who: &str) -> String {
     format!(
         "**Oz agent commands**\n\n\
          - `{t} <what to do>`: start an agent on this thread. Options: `--model ID`, `--env ENVIRONMENT_ID`, \
@@ -138,17 +124,8 @@ pub fn paused(who: &str) -> String {
     )
 }
 
-/// What a place is called in a refusal.
-fn place_name(origin: &crate::domain::Origin) -> &'static str {
-    match origin {
-        crate::domain::Origin::Github(_) => "this repository",
-        crate::domain::Origin::Slack(_) => "this channel",
-    }
-}
-
-/// The reply to a run refused by `limit`.
-pub fn over_limit(who: &str, origin: &crate::domain::Origin, limit: &Limit) -> String {
-    let place = place_name(origin);
+/// The reply to a run refused by `limit`; `place` names where ("this repository").
+pub fn over_limit(who: &str, place: &str, limit: &Limit) -> String {
     let reason = match limit {
         Limit::UserActive(max) => format!(
             "you already have as many Oz agents working as one person may have at once \

@@ -11,20 +11,16 @@
 //! cancelled.
 
 use super::Pipeline;
-use super::outlet::Mark;
 use super::prompt::reference_in;
 use super::starter::Created;
-use super::texts;
 use crate::domain::RunView;
-use crate::github::render::blocked_notice;
 use crate::ids::OzRunId;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzError};
-use crate::slack::render::escape;
 use crate::store::{Millis, OutboxMessage, StoreError, ms, now_ms};
 use crate::store::{RunPhase, RunRecord};
-use crate::text::truncate;
+use crate::surface::{Mark, Moment};
 use chrono::{DateTime, Utc};
 use sha2::Digest;
 use std::collections::HashMap;
@@ -39,7 +35,7 @@ const MAX_SINGLE_FETCHES: i64 = 20;
 const SUMMARY_RETRY: Duration = Duration::from_secs(5);
 /// A listed run not yet recorded holds the watermark back for at most this long past
 /// the doubt window of its create (then the run, once recorded, is fetched on its own).
-const HOLD_SLACK_MS: Millis = 60_000;
+const HOLD_EXTRA_MS: Millis = 60_000;
 
 /// Why a tick stopped.
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +91,9 @@ impl Pipeline {
         let watermark = stored.unwrap_or(floor).max(floor);
         let mut newest = watermark;
         let mut held: Option<Millis> = None;
-        let hold_for = ms(self.settings.oz_doubt_window) + HOLD_SLACK_MS;
+        let hold_for = ms(self.settings.oz_doubt_window) + HOLD_EXTRA_MS;
         let mut query = ListRunsQuery {
-            name: Some(self.settings.run_label.clone()),
+            name: Some(self.settings.run_defaults.run_label.clone()),
             updated_after: DateTime::<Utc>::from_timestamp_millis(watermark - OVERLAP_MS),
             sort_by: Some("updated_at".into()),
             sort_order: Some("asc".into()),
@@ -272,9 +268,9 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Posts the notable moments of a change as replies: on Slack every moment (started,
-    /// pull request opened, needs input, finished); on GitHub, where the status comment
-    /// shows the rest, only "needs input" (an edited mention notifies nobody).
+    /// Queues the notable moments of a change (started, pull request opened, needs
+    /// input, finished) as replies in the run's thread, each in the words of the run's
+    /// surface, which may leave some out.
     async fn announce(
         &self,
         record: &RunRecord,
@@ -282,31 +278,12 @@ impl Pipeline {
         phase: RunPhase,
     ) -> Result<(), TickError> {
         let old = &record.view;
-        let origin = &record.origin;
-        let who = texts::mention(origin, &record.requester.login);
-        let blocked = view.state == Some(RunState::Blocked) && old.state != Some(RunState::Blocked);
-        if !self.outlets.posts_moments(origin) {
-            if blocked {
-                let key = format!("blocked:{}:{}", record.id, view_stamp(view));
-                self.enqueue_reply(key, origin, blocked_notice(&record.requester.login, view))
-                    .await?;
-            }
-            return Ok(());
-        }
-        let mut moments: Vec<(String, String)> = Vec::new();
+        let mut moments: Vec<(String, Moment)> = Vec::new();
         if view.state == Some(RunState::InProgress)
             && old.state != Some(RunState::InProgress)
             && old.session_link.is_none()
         {
-            let link = view
-                .session_link
-                .as_ref()
-                .map(|l| format!(" <{l}|Open the live session>"))
-                .unwrap_or_default();
-            moments.push((
-                "started".into(),
-                format!(":runner: The agent started working.{link}"),
-            ));
+            moments.push(("started".into(), Moment::Started));
         }
         for artifact in &view.artifacts {
             if let Artifact::PullRequest { data, .. } = artifact
@@ -314,46 +291,26 @@ impl Pipeline {
             {
                 moments.push((
                     format!("pr:{}", data.url),
-                    format!(
-                        ":git-pull-request: Opened a pull request: {} (branch `{}`)",
-                        data.url, data.branch
-                    ),
+                    Moment::PullRequest {
+                        url: data.url.clone(),
+                        branch: data.branch.clone(),
+                    },
                 ));
             }
         }
-        if blocked {
-            let reason = view
-                .status_message
-                .as_ref()
-                .map(|m| format!(": {}", escape(&m.message)))
-                .unwrap_or_default();
-            moments.push((
-                format!("blocked:{}", view_stamp(view)),
-                format!(":raised_hand: {who}, the agent needs you{reason}."),
-            ));
+        if view.state == Some(RunState::Blocked) && old.state != Some(RunState::Blocked) {
+            moments.push((format!("blocked:{}", view_stamp(view)), Moment::NeedsInput));
         }
         if phase == RunPhase::Done {
-            let text = match &view.state {
-                Some(RunState::Succeeded) => {
-                    let summary = view.summary.as_deref().unwrap_or_default();
-                    format!(
-                        ":white_check_mark: {who}, the agent finished: {}",
-                        escape(&truncate(summary, 500))
-                    )
-                }
-                Some(RunState::Cancelled) => ":no_entry_sign: The run was cancelled.".into(),
-                _ => {
-                    let reason = view
-                        .status_message
-                        .as_ref()
-                        .map(|m| m.message.as_str())
-                        .unwrap_or("no reason given");
-                    format!(":x: {who}, the run failed: {}", escape(reason))
-                }
-            };
-            moments.push(("final".into(), text));
+            moments.push(("final".into(), Moment::Finished));
         }
-        for (kind, text) in moments {
+        let Ok(surface) = self.surfaces.of(&record.origin) else {
+            return Ok(());
+        };
+        for (kind, moment) in moments {
+            let Some(text) = surface.moment(record, view, &moment) else {
+                continue;
+            };
             let message = OutboxMessage::RunReply {
                 run: record.id.clone(),
                 text,

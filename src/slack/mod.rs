@@ -1,9 +1,12 @@
-//! Everything Slack: the Web API client, Block Kit rendering, the app manifest, and an
-//! in-process fake Slack for the demo and the tests.
+//! Everything Slack: request intake, the Web API client, Block Kit rendering, the app
+//! manifest, and the surface the pipeline talks to.
 
 mod client;
 pub mod fake;
+pub mod intake;
 pub mod manifest;
 pub mod render;
+mod surface;
 
 pub use client::{SlackClient, SlackError, ThreadMessage};
+pub use surface::{SlackSurface, SlackSurfaceSettings};

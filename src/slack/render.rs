@@ -62,12 +62,6 @@ fn section(text: &str) -> Value {
     json!({ "type": "section", "text": { "type": "mrkdwn", "text": truncate(text, MAX_SECTION_CHARS) } })
 }
 
-/// True when the run ended with a failure that retrying may fix.
-pub fn retry_may_help(view: &RunView) -> bool {
-    matches!(view.state, Some(RunState::Failed | RunState::Error))
-        && view.status_message.as_ref().and_then(|m| m.retryable) == Some(true)
-}
-
 /// The status message: `(fallback text, blocks)`.
 pub fn status_message(
     run: &RunRef,
@@ -173,7 +167,7 @@ pub fn status_message(
     if !view.is_final() {
         buttons.push(json!({ "type": "button", "action_id": ACTION_CANCEL, "style": "danger", "text": { "type": "plain_text", "text": "Cancel" }, "value": run.as_str() }));
     }
-    if retry_may_help(view) {
+    if view.retry_may_help() {
         buttons.push(json!({ "type": "button", "action_id": ACTION_RETRY, "style": "primary", "text": { "type": "plain_text", "text": "Retry" }, "value": run.as_str() }));
     }
     if !buttons.is_empty() {

@@ -12,12 +12,16 @@ use std::time::Duration;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OutboxMessage {
     /// Add a reaction to the command's message (idempotent on every platform).
-    Reaction { origin: Origin, reaction: String },
+    Reaction {
+        origin: Origin,
+        #[serde(alias = "reaction")]
+        mark: crate::surface::Mark,
+    },
     /// Post a reply in the command's thread.
     Reply { origin: Origin, text: String },
     /// Tell the user something only they should see (where the platform allows).
     Private { origin: Origin, text: String },
-    /// Post a reply in a run's thread (Slack moments: started, PR opened, finished).
+    /// Post a moment's text (already in the surface's markup) in a run's thread.
     RunReply {
         run: crate::ids::RunRef,
         text: String,

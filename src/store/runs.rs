@@ -2,7 +2,7 @@
 //! and the status post kept in step with it (a version counter per visible change).
 
 use super::{Millis, Store, StoreResult, clean, ms, now_ms};
-use crate::domain::{Author, Origin, RunView};
+use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
 use sqlx::Row;
@@ -72,8 +72,8 @@ pub struct RunRecord {
     pub notify_attempts: i64,
     /// What the run has cost so far, as Oz reports it (inference + compute).
     pub cost: f64,
-    /// Platform id of the status post (GitHub comment id), once created.
-    pub status_post: Option<String>,
+    /// The status post, once created.
+    pub status_post: Option<PostId>,
     /// Digest of the body last posted, so an unchanged rendering is not sent again.
     pub posted_digest: Option<String>,
     /// A create of the status post was sent and may have landed; it may be looked up
@@ -151,7 +151,10 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         posted_version: row.try_get("posted_version")?,
         notify_attempts: row.try_get("notify_attempts")?,
         cost: row.try_get("cost")?,
-        status_post: row.try_get("status_post")?,
+        status_post: row
+            .try_get::<Option<String>, _>("status_post")?
+            .map(|post| serde_json::from_str(&post))
+            .transpose()?,
         posted_digest: row.try_get("posted_digest")?,
         post_lookup_after: Some(row.try_get::<i64, _>("post_attempted")?).filter(|t| *t != 0),
         post_first: row.try_get::<i64, _>("post_first")? != 0,
@@ -565,9 +568,10 @@ impl Store {
         &self,
         id: &RunRef,
         version: i64,
-        post: &str,
+        post: &PostId,
         digest: &str,
     ) -> StoreResult<()> {
+        let post = serde_json::to_string(post)?;
         sqlx::query(
             "UPDATE runs SET posted_version = $1, status_post = $2, posted_digest = $3, notify_lease_until = 0,
                 notify_next_at = 0, notify_attempts = 0
@@ -593,13 +597,24 @@ impl Store {
         Ok(())
     }
 
-    /// Gives a run's notification back, to be tried again after `delay`.
+    /// Gives a run's notification back after a failed attempt, to be tried again after
+    /// `delay`.
     pub async fn defer_notify(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
+        self.give_back_notify(id, delay, 1).await
+    }
+
+    /// Gives a run's notification back untried (it must wait `delay` first).
+    pub async fn release_notify(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
+        self.give_back_notify(id, delay, 0).await
+    }
+
+    async fn give_back_notify(&self, id: &RunRef, delay: Duration, failed: i64) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE runs SET notify_lease_until = 0, notify_next_at = $1, notify_attempts = notify_attempts + 1
-             WHERE id = $2",
+            "UPDATE runs SET notify_lease_until = 0, notify_next_at = $1, notify_attempts = notify_attempts + $2
+             WHERE id = $3",
         )
         .bind(now_ms() + ms(delay))
+        .bind(failed)
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;

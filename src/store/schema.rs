@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -95,6 +95,16 @@ const V2: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS runs_check ON runs (phase, check_at)",
     "CREATE INDEX IF NOT EXISTS runs_followed ON runs (phase, created_at)",
     "CREATE INDEX IF NOT EXISTS runs_recent ON runs (updated_at)",
+];
+
+/// Status post ids become typed ([`crate::domain::PostId`], stored as JSON): a bare
+/// GitHub comment id or Slack message ts of an older version is wrapped by its run's
+/// platform.
+const V3: &[&str] = &[
+    r#"UPDATE runs SET status_post = '{"kind":"github_comment","id":' || status_post || '}'
+       WHERE status_post IS NOT NULL AND status_post NOT LIKE '{%' AND origin LIKE '{"platform":"github"%'"#,
+    r#"UPDATE runs SET status_post = '{"kind":"slack_message","ts":"' || status_post || '"}'
+       WHERE status_post IS NOT NULL AND status_post NOT LIKE '{%' AND origin LIKE '{"platform":"slack"%'"#,
 ];
 
 /// Which database engine the statements run on.

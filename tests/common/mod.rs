@@ -247,7 +247,7 @@ impl Harness {
             .header("X-Slack-Request-Timestamp", timestamp.to_string())
             .header(
                 "X-Slack-Signature",
-                ozbridge::intake::slack::sign(secret, timestamp, body.as_bytes()),
+                ozbridge::slack::intake::sign(secret, timestamp, body.as_bytes()),
             )
             .body(body.to_owned())
             .send()

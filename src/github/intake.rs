@@ -1,6 +1,6 @@
 //! GitHub webhook payloads: which events carry a command, and the command they carry.
 
-use super::shape::{Object, is_repo_full_name, without_nul};
+use crate::intake::shape::{Object, is_repo_full_name, without_nul};
 use crate::command::find_command;
 use crate::config::GithubPolicy;
 use crate::domain::{Author, CommentKind, GithubOrigin, InboxCommand, Origin, ThreadContext};

@@ -1,8 +1,8 @@
 //! Slack requests: signature with its timestamp window, and the three payload kinds
 //! (slash commands, Events API callbacks, interactive button presses).
 
-use super::shape::{is_slack_id, is_slack_ts, without_nul};
-use super::signature::{SignatureError, hex_hmac, verify_hex_hmac};
+use crate::intake::shape::{is_slack_id, is_slack_ts, without_nul};
+use crate::intake::signature::{SignatureError, hex_hmac, verify_hex_hmac};
 use crate::command::CommandLine;
 use crate::domain::{
     Author, ButtonAction, InboxCommand, Origin, ResponseUrl, SlackOrigin, ThreadContext,
@@ -321,7 +321,9 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     // The button acts on the run whose status message it was pressed on; the value
     // only names that run, and the dispatcher checks the two agree.
     let run = crate::ids::RunRef(without_nul(&get("/actions/0/value").unwrap_or_default()));
-    let pressed_on = message_ts.clone();
+    let pressed_on = crate::domain::PostId::SlackMessage {
+        ts: message_ts.clone(),
+    };
     let action = match action_id.as_str() {
         ACTION_CANCEL => ButtonAction::Cancel { run, pressed_on },
         _ => ButtonAction::Retry { run, pressed_on },
@@ -493,7 +495,7 @@ mod tests {
             command.action,
             Some(ButtonAction::Cancel {
                 run: crate::ids::RunRef("run-1".into()),
-                pressed_on: "5.5".into(),
+                pressed_on: crate::domain::PostId::SlackMessage { ts: "5.5".into() },
             })
         );
     }

@@ -1,0 +1,371 @@
+//! GitHub as a surface: who may start runs (write access, allow and deny lists), the
+//! pull request's branches for the prompt, reactions on the command's comment, replies,
+//! and the run's status comment, found again by its hidden marker.
+
+use super::render::{self, StatusInput};
+use super::{GithubClient, GithubError, Permission};
+use crate::config::{GithubPolicy, RepoSettings};
+use crate::domain::{
+    Author, CommentKind, GithubOrigin, InboxCommand, Origin, PostId, RunView, ThreadContext,
+};
+use crate::ids::RepoFullName;
+use crate::pipeline::prompt::{MAX_BODY_CHARS, MAX_TITLE_CHARS, fence_safe, untrusted};
+use crate::retry::Breaker;
+use crate::store::RunRecord;
+use crate::surface::{
+    Access, Mark, Moment, PlaceDefaults, PromptParts, SendError, StatusBody, Surface,
+};
+use crate::text::truncate;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How far before a run's creation a lost status comment is looked for.
+const LOOKUP_SLACK_MS: i64 = 60_000;
+
+/// What the GitHub surface is configured with.
+pub struct GithubSurfaceSettings {
+    pub policy: GithubPolicy,
+    /// Per-repository run settings, keyed by lower-case `owner/name`.
+    pub repos: BTreeMap<String, RepoSettings>,
+    pub prompt_template: String,
+    /// Public base URL of ozbridge, for artifact download links.
+    pub public_url: Option<String>,
+    /// How long a looked-up permission is trusted.
+    pub permission_ttl: Duration,
+    pub doubt_window: Duration,
+}
+
+/// The GitHub surface over its client.
+pub struct GithubSurface {
+    client: GithubClient,
+    settings: GithubSurfaceSettings,
+    permissions: Mutex<HashMap<(String, String), (Permission, Instant)>>,
+}
+
+impl From<GithubError> for SendError {
+    fn from(error: GithubError) -> Self {
+        Self::from_call(&error)
+    }
+}
+
+fn github(origin: &Origin) -> Result<&GithubOrigin, SendError> {
+    match origin {
+        Origin::Github(g) => Ok(g),
+        _ => Err(SendError::permanent("not a GitHub origin")),
+    }
+}
+
+fn comment_id(post: &PostId) -> Result<u64, SendError> {
+    match post {
+        PostId::GithubComment { id } => Ok(*id),
+        _ => Err(SendError::permanent("not a GitHub comment")),
+    }
+}
+
+/// The reaction that stands for `mark` on GitHub.
+fn reaction(mark: Mark) -> &'static str {
+    match mark {
+        Mark::Received => "eyes",
+        Mark::Succeeded => "rocket",
+        Mark::Failed => "confused",
+        Mark::Cancelled => "-1",
+        Mark::Acknowledged => "+1",
+    }
+}
+
+impl GithubSurface {
+    /// The surface over `client`.
+    pub fn new(client: GithubClient, settings: GithubSurfaceSettings) -> Self {
+        Self {
+            client,
+            settings,
+            permissions: Mutex::default(),
+        }
+    }
+
+    async fn permission(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        login: &str,
+    ) -> Result<Permission, SendError> {
+        let ttl = self.settings.permission_ttl;
+        let key = (
+            repo.as_str().to_ascii_lowercase(),
+            login.to_ascii_lowercase(),
+        );
+        {
+            let cache = self.permissions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((permission, at)) = cache.get(&key)
+                && at.elapsed() < ttl
+            {
+                return Ok(*permission);
+            }
+        }
+        let permission = self.client.permission(repo, installation, login).await?;
+        let mut cache = self.permissions.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (_, at)| at.elapsed() < ttl);
+        cache.insert(key, (permission, Instant::now()));
+        Ok(permission)
+    }
+}
+
+#[async_trait::async_trait]
+impl Surface for GithubSurface {
+    fn name(&self) -> &str {
+        "github"
+    }
+
+    fn breaker(&self) -> Option<Arc<Breaker>> {
+        Some(self.client.breaker().clone())
+    }
+
+    fn doubt_window(&self) -> Duration {
+        self.settings.doubt_window
+    }
+
+    fn mention(&self, author: &Author) -> String {
+        format!("@{}", author.login)
+    }
+
+    fn place_name(&self) -> &'static str {
+        "this repository"
+    }
+
+    fn help_note(&self) -> &'static str {
+        "Only people with write access to the repository can start agents."
+    }
+
+    async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError> {
+        let g = github(origin)?;
+        let policy = &self.settings.policy;
+        if policy.denies(&author.login, author.id) {
+            return Ok(Access::Denied(format!(
+                "@{}, you are not allowed to start Oz agents here.",
+                author.login
+            )));
+        }
+        if policy.allows(&author.login, author.id) {
+            return Ok(Access::Allowed);
+        }
+        let permission = self
+            .permission(&g.repo, g.installation_id, &author.login)
+            .await?;
+        if permission.can_write() {
+            Ok(Access::Allowed)
+        } else {
+            Ok(Access::Denied(format!(
+                "@{}, thanks for asking! Only people with write access to {} can start Oz agents here; \
+                 a maintainer can run the command for you.",
+                author.login, g.repo
+            )))
+        }
+    }
+
+    /// A pull request's branches, which the comment event does not carry.
+    async fn complete_context(
+        &self,
+        origin: &Origin,
+        context: &mut ThreadContext,
+    ) -> Result<(), SendError> {
+        let g = github(origin)?;
+        if context.is_pull_request && context.head_ref.is_none() {
+            let (head, base) = self
+                .client
+                .pull_branches(&g.repo, g.installation_id, g.number)
+                .await?;
+            context.head_ref = Some(head);
+            context.base_ref = Some(base);
+        }
+        Ok(())
+    }
+
+    fn place_defaults(&self, origin: &Origin) -> PlaceDefaults {
+        let repo = github(origin)
+            .ok()
+            .and_then(|g| self.settings.repos.get(&g.repo.as_str().to_ascii_lowercase()));
+        PlaceDefaults {
+            environment_id: repo.and_then(|r| r.environment_id.clone()),
+            model_id: repo.and_then(|r| r.model_id.clone()),
+            skill: None,
+        }
+    }
+
+    fn prompt(&self, command: &InboxCommand, request: &str) -> PromptParts {
+        let ctx = &command.context;
+        let (repo, number) = match &command.origin {
+            Origin::Github(g) => (g.repo.to_string(), g.number),
+            _ => (String::new(), 0),
+        };
+        let kind = if ctx.is_pull_request {
+            "pull request"
+        } else {
+            "issue"
+        };
+        let branches = match (&ctx.head_ref, &ctx.base_ref) {
+            (Some(head), Some(base)) => format!(
+                "Branches: `{}` into `{}`\n",
+                fence_safe(head),
+                fence_safe(base)
+            ),
+            _ => String::new(),
+        };
+        let body = untrusted(&ctx.body, MAX_BODY_CHARS);
+        PromptParts {
+            template: self.settings.prompt_template.clone(),
+            values: vec![
+                ("repo", repo.clone()),
+                ("kind", kind.to_owned()),
+                ("number", number.to_string()),
+                ("title", untrusted(&ctx.title, MAX_TITLE_CHARS)),
+                ("url", ctx.url.clone()),
+                ("branches", branches),
+                ("author", command.author.login.clone()),
+                ("command", crate::pipeline::prompt::request_value(request)),
+                ("body", body.clone()),
+                ("thread", body),
+            ],
+            title: truncate(&format!("{repo}#{number}: {}", ctx.title), MAX_TITLE_CHARS),
+        }
+    }
+
+    fn posts_status_first(&self) -> bool {
+        false
+    }
+
+    async fn mark(&self, origin: &Origin, mark: Mark) -> Result<(), SendError> {
+        let g = github(origin)?;
+        let review = g.comment_kind == CommentKind::Review;
+        self.client
+            .add_reaction(
+                &g.repo,
+                g.installation_id,
+                g.comment_id,
+                review,
+                reaction(mark),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn reply(
+        &self,
+        origin: &Origin,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
+        let g = github(origin)?;
+        if maybe_posted
+            && self
+                .client
+                .find_comment_with_marker(
+                    &g.repo,
+                    g.installation_id,
+                    g.number,
+                    &render::reply_marker(key),
+                    None,
+                )
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.client
+            .create_comment(
+                &g.repo,
+                g.installation_id,
+                g.number,
+                &render::reply(key, text),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// GitHub has no private messages: a reply.
+    async fn private(
+        &self,
+        origin: &Origin,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
+        self.reply(origin, key, text, maybe_posted).await
+    }
+
+    /// Only "needs input": the status comment shows the rest, and an edited comment
+    /// notifies nobody.
+    fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
+        (*moment == Moment::NeedsInput).then(|| render::blocked_notice(&run.requester.login, view))
+    }
+
+    fn run_thread(&self, run: &RunRecord) -> Option<Origin> {
+        Some(run.origin.clone())
+    }
+
+    async fn post_moment(
+        &self,
+        thread: &Origin,
+        key: &str,
+        text: &str,
+        maybe_posted: bool,
+    ) -> Result<(), SendError> {
+        self.reply(thread, key, text, maybe_posted).await
+    }
+
+    fn render_status(&self, run: &RunRecord) -> StatusBody {
+        StatusBody {
+            text: render::status_comment(&StatusInput {
+                run: &run.id,
+                view: &run.view,
+                requester: &run.requester,
+                request_text: &run.asked,
+                public_url: self.settings.public_url.as_deref(),
+            }),
+            blocks: None,
+        }
+    }
+
+    async fn find_status(&self, run: &RunRecord) -> Result<Option<PostId>, SendError> {
+        let g = github(&run.origin)?;
+        let since = chrono::DateTime::from_timestamp_millis(run.created_at - LOOKUP_SLACK_MS);
+        let found = self
+            .client
+            .find_comment_with_marker(
+                &g.repo,
+                g.installation_id,
+                g.number,
+                &render::run_marker(&run.id),
+                since,
+            )
+            .await?;
+        Ok(found.map(|id| PostId::GithubComment { id }))
+    }
+
+    async fn update_status(
+        &self,
+        run: &RunRecord,
+        post: &PostId,
+        body: &StatusBody,
+    ) -> Result<(), SendError> {
+        let g = github(&run.origin)?;
+        self.client
+            .update_comment(&g.repo, g.installation_id, comment_id(post)?, &body.text)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_status(
+        &self,
+        run: &RunRecord,
+        body: &StatusBody,
+    ) -> Result<PostId, SendError> {
+        let g = github(&run.origin)?;
+        let created = self
+            .client
+            .create_comment(&g.repo, g.installation_id, g.number, &body.text)
+            .await?;
+        Ok(PostId::GithubComment { id: created.id })
+    }
+}
