@@ -84,7 +84,8 @@ pub async fn build_pipeline(
 fn surfaces(config: &Config) -> anyhow::Result<Surfaces> {
     let mut surfaces = Surfaces::default();
     if let Some(auth) = &config.github.auth {
-        let client = GithubClient::new(&config.github.api_url, auth, config.github.request_timeout)?;
+        let client =
+            GithubClient::new(&config.github.api_url, auth, config.github.request_timeout)?;
         surfaces = surfaces.with(Arc::new(GithubSurface::new(
             client,
             GithubSurfaceSettings {

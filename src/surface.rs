@@ -235,8 +235,7 @@ pub trait Surface: Send + Sync {
     ) -> Result<(), SendError>;
 
     /// Creates the run's status post.
-    async fn create_status(&self, run: &RunRecord, body: &StatusBody)
-    -> Result<PostId, SendError>;
+    async fn create_status(&self, run: &RunRecord, body: &StatusBody) -> Result<PostId, SendError>;
 
     /// The origin a run takes once its status post exists, when that post starts the
     /// run's thread (a Slack slash command's run); `None` when nothing changes.

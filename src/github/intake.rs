@@ -1,10 +1,10 @@
 //! GitHub webhook payloads: which events carry a command, and the command they carry.
 
-use crate::intake::shape::{Object, is_repo_full_name, without_nul};
 use crate::command::find_command;
 use crate::config::GithubPolicy;
 use crate::domain::{Author, CommentKind, GithubOrigin, InboxCommand, Origin, ThreadContext};
 use crate::ids::RepoFullName;
+use crate::intake::shape::{Object, is_repo_full_name, without_nul};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};

@@ -182,9 +182,11 @@ impl Surface for GithubSurface {
     }
 
     fn place_defaults(&self, origin: &Origin) -> PlaceDefaults {
-        let repo = github(origin)
-            .ok()
-            .and_then(|g| self.settings.repos.get(&g.repo.as_str().to_ascii_lowercase()));
+        let repo = github(origin).ok().and_then(|g| {
+            self.settings
+                .repos
+                .get(&g.repo.as_str().to_ascii_lowercase())
+        });
         PlaceDefaults {
             environment_id: repo.and_then(|r| r.environment_id.clone()),
             model_id: repo.and_then(|r| r.model_id.clone()),
@@ -356,11 +358,7 @@ impl Surface for GithubSurface {
         Ok(())
     }
 
-    async fn create_status(
-        &self,
-        run: &RunRecord,
-        body: &StatusBody,
-    ) -> Result<PostId, SendError> {
+    async fn create_status(&self, run: &RunRecord, body: &StatusBody) -> Result<PostId, SendError> {
         let g = github(&run.origin)?;
         let created = self
             .client

@@ -185,8 +185,7 @@ impl Pipeline {
                 match latest.filter(|r| r.phase != RunPhase::Done) {
                     Some(run) => self.cancel(claimed, &run).await?,
                     None => {
-                        reply(format!("{who}, there is no active Oz run here to cancel."))
-                            .await?
+                        reply(format!("{who}, there is no active Oz run here to cancel.")).await?
                     }
                 }
             }

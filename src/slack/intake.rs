@@ -1,12 +1,12 @@
 //! Slack requests: signature with its timestamp window, and the three payload kinds
 //! (slash commands, Events API callbacks, interactive button presses).
 
-use crate::intake::shape::{is_slack_id, is_slack_ts, without_nul};
-use crate::intake::signature::{SignatureError, hex_hmac, verify_hex_hmac};
 use crate::command::CommandLine;
 use crate::domain::{
     Author, ButtonAction, InboxCommand, Origin, ResponseUrl, SlackOrigin, ThreadContext,
 };
+use crate::intake::shape::{is_slack_id, is_slack_ts, without_nul};
+use crate::intake::signature::{SignatureError, hex_hmac, verify_hex_hmac};
 use crate::slack::render::{ACTION_CANCEL, ACTION_RETRY};
 use secrecy::SecretString;
 use serde::Deserialize;

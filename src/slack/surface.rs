@@ -304,7 +304,11 @@ impl Surface for SlackSurface {
         let text = &mrkdwn(text);
         match &s.response_url {
             Some(url) => self.client.respond(&url.0, text).await?,
-            None => self.client.post_ephemeral(&s.channel, &s.user, text).await?,
+            None => {
+                self.client
+                    .post_ephemeral(&s.channel, &s.user, text)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -400,7 +404,12 @@ impl Surface for SlackSurface {
         let oldest = format!("{}.000000", (run.created_at - LOOKUP_SLACK_MS) / 1000);
         let found = self
             .client
-            .find_posted(&s.channel, s.thread_ts.as_deref(), &status_key(run), &oldest)
+            .find_posted(
+                &s.channel,
+                s.thread_ts.as_deref(),
+                &status_key(run),
+                &oldest,
+            )
             .await?;
         Ok(found.map(|ts| PostId::SlackMessage { ts }))
     }
@@ -423,11 +432,7 @@ impl Surface for SlackSurface {
         Ok(())
     }
 
-    async fn create_status(
-        &self,
-        run: &RunRecord,
-        body: &StatusBody,
-    ) -> Result<PostId, SendError> {
+    async fn create_status(&self, run: &RunRecord, body: &StatusBody) -> Result<PostId, SendError> {
         let s = slack(&run.origin)?;
         let ts = self
             .client
