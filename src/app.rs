@@ -62,6 +62,15 @@ pub async fn build_pipeline(
     config: &Config,
     tune: impl FnOnce(&mut PipelineSettings),
 ) -> anyhow::Result<Arc<Pipeline>> {
+    build_pipeline_with(config, tune, Vec::new()).await
+}
+
+/// [`build_pipeline`], with surfaces defined outside the crate beside the configured ones.
+pub async fn build_pipeline_with(
+    config: &Config,
+    tune: impl FnOnce(&mut PipelineSettings),
+    extra: Vec<Arc<dyn crate::surface::Surface>>,
+) -> anyhow::Result<Arc<Pipeline>> {
     let store = Store::connect(&config.database_url).await?;
     let api_key = config
         .oz
@@ -74,7 +83,9 @@ pub async fn build_pipeline(
         config.oz.request_timeout,
         Backoff::default(),
     )?;
-    let surfaces = surfaces(config)?;
+    let surfaces = extra
+        .into_iter()
+        .fold(surfaces(config)?, |all, surface| all.with(surface));
     let mut settings = PipelineSettings::new(config);
     tune(&mut settings);
     Ok(Arc::new(Pipeline::new(store, oz, surfaces, settings)))

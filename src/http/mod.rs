@@ -45,16 +45,10 @@ impl HttpState {
         command: &crate::domain::InboxCommand,
     ) -> Result<Option<crate::ids::CommandId>, axum::response::Response> {
         use axum::response::IntoResponse;
-        match self
-            .pipeline
-            .store
-            .insert_command(dedupe_key, command)
-            .await
-        {
+        match self.pipeline.accept(dedupe_key, command).await {
             Ok(Some(id)) => {
                 crate::telemetry::webhook(source, "accepted");
                 tracing::info!(source, command = %id, thread = %command.origin.thread_key(), "command accepted");
-                self.pipeline.wake.dispatch.notify_one();
                 Ok(Some(id))
             }
             Ok(None) => {

@@ -126,6 +126,21 @@ impl Pipeline {
         }
     }
 
+    /// Takes a verified command from a surface's intake: stored durably (once per
+    /// `dedupe_key`) before this returns, then handed to the dispatcher. Its id, or
+    /// `None` for a command stored before.
+    pub async fn accept(
+        &self,
+        dedupe_key: &str,
+        command: &crate::domain::InboxCommand,
+    ) -> StoreResult<Option<crate::ids::CommandId>> {
+        let stored = self.store.insert_command(dedupe_key, command).await?;
+        if stored.is_some() {
+            self.wake.dispatch.notify_one();
+        }
+        Ok(stored)
+    }
+
     /// When retrying stops for work whose budget ends at `current` (0: its first
     /// failure, so the budget starts now).
     fn give_up_at(&self, current: Millis) -> Millis {

@@ -2,7 +2,7 @@
 //! simulator and fake GitHub on loopback, with a fresh database per test.
 #![allow(dead_code)]
 
-use ozbridge::app::{RunningApp, build_pipeline, start};
+use ozbridge::app::{RunningApp, build_pipeline_with, start};
 use ozbridge::config::Config;
 use ozbridge::github::fake::{CommentEventSpec, FakeComment, FakeGithub};
 use ozbridge::intake::signature::sign_github;
@@ -63,6 +63,8 @@ pub struct Harness {
     pub http: reqwest::Client,
     /// Applied to the pipeline settings of every boot, after the harness's own.
     pub tune: fn(&mut ozbridge::pipeline::PipelineSettings),
+    /// Surfaces beside GitHub and Slack (a test's own), given to every boot.
+    pub surfaces: Vec<std::sync::Arc<dyn ozbridge::surface::Surface>>,
     next_comment: u64,
     _dir: tempfile::TempDir,
 }
@@ -82,6 +84,24 @@ impl Harness {
         database: Option<String>,
         extra: &[(&str, &str)],
         tune: fn(&mut ozbridge::pipeline::PipelineSettings),
+    ) -> Option<Self> {
+        Self::start_full(database, extra, tune, Vec::new()).await
+    }
+
+    /// A SQLite harness whose app also serves `surface`.
+    pub async fn start_with_surface(
+        surface: std::sync::Arc<dyn ozbridge::surface::Surface>,
+    ) -> Self {
+        Self::start_full(None, &[], |_| {}, vec![surface])
+            .await
+            .expect("sqlite harness")
+    }
+
+    async fn start_full(
+        database: Option<String>,
+        extra: &[(&str, &str)],
+        tune: fn(&mut ozbridge::pipeline::PipelineSettings),
+        surfaces: Vec<std::sync::Arc<dyn ozbridge::surface::Surface>>,
     ) -> Option<Self> {
         ozbridge::install_crypto();
         ozbridge::telemetry::init_logging(ozbridge::config::LogFormat::Text);
@@ -154,6 +174,7 @@ impl Harness {
             app: None,
             http: reqwest::Client::new(),
             tune,
+            surfaces,
             next_comment: 0,
             _dir: dir,
         };
@@ -164,14 +185,18 @@ impl Harness {
     /// Starts a new app process on the same database.
     pub async fn boot(&mut self) {
         let tune = self.tune;
-        let pipeline = build_pipeline(&self.config, |s| {
-            s.poll = Duration::from_millis(50);
-            s.lease = Duration::from_millis(1500);
-            s.workers = 2;
-            s.backoff.base = Duration::from_millis(100);
-            s.backoff.max = Duration::from_millis(800);
-            tune(s);
-        })
+        let pipeline = build_pipeline_with(
+            &self.config,
+            |s| {
+                s.poll = Duration::from_millis(50);
+                s.lease = Duration::from_millis(1500);
+                s.workers = 2;
+                s.backoff.base = Duration::from_millis(100);
+                s.backoff.max = Duration::from_millis(800);
+                tune(s);
+            },
+            self.surfaces.clone(),
+        )
         .await
         .expect("pipeline");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
