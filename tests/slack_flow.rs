@@ -450,14 +450,19 @@ async fn a_direct_message_starts_a_run_in_its_thread() {
         ))
         .await;
     assert_eq!(response.status(), 200);
-    h.wait_for("the run to finish", || {
+    // The reaction and the status message go out on separate paths, in either order:
+    // each is awaited on its own.
+    h.wait_for("the status in the DM thread to say Done", || {
+        h.thread_status("D7", &ts)
+            .is_some_and(|status| text_of(&status).contains("✅ Done"))
+    })
+    .await;
+    h.wait_for("the run's final reaction", || {
         h.slack
             .reactions("D7", &ts)
             .contains(&"white_check_mark".to_owned())
     })
     .await;
-    let status = h.thread_status("D7", &ts).expect("status in the DM thread");
-    assert!(text_of(&status).contains("✅ Done"));
 }
 
 #[tokio::test]

@@ -511,8 +511,22 @@ impl Harness {
             .expect("reply")
     }
 
-    /// Lets the pipeline settle, then asserts nothing more happens.
+    /// Waits until the pipeline has nothing left to do (no pending command, message,
+    /// starting or followed run, or status post behind), so that what a test asserts
+    /// next is final: nothing more happens until a new command arrives. Panics after
+    /// 15 s, naming what is still pending.
     pub async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let pending = self.store().pending_work().await.expect("store readable");
+            if pending == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the pipeline did not settle: {pending} items still pending"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
