@@ -5,9 +5,9 @@
 //!
 //! `cargo build --release && cargo run --release --example bench`
 
-use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
 use ozbridge::intake::signature::sign_github;
-use ozbridge::oz::sim::{OzSim, Scenario};
+use ozbridge::testkit::github::{CommentEventSpec, FakeGithub};
+use ozbridge::testkit::oz::{OzSim, Scenario};
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};

@@ -21,6 +21,7 @@ enum Commands {
     /// Run the service (the default).
     Serve,
     /// Run a complete flow offline: Oz simulator, fake GitHub, a signed `/oz` webhook.
+    #[cfg(feature = "demo")]
     Demo,
     /// Print the effective configuration, secrets redacted.
     CheckConfig {
@@ -40,6 +41,7 @@ enum Commands {
         url: String,
     },
     /// Serve the Oz API simulator.
+    #[cfg(feature = "demo")]
     SimOz {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -100,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::app::serve(config).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Commands::Demo => crate::demo::run().await,
         Commands::CheckConfig { online } => {
             let config = Config::load(cli.config.as_deref())?;
@@ -148,10 +151,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "demo")]
         Commands::SimOz { listen, step_ms } => {
             crate::telemetry::init_logging(crate::config::LogFormat::Text);
             let listener = tokio::net::TcpListener::bind(&listen).await?;
-            let sim = crate::oz::sim::OzSim::new(std::time::Duration::from_millis(step_ms));
+            let sim = crate::testkit::oz::OzSim::new(std::time::Duration::from_millis(step_ms));
             let base = sim.serve(listener).await?;
             println!("Oz simulator listening: OZ_API_URL={base} (any WARP_API_KEY is accepted)");
             let _ = tokio::signal::ctrl_c().await;

@@ -4,10 +4,10 @@
 //! `@oz` mention in the thread it made.
 
 use crate::config::Config;
-use crate::github::fake::{CommentEventSpec, FakeGithub, GithubEvent};
 use crate::intake::signature::sign_github;
-use crate::oz::sim::OzSim;
-use crate::slack::fake::{FakeSlack, SlackEvent, mention_event, slash_command_body};
+use crate::testkit::github::{CommentEventSpec, FakeGithub, GithubEvent};
+use crate::testkit::oz::OzSim;
+use crate::testkit::slack::{FakeSlack, SlackEvent, mention_event, slash_command_body};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

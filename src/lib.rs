@@ -2,10 +2,10 @@
 
 pub mod admin;
 pub mod app;
-pub mod chaos;
 pub mod cli;
 pub mod command;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod domain;
 pub mod github;
@@ -19,6 +19,8 @@ pub mod slack;
 pub mod store;
 pub mod surface;
 pub mod telemetry;
+#[cfg(any(test, feature = "demo"))]
+pub mod testkit;
 pub mod text;
 
 /// Installs the process-wide rustls crypto provider (two are linked; one must be chosen

@@ -4,7 +4,7 @@
 mod common;
 
 use common::Harness;
-use ozbridge::oz::sim::{Fault, FaultKind};
+use ozbridge::testkit::oz::{Fault, FaultKind};
 
 /// Runs `ozbridge admin ARGS` on the harness's database; its exit status and output.
 async fn admin(h: &Harness, args: &[&str]) -> (bool, String) {

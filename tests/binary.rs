@@ -2,10 +2,10 @@
 //! crate: sqlx, reqwest, hyper included) through a GitHub flow and the Slack flows, and
 //! not one secret in them or in anything the bot wrote.
 
-use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
 use ozbridge::intake::signature::sign_github;
-use ozbridge::oz::sim::OzSim;
-use ozbridge::slack::fake::{FakeSlack, slash_command_body};
+use ozbridge::testkit::github::{CommentEventSpec, FakeGithub};
+use ozbridge::testkit::oz::OzSim;
+use ozbridge::testkit::slack::{FakeSlack, slash_command_body};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -161,9 +161,15 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     let root = slack.add_user_message("CENG", None, "U2", "a topic");
     let mention_text = "<@UOZBOT> summarize this thread";
     let ts = slack.add_user_message("CENG", Some(&root), "U1", mention_text);
-    let event =
-        ozbridge::slack::fake::mention_event("Ev1", "CENG", "U1", mention_text, &ts, Some(&root))
-            .to_string();
+    let event = ozbridge::testkit::slack::mention_event(
+        "Ev1",
+        "CENG",
+        "U1",
+        mention_text,
+        &ts,
+        Some(&root),
+    )
+    .to_string();
     let answer = slack_post("/slack/events", event, "application/json")
         .await
         .unwrap();

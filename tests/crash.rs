@@ -9,10 +9,10 @@
 
 mod common;
 
-use ozbridge::github::fake::{CommentEventSpec, FakeGithub};
 use ozbridge::intake::signature::sign_github;
-use ozbridge::oz::sim::OzSim;
-use ozbridge::slack::fake::{FakeSlack, mention_event, slash_command_body};
+use ozbridge::testkit::github::{CommentEventSpec, FakeGithub};
+use ozbridge::testkit::oz::OzSim;
+use ozbridge::testkit::slack::{FakeSlack, mention_event, slash_command_body};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{Harness, OLD_SECRET, REPO};
-use ozbridge::github::fake::CommentEventSpec;
 use ozbridge::intake::signature::sign_github;
-use ozbridge::oz::sim::{Fault, FaultKind, Scenario};
+use ozbridge::testkit::github::CommentEventSpec;
+use ozbridge::testkit::oz::{Fault, FaultKind, Scenario};
 
 #[tokio::test]
 async fn issue_command_runs_to_success_in_one_status_comment() {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::Harness;
-use ozbridge::oz::sim::{Fault, FaultKind};
+use ozbridge::testkit::oz::{Fault, FaultKind};
 use std::time::Duration;
 
 fn create_fault(kind: FaultKind, times: u32) -> Fault {

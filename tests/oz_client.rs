@@ -2,10 +2,10 @@
 //! retry policy (idempotent calls retried, creates never).
 
 use ozbridge::ids::OzRunId;
-use ozbridge::oz::sim::{Fault, FaultKind, OzSim, Scenario};
 use ozbridge::oz::types::{RunAgentRequest, RunState};
 use ozbridge::oz::{ListAgentsQuery, ListRunsQuery, OzClient, OzError};
 use ozbridge::retry::Backoff;
+use ozbridge::testkit::oz::{Fault, FaultKind, OzSim, Scenario};
 use secrecy::SecretString;
 use std::time::Duration;
 

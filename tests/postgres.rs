@@ -71,7 +71,8 @@ async fn slack_threads_and_artifact_links_on_postgres() {
     let Some(h) = Harness::start_with(Some(url), &extra).await else {
         return;
     };
-    h.sim.push_scenario(ozbridge::oz::sim::Scenario::Artifacts);
+    h.sim
+        .push_scenario(ozbridge::testkit::oz::Scenario::Artifacts);
     h.slash(common::CHANNEL, "U1", "fix it").await;
     h.wait_for("the root message", || {
         h.slack_roots(common::CHANNEL)

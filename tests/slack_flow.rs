@@ -4,11 +4,11 @@
 mod common;
 
 use common::{CHANNEL, Harness, NO_BOT_CHANNEL, SLACK_OLD_SECRET, SLACK_SECRET};
-use ozbridge::oz::sim::Scenario;
-use ozbridge::slack::fake::{direct_message_event, mention_event, slash_command_body};
 use ozbridge::slack::render::{ACTION_CANCEL, ACTION_RETRY};
+use ozbridge::testkit::oz::Scenario;
+use ozbridge::testkit::slack::{direct_message_event, mention_event, slash_command_body};
 
-fn text_of(message: &ozbridge::slack::fake::FakeMessage) -> String {
+fn text_of(message: &ozbridge::testkit::slack::FakeMessage) -> String {
     message.shown().to_owned()
 }
 

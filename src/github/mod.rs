@@ -3,7 +3,6 @@
 
 mod auth;
 mod client;
-pub mod fake;
 pub mod intake;
 pub mod render;
 mod surface;

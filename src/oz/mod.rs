@@ -1,7 +1,6 @@
-//! The Oz API: wire types, a typed client, and an in-crate simulator.
+//! The Oz API: wire types and a typed client.
 
 mod client;
-pub mod sim;
 pub mod types;
 
 pub use client::{DEFAULT_OZ_API_URL, ListAgentsQuery, ListRunsQuery, OzClient, OzError};

@@ -363,7 +363,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::slack::fake;
+    use crate::testkit::slack as fake;
 
     fn secrets() -> Vec<SecretString> {
         vec![

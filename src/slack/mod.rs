@@ -2,7 +2,6 @@
 //! manifest, and the surface the pipeline talks to.
 
 mod client;
-pub mod fake;
 pub mod intake;
 pub mod manifest;
 pub mod render;

@@ -4,10 +4,10 @@
 
 use ozbridge::app::{RunningApp, build_pipeline_with, start};
 use ozbridge::config::Config;
-use ozbridge::github::fake::{CommentEventSpec, FakeComment, FakeGithub};
 use ozbridge::intake::signature::sign_github;
-use ozbridge::oz::sim::OzSim;
-use ozbridge::slack::fake::FakeSlack;
+use ozbridge::testkit::github::{CommentEventSpec, FakeComment, FakeGithub};
+use ozbridge::testkit::oz::OzSim;
+use ozbridge::testkit::slack::FakeSlack;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -282,7 +282,7 @@ impl Harness {
 
     /// A correctly signed slash command `/oz <text>`.
     pub async fn slash(&self, channel: &str, user: &str, text: &str) -> reqwest::Response {
-        let body = ozbridge::slack::fake::slash_command_body(
+        let body = ozbridge::testkit::slack::slash_command_body(
             channel,
             user,
             text,
@@ -320,7 +320,7 @@ impl Harness {
         thread: Option<&str>,
     ) -> String {
         let ts = self.slack.add_user_message(channel, thread, user, text);
-        let event = ozbridge::slack::fake::mention_event(
+        let event = ozbridge::testkit::slack::mention_event(
             &format!("Ev{}", ozbridge::ids::new_uuid()),
             channel,
             user,
@@ -343,7 +343,7 @@ impl Harness {
         message_ts: &str,
         thread: Option<&str>,
     ) -> reqwest::Response {
-        let body = ozbridge::slack::fake::button_body(
+        let body = ozbridge::testkit::slack::button_body(
             action,
             run,
             channel,
@@ -381,7 +381,7 @@ impl Harness {
         channel: &str,
         thread: &str,
         text: &str,
-    ) -> ozbridge::slack::fake::FakeMessage {
+    ) -> ozbridge::testkit::slack::FakeMessage {
         let find = || {
             self.slack
                 .thread(channel, thread)
@@ -414,7 +414,7 @@ impl Harness {
         &self,
         channel: &str,
         thread: &str,
-    ) -> Option<ozbridge::slack::fake::FakeMessage> {
+    ) -> Option<ozbridge::testkit::slack::FakeMessage> {
         self.slack
             .thread(channel, thread)
             .into_iter()
@@ -422,7 +422,7 @@ impl Harness {
     }
 
     /// The bot's root messages (status posts of slash commands) in a channel.
-    pub fn slack_roots(&self, channel: &str) -> Vec<ozbridge::slack::fake::FakeMessage> {
+    pub fn slack_roots(&self, channel: &str) -> Vec<ozbridge::testkit::slack::FakeMessage> {
         self.slack
             .bot_messages(channel)
             .into_iter()

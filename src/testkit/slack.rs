@@ -82,7 +82,7 @@ pub struct FakeSlack {
     events: broadcast::Sender<SlackEvent>,
     token: String,
     /// Random faults, off until enabled.
-    pub chaos: crate::chaos::Chaos,
+    pub chaos: crate::testkit::chaos::Chaos,
 }
 
 fn lock(state: &Mutex<State_>) -> MutexGuard<'_, State_> {
@@ -97,7 +97,7 @@ impl FakeSlack {
             state: Arc::new(Mutex::new(State_::default())),
             events,
             token: token.into(),
-            chaos: crate::chaos::Chaos::default(),
+            chaos: crate::testkit::chaos::Chaos::default(),
         }
     }
 
@@ -108,7 +108,7 @@ impl FakeSlack {
             .route("/hooks/{*rest}", post(respond))
             .layer(axum::middleware::from_fn_with_state(
                 self.chaos.clone(),
-                crate::chaos::gate,
+                crate::testkit::chaos::gate,
             ))
             .with_state(self.clone())
     }

@@ -80,7 +80,7 @@ pub struct FakeGithub {
     events: broadcast::Sender<GithubEvent>,
     bot_login: String,
     /// Random faults, off until enabled.
-    pub chaos: crate::chaos::Chaos,
+    pub chaos: crate::testkit::chaos::Chaos,
 }
 
 fn lock(state: &Mutex<FakeState>) -> MutexGuard<'_, FakeState> {
@@ -104,7 +104,7 @@ impl FakeGithub {
             })),
             events,
             bot_login: "ozbridge[bot]".into(),
-            chaos: crate::chaos::Chaos::default(),
+            chaos: crate::testkit::chaos::Chaos::default(),
         }
     }
 
@@ -139,7 +139,7 @@ impl FakeGithub {
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
             .layer(axum::middleware::from_fn_with_state(
                 self.chaos.clone(),
-                crate::chaos::gate,
+                crate::testkit::chaos::gate,
             ))
             .with_state(self.clone())
     }

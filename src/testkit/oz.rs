@@ -2,8 +2,8 @@
 //! says, scripted run progressions, list filters with cursors, and injectable faults.
 //! Served by `ozbridge sim-oz`, and used in-process by the demo, tests and benchmarks.
 
-use super::types::*;
 use crate::ids::{ConversationId, OzRunId};
+use crate::oz::types::*;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -122,7 +122,7 @@ pub struct OzSim {
     api_key: Option<String>,
     public_base: Arc<Mutex<String>>,
     /// Random faults, off until enabled.
-    pub chaos: crate::chaos::Chaos,
+    pub chaos: crate::testkit::chaos::Chaos,
 }
 
 impl OzSim {
@@ -133,7 +133,7 @@ impl OzSim {
             step,
             api_key: None,
             public_base: Arc::new(Mutex::new("http://oz-sim.invalid/api/v1".into())),
-            chaos: crate::chaos::Chaos::default(),
+            chaos: crate::testkit::chaos::Chaos::default(),
         }
     }
 
@@ -168,7 +168,7 @@ impl OzSim {
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
             .layer(axum::middleware::from_fn_with_state(
                 self.chaos.clone(),
-                crate::chaos::gate,
+                crate::testkit::chaos::gate,
             ));
         Router::new().nest("/api/v1", api).with_state(self.clone())
     }
