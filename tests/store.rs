@@ -235,3 +235,57 @@ async fn resuming_makes_deferred_work_due_now() {
         assert_eq!(again.map(|c| c.id), Some(id), "{name}");
     }
 }
+
+/// A database written by the previous version: bare status post ids and artifacts only
+/// inside the runs' views. Migrating types the post ids and gives the artifacts rows.
+#[tokio::test]
+async fn migration_types_old_post_ids_and_lists_old_artifacts() {
+    use sqlx::Connection;
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(url) = common::database_url(&dir, postgres).await else {
+            continue;
+        };
+        let store = Store::connect(&url).await.unwrap();
+        let run = ozbridge::store::RunRecord::intent(
+            ozbridge::ids::RunRef("run-old".into()),
+            ozbridge::ids::CommandId("cmd-old".into()),
+            command(7, "fix").origin,
+            command(7, "fix").author,
+            "fix".into(),
+            ozbridge::oz::types::RunAgentRequest::default(),
+            false,
+        );
+        store.insert_run(&run).await.unwrap();
+        store.close().await;
+        // Turn the row back into what the previous version wrote.
+        let raw_url = if postgres {
+            url.clone()
+        } else {
+            format!("{url}?mode=rw")
+        };
+        let mut conn = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
+        let view = r#"{"state":"SUCCEEDED","oz_run_id":"oz-1","conversation_id":null,"session_link":null,"artifacts":[{"artifact_type":"SCREENSHOT","created_at":null,"data":{"artifact_uid":"shot-old","mime_type":"image/png"}}],"status_message":null,"summary":null,"start_error":null}"#;
+        for statement in [
+            format!("UPDATE runs SET status_post = '123', view = '{view}'"),
+            "DELETE FROM artifacts".to_owned(),
+            "DELETE FROM ozbridge_schema WHERE version = 3".to_owned(),
+        ] {
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+
+        let store = Store::connect(&url).await.unwrap();
+        let run = store
+            .get_run(&ozbridge::ids::RunRef("run-old".into()))
+            .await
+            .unwrap()
+            .expect("the run");
+        assert_eq!(
+            run.status_post,
+            Some(ozbridge::domain::PostId::GithubComment { id: 123 })
+        );
+        assert!(store.artifact_known("shot-old").await.unwrap());
+        assert!(!store.artifact_known("shot-new").await.unwrap());
+    }
+}

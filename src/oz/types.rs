@@ -358,6 +358,18 @@ pub enum Artifact {
     Other { artifact_type: String, raw: Value },
 }
 
+impl Artifact {
+    /// The id under which Oz serves the artifact's content, for those that have one.
+    pub fn uid(&self) -> Option<&str> {
+        match self {
+            Self::Plan { data, .. } => data.artifact_uid.as_deref(),
+            Self::Screenshot { data, .. } => Some(&data.artifact_uid),
+            Self::File { data, .. } => Some(&data.artifact_uid),
+            Self::PullRequest { .. } | Self::Other { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct PlanArtifactData {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -249,14 +249,26 @@ impl Store {
 
     /// True when an artifact with this uid belongs to one of ozbridge's runs.
     pub async fn artifact_known(&self, uid: &str) -> StoreResult<bool> {
-        let escaped = uid.replace(['\\', '%'], "").replace('_', "\\_");
-        let pattern = format!("%\"artifact_uid\":\"{escaped}\"%");
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM runs WHERE view LIKE $1 ESCAPE '\\' LIMIT 1")
-                .bind(pattern)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM artifacts WHERE uid = $1")
+            .bind(uid)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
+    }
+
+    /// Records which run the view's artifacts belong to (before the view is shown, so a
+    /// download link always works).
+    async fn record_artifacts(&self, id: &RunRef, view: &RunView) -> StoreResult<()> {
+        for uid in view.artifacts.iter().filter_map(|a| a.uid()) {
+            sqlx::query(
+                "INSERT INTO artifacts (uid, run_id) VALUES ($1, $2) ON CONFLICT (uid) DO NOTHING",
+            )
+            .bind(uid)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Every run the tracker follows (for the gauges).
@@ -494,6 +506,7 @@ impl Store {
         view: &RunView,
         changed: bool,
     ) -> StoreResult<()> {
+        self.record_artifacts(id, view).await?;
         let now = now_ms();
         sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),

@@ -99,8 +99,10 @@ const V2: &[&str] = &[
 
 /// Status post ids become typed ([`crate::domain::PostId`], stored as JSON): a bare
 /// GitHub comment id or Slack message ts of an older version is wrapped by its run's
-/// platform.
+/// platform. Artifacts get rows (which run each belongs to); the existing ones are
+/// copied from the runs' views by [`backfill_artifacts`].
 const V3: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS artifacts (uid TEXT PRIMARY KEY, run_id TEXT NOT NULL)",
     r#"UPDATE runs SET status_post = '{"kind":"github_comment","id":' || status_post || '}'
        WHERE status_post IS NOT NULL AND status_post NOT LIKE '{%' AND origin LIKE '{"platform":"github"%'"#,
     r#"UPDATE runs SET status_post = '{"kind":"slack_message","ts":"' || status_post || '"}'
@@ -170,10 +172,37 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error
         for statement in *statements {
             sqlx::query(statement).execute(&mut *conn).await?;
         }
+        if version == 3 {
+            backfill_artifacts(conn).await?;
+        }
         sqlx::query("INSERT INTO ozbridge_schema (version) VALUES ($1)")
             .bind(version)
             .execute(&mut *conn)
             .await?;
+    }
+    Ok(())
+}
+
+/// Records the artifacts of the runs stored before artifacts had rows.
+async fn backfill_artifacts(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, view FROM runs WHERE view LIKE '%artifact_uid%'")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (run, view) in rows {
+        let Ok(view) = serde_json::from_str::<crate::domain::RunView>(&view) else {
+            tracing::warn!(%run, "a run's stored view could not be read; its artifacts are not listed");
+            continue;
+        };
+        for uid in view.artifacts.iter().filter_map(|a| a.uid()) {
+            sqlx::query(
+                "INSERT INTO artifacts (uid, run_id) VALUES ($1, $2) ON CONFLICT (uid) DO NOTHING",
+            )
+            .bind(uid)
+            .bind(&run)
+            .execute(&mut *conn)
+            .await?;
+        }
     }
     Ok(())
 }
