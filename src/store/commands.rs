@@ -2,7 +2,7 @@
 //! one at a time per thread (oldest first) by the dispatcher.
 
 use super::group_commit::{NewCommandRow, bind};
-use super::{Millis, Store, StoreResult, clean, ms, now_ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, ms, now_ms};
 use crate::domain::InboxCommand;
 use crate::ids::CommandId;
 use sqlx::Row;
@@ -49,24 +49,20 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<ClaimedCommand>> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE commands SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
-             WHERE id = (
-                SELECT c.id FROM commands c
-                WHERE c.status = 'pending' AND c.next_attempt_at <= $3 AND c.lease_until <= $3
+        let work = Claimable {
+            table: "commands",
+            owner_column: "lease_owner",
+            lease_column: "lease_until",
+            also_set: ", attempts = attempts + 1",
+            // The oldest command of its thread: a thread's commands run in order.
+            due: "c.status = 'pending' AND c.next_attempt_at <= $3
                   AND NOT EXISTS (
                     SELECT 1 FROM commands o WHERE o.thread_key = c.thread_key AND o.status = 'pending'
-                      AND (o.received_at < c.received_at OR (o.received_at = c.received_at AND o.id < c.id)))
-                ORDER BY c.received_at LIMIT 1)
-               AND lease_until <= $3
-             RETURNING id, payload, attempts, received_at, give_up_at",
-        )
-        .bind(owner)
-        .bind(now + ms(lease))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+                      AND (o.received_at < c.received_at OR (o.received_at = c.received_at AND o.id < c.id)))",
+            order_by: "received_at",
+            returning: "id, payload, attempts, received_at, give_up_at",
+        };
+        let row = self.claim_due(&work, owner, lease).await?;
         let Some(row) = row else { return Ok(None) };
         let payload: String = row.try_get("payload")?;
         Ok(Some(ClaimedCommand {

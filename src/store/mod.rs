@@ -178,10 +178,57 @@ impl Store {
         Ok(n)
     }
 
+    /// Claims the first due row of one kind of work for `owner` until `lease` has passed:
+    /// one statement, so two workers never claim the same row, and a claim whose holder
+    /// died is taken over once its lease has run out.
+    async fn claim_due(
+        &self,
+        work: &Claimable<'_>,
+        owner: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<sqlx::any::AnyRow>> {
+        let Claimable {
+            table,
+            owner_column,
+            lease_column,
+            also_set,
+            due,
+            order_by,
+            returning,
+        } = work;
+        let sql = format!(
+            "UPDATE {table} SET {owner_column} = $1, {lease_column} = $2{also_set}
+             WHERE id = (SELECT c.id FROM {table} c WHERE c.{lease_column} <= $3 AND ({due})
+                         ORDER BY c.{order_by} LIMIT 1)
+               AND {lease_column} <= $3
+             RETURNING {returning}"
+        );
+        let now = now_ms();
+        Ok(sqlx::query(&sql)
+            .bind(owner)
+            .bind(now + ms(lease))
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// One kind of claimable work, for [`Store::claim_due`]: its rows, the columns of their
+/// claim, and which rows are due (`c` is the candidate row, `$3` the time now).
+struct Claimable<'a> {
+    table: &'static str,
+    owner_column: &'static str,
+    lease_column: &'static str,
+    /// More to set on the claimed row, starting with a comma.
+    also_set: &'static str,
+    due: &'static str,
+    order_by: &'static str,
+    returning: &'a str,
 }
 
 /// Adds `mode=rwc` and creates the folder of a SQLite file.

@@ -1,7 +1,7 @@
 //! The outbox: one-off notifications (reactions, replies) written once and sent until
 //! they land. A reply that may have been posted is looked up before it is posted again.
 
-use super::{Millis, Store, StoreResult, clean, ms, now_ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, ms, now_ms};
 use crate::domain::Origin;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -64,19 +64,16 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<OutboxItem>> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
-             WHERE id = (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3
-                         AND lease_until <= $3 ORDER BY created_at LIMIT 1)
-               AND lease_until <= $3
-             RETURNING id, payload, attempts, attempted, give_up_at",
-        )
-        .bind(owner)
-        .bind(now + ms(lease))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let work = Claimable {
+            table: "outbox",
+            owner_column: "lease_owner",
+            lease_column: "lease_until",
+            also_set: ", attempts = attempts + 1",
+            due: "c.status = 'pending' AND c.next_attempt_at <= $3",
+            order_by: "created_at",
+            returning: "id, payload, attempts, attempted, give_up_at",
+        };
+        let row = self.claim_due(&work, owner, lease).await?;
         let Some(row) = row else { return Ok(None) };
         let payload: String = row.try_get("payload")?;
         Ok(Some(OutboxItem {

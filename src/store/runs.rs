@@ -1,7 +1,7 @@
 //! Runs: the intent recorded before Oz is called, the view followed by the tracker,
 //! and the status post kept in step with it (a version counter per visible change).
 
-use super::{Millis, Store, StoreResult, clean, ms, now_ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, ms, now_ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
@@ -353,20 +353,16 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<RunRecord>> {
-        let now = now_ms();
-        let row = sqlx::query(&format!(
-            "UPDATE runs SET start_owner = $1, start_lease_until = $2
-             WHERE id = (SELECT id FROM runs WHERE phase = 'starting' AND start_lease_until <= $3
-                         AND (post_first = 0 OR status_post IS NOT NULL)
-                         AND start_next_at <= $3 ORDER BY created_at LIMIT 1)
-               AND start_lease_until <= $3
-             RETURNING {COLUMNS}"
-        ))
-        .bind(owner)
-        .bind(now + ms(lease))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let work = Claimable {
+            table: "runs",
+            owner_column: "start_owner",
+            lease_column: "start_lease_until",
+            also_set: "",
+            due: "c.phase = 'starting' AND (c.post_first = 0 OR c.status_post IS NOT NULL) AND c.start_next_at <= $3",
+            order_by: "created_at",
+            returning: COLUMNS,
+        };
+        let row = self.claim_due(&work, owner, lease).await?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -531,19 +527,16 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<RunRecord>> {
-        let now = now_ms();
-        let row = sqlx::query(&format!(
-            "UPDATE runs SET notify_owner = $1, notify_lease_until = $2
-             WHERE id = (SELECT id FROM runs WHERE posted_version < version AND notify_lease_until <= $3
-                         AND notify_next_at <= $3 ORDER BY updated_at LIMIT 1)
-               AND notify_lease_until <= $3
-             RETURNING {COLUMNS}"
-        ))
-        .bind(owner)
-        .bind(now + ms(lease))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+        let work = Claimable {
+            table: "runs",
+            owner_column: "notify_owner",
+            lease_column: "notify_lease_until",
+            also_set: "",
+            due: "c.posted_version < c.version AND c.notify_next_at <= $3",
+            order_by: "updated_at",
+            returning: COLUMNS,
+        };
+        let row = self.claim_due(&work, owner, lease).await?;
         row.as_ref().map(decode).transpose()
     }
 
