@@ -6,8 +6,9 @@
 //! `cargo build --release && cargo run --release --example bench`
 
 use ozbridge::intake::signature::sign_github;
-use ozbridge::testkit::github::{CommentEventSpec, FakeGithub};
+use ozbridge::testkit::github::FakeGithub;
 use ozbridge::testkit::oz::{OzSim, Scenario};
+use ozbridge::testkit::payloads::github::CommentEventSpec;
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};

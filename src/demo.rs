@@ -5,9 +5,11 @@
 
 use crate::config::Config;
 use crate::intake::signature::sign_github;
-use crate::testkit::github::{CommentEventSpec, FakeGithub, GithubEvent};
+use crate::testkit::github::{FakeGithub, GithubEvent};
 use crate::testkit::oz::OzSim;
-use crate::testkit::slack::{FakeSlack, SlackEvent, mention_event, slash_command_body};
+use crate::testkit::payloads::github::CommentEventSpec;
+use crate::testkit::payloads::slack::{mention_event, slash_command_body};
+use crate::testkit::slack::{FakeSlack, SlackEvent};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -6,12 +6,81 @@ use crate::ids::{ConversationId, OzRunId, RepoFullName, ThreadKey};
 use crate::oz::types::{Artifact, RunState, RunStatusMessage};
 use serde::{Deserialize, Serialize};
 
-/// Who wrote a command.
+/// Who wrote a command, as their platform names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Author {
-    pub login: String,
-    pub id: u64,
-    pub is_bot: bool,
+#[serde(tag = "platform", rename_all = "snake_case", try_from = "StoredAuthor")]
+pub enum Author {
+    /// A GitHub account.
+    Github {
+        login: String,
+        /// GitHub's numeric account id (stable across renames).
+        id: u64,
+        /// A bot or GitHub App account.
+        is_bot: bool,
+    },
+    /// A Slack member, by the id Slack gives them in their workspace (`U…`, `W…`).
+    Slack { user: String },
+    /// A person on a surface defined outside this crate, named as that surface names them.
+    Custom { name: String },
+}
+
+impl Author {
+    /// The name a surface addresses this person by: a GitHub login, a Slack member id,
+    /// or a custom surface's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Github { login, .. } => login,
+            Self::Slack { user } => user,
+            Self::Custom { name } => name,
+        }
+    }
+}
+
+/// An author as stored: tagged, or the GitHub-shaped record written before authors were
+/// typed (Slack members then had id 0).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredAuthor {
+    Tagged(TaggedAuthor),
+    Untyped {
+        login: String,
+        id: u64,
+        is_bot: bool,
+    },
+}
+
+/// [`Author`]'s tagged form, which serde reads before it is converted.
+#[derive(Deserialize)]
+#[serde(tag = "platform", rename_all = "snake_case")]
+enum TaggedAuthor {
+    Github {
+        login: String,
+        id: u64,
+        is_bot: bool,
+    },
+    Slack {
+        user: String,
+    },
+    Custom {
+        name: String,
+    },
+}
+
+impl TryFrom<StoredAuthor> for Author {
+    type Error = std::convert::Infallible;
+
+    fn try_from(stored: StoredAuthor) -> Result<Self, Self::Error> {
+        Ok(match stored {
+            StoredAuthor::Tagged(TaggedAuthor::Github { login, id, is_bot }) => {
+                Self::Github { login, id, is_bot }
+            }
+            StoredAuthor::Tagged(TaggedAuthor::Slack { user }) => Self::Slack { user },
+            StoredAuthor::Tagged(TaggedAuthor::Custom { name }) => Self::Custom { name },
+            // GitHub account ids start at 1; id 0 was the Slack placeholder.
+            StoredAuthor::Untyped { login, id: 0, .. } => Self::Slack { user: login },
+            StoredAuthor::Untyped { login, id, is_bot } => Self::Github { login, id, is_bot },
+        })
+    }
 }
 
 /// Which kind of GitHub comment a command came in.
@@ -130,9 +199,9 @@ impl Origin {
     /// The person whose limits a run counts against, as this platform names them.
     pub fn actor_key(&self, author: &Author) -> String {
         match self {
-            Self::Github(_) => format!("github:{}", author.login.to_ascii_lowercase()),
-            Self::Slack(s) => format!("slack:{}:{}", s.team, author.login),
-            Self::Custom(c) => format!("{}:{}", c.surface, author.login),
+            Self::Github(_) => format!("github:{}", author.name().to_ascii_lowercase()),
+            Self::Slack(s) => format!("slack:{}:{}", s.team, author.name()),
+            Self::Custom(c) => format!("{}:{}", c.surface, author.name()),
         }
     }
 
@@ -169,6 +238,14 @@ impl ButtonAction {
     pub fn run(&self) -> &crate::ids::RunRef {
         match self {
             Self::Cancel { run, .. } | Self::Retry { run, .. } => run,
+        }
+    }
+
+    /// The button's name, as people read it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Cancel { .. } => "cancel",
+            Self::Retry { .. } => "retry",
         }
     }
 
@@ -222,20 +299,85 @@ pub struct ThreadContext {
     pub base_ref: Option<String>,
 }
 
+/// What a person asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    /// A typed `/oz …` command; the dispatcher parses it into a
+    /// [`crate::command::Command`] (run, cancel, status, …).
+    Typed { line: CommandLine },
+    /// A button pressed on a status post.
+    Pressed { action: ButtonAction },
+}
+
 /// A verified command as stored in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredInboxCommand")]
 pub struct InboxCommand {
     pub origin: Origin,
     pub author: Author,
     /// Who put the command into someone else's message (a GitHub comment edited by
     /// another user); they must be allowed too.
-    #[serde(default)]
     pub editor: Option<Author>,
-    pub line: CommandLine,
+    pub request: Request,
     pub context: ThreadContext,
-    /// Set instead of a typed command when a button was pressed.
+}
+
+/// An inbox command as stored: with its [`Request`], or in the form written before
+/// requests were typed (a command line, and a button action beside it when pressed).
+#[derive(Deserialize)]
+struct StoredInboxCommand {
+    origin: Origin,
+    author: Author,
     #[serde(default)]
-    pub action: Option<ButtonAction>,
+    editor: Option<Author>,
+    #[serde(default)]
+    request: Option<Request>,
+    #[serde(default)]
+    line: Option<CommandLine>,
+    #[serde(default)]
+    action: Option<ButtonAction>,
+    context: ThreadContext,
+}
+
+impl TryFrom<StoredInboxCommand> for InboxCommand {
+    type Error = &'static str;
+
+    fn try_from(stored: StoredInboxCommand) -> Result<Self, Self::Error> {
+        let request = match (stored.request, stored.action, stored.line) {
+            (Some(request), _, _) => request,
+            (None, Some(action), _) => Request::Pressed { action },
+            (None, None, Some(line)) => Request::Typed { line },
+            (None, None, None) => {
+                return Err("a stored command says neither what was typed nor pressed");
+            }
+        };
+        Ok(Self {
+            origin: stored.origin,
+            author: stored.author,
+            editor: stored.editor,
+            request,
+            context: stored.context,
+        })
+    }
+}
+
+impl InboxCommand {
+    /// The typed command line; `None` for a button press.
+    pub fn typed_line(&self) -> Option<&CommandLine> {
+        match &self.request {
+            Request::Typed { line } => Some(line),
+            Request::Pressed { .. } => None,
+        }
+    }
+
+    /// What was asked, in the asker's words: the typed command, or the button's name.
+    pub fn asked_text(&self) -> String {
+        match &self.request {
+            Request::Typed { line } => line.full_text(),
+            Request::Pressed { action } => action.name().to_owned(),
+        }
+    }
 }
 
 /// What a run looks like to its requester; a change here is a visible change.
@@ -320,5 +462,70 @@ impl RunView {
     /// True when nothing about the run will change any more.
     pub fn is_final(&self) -> bool {
         self.start_error.is_some() || self.state.as_ref().is_some_and(RunState::is_terminal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn authors_written_before_they_were_typed_are_read_as_their_platform() {
+        let github: Author =
+            serde_json::from_value(json!({"login": "alice", "id": 7, "is_bot": false})).unwrap();
+        assert_eq!(
+            github,
+            Author::Github {
+                login: "alice".into(),
+                id: 7,
+                is_bot: false
+            }
+        );
+        let slack: Author =
+            serde_json::from_value(json!({"login": "U123", "id": 0, "is_bot": false})).unwrap();
+        assert_eq!(
+            slack,
+            Author::Slack {
+                user: "U123".into()
+            }
+        );
+        for author in [github, slack, Author::Custom { name: "kim".into() }] {
+            let again: Author =
+                serde_json::from_value(serde_json::to_value(&author).unwrap()).unwrap();
+            assert_eq!(again, author);
+        }
+    }
+
+    #[test]
+    fn commands_queued_by_an_older_version_keep_what_was_asked() {
+        let origin = json!({"platform": "custom", "surface": "board", "place": "p", "thread": "t"});
+        let author = json!({"login": "U1", "id": 0, "is_bot": false});
+        let typed: InboxCommand = serde_json::from_value(json!({
+            "origin": origin, "author": author, "context": {"title": "", "body": "", "url": "",
+                "is_pull_request": false, "head_ref": null, "base_ref": null},
+            "line": {"args": "fix it", "continuation": ""}, "action": null
+        }))
+        .unwrap();
+        assert_eq!(typed.typed_line().map(|l| l.args.as_str()), Some("fix it"));
+        let pressed: InboxCommand = serde_json::from_value(json!({
+            "origin": origin, "author": author, "context": {"title": "", "body": "", "url": "",
+                "is_pull_request": false, "head_ref": null, "base_ref": null},
+            "line": {"args": "", "continuation": ""},
+            "action": {"action": "cancel", "run": "r-1", "pressed_on": "5.5"}
+        }))
+        .unwrap();
+        assert_eq!(
+            pressed.request,
+            Request::Pressed {
+                action: ButtonAction::Cancel {
+                    run: crate::ids::RunRef("r-1".into()),
+                    pressed_on: PostId::SlackMessage { ts: "5.5".into() },
+                }
+            }
+        );
+        let again: InboxCommand =
+            serde_json::from_value(serde_json::to_value(&pressed).unwrap()).unwrap();
+        assert_eq!(again, pressed);
     }
 }

@@ -3,9 +3,11 @@
 //! not one secret in them or in anything the bot wrote.
 
 use ozbridge::intake::signature::sign_github;
-use ozbridge::testkit::github::{CommentEventSpec, FakeGithub};
+use ozbridge::testkit::github::FakeGithub;
 use ozbridge::testkit::oz::OzSim;
-use ozbridge::testkit::slack::{FakeSlack, slash_command_body};
+use ozbridge::testkit::payloads::github::CommentEventSpec;
+use ozbridge::testkit::payloads::slack::slash_command_body;
+use ozbridge::testkit::slack::FakeSlack;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -161,7 +163,7 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     let root = slack.add_user_message("CENG", None, "U2", "a topic");
     let mention_text = "<@UOZBOT> summarize this thread";
     let ts = slack.add_user_message("CENG", Some(&root), "U1", mention_text);
-    let event = ozbridge::testkit::slack::mention_event(
+    let event = ozbridge::testkit::payloads::slack::mention_event(
         "Ev1",
         "CENG",
         "U1",

@@ -10,9 +10,11 @@
 mod common;
 
 use ozbridge::intake::signature::sign_github;
-use ozbridge::testkit::github::{CommentEventSpec, FakeGithub};
+use ozbridge::testkit::github::FakeGithub;
 use ozbridge::testkit::oz::OzSim;
-use ozbridge::testkit::slack::{FakeSlack, mention_event, slash_command_body};
+use ozbridge::testkit::payloads::github::CommentEventSpec;
+use ozbridge::testkit::payloads::slack::{mention_event, slash_command_body};
+use ozbridge::testkit::slack::FakeSlack;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@ mod common;
 use common::Harness;
 use ozbridge::command::CommandLine;
 use ozbridge::domain::{
-    Author, CustomOrigin, InboxCommand, Origin, PostId, RunView, ThreadContext,
+    Author, CustomOrigin, InboxCommand, Origin, PostId, Request, RunView, ThreadContext,
 };
 use ozbridge::store::RunRecord;
 use ozbridge::surface::{
@@ -44,7 +44,7 @@ impl Surface for Board {
         Duration::from_secs(2)
     }
     fn mention(&self, author: &Author) -> String {
-        format!("~{}", author.login)
+        format!("~{}", author.name())
     }
     fn place_name(&self) -> &'static str {
         "this board"
@@ -53,8 +53,8 @@ impl Surface for Board {
         "Members of the board can start agents."
     }
     async fn access(&self, _origin: &Origin, author: &Author) -> Result<Access, SendError> {
-        Ok(match author.login.as_str() {
-            "outsider" => Access::Denied(format!("~{}, you are not a member.", author.login)),
+        Ok(match author.name() {
+            "outsider" => Access::Denied(format!("~{}, you are not a member.", author.name())),
             _ => Access::Allowed,
         })
     }
@@ -187,21 +187,20 @@ fn command(author: &str, text: &str) -> InboxCommand {
             thread: "topic-7".into(),
             message: Some("m-1".into()),
         }),
-        author: Author {
-            login: author.into(),
-            id: 0,
-            is_bot: false,
+        author: Author::Custom {
+            name: author.into(),
         },
         editor: None,
-        line: CommandLine {
-            args: text.into(),
-            continuation: String::new(),
+        request: Request::Typed {
+            line: CommandLine {
+                args: text.into(),
+                continuation: String::new(),
+            },
         },
         context: ThreadContext {
             title: "Flaky login test".into(),
             ..ThreadContext::default()
         },
-        action: None,
     }
 }
 

@@ -5,8 +5,8 @@ mod common;
 
 use common::{Harness, OLD_SECRET, REPO};
 use ozbridge::intake::signature::sign_github;
-use ozbridge::testkit::github::CommentEventSpec;
 use ozbridge::testkit::oz::{Fault, FaultKind, Scenario};
+use ozbridge::testkit::payloads::github::CommentEventSpec;
 
 #[tokio::test]
 async fn issue_command_runs_to_success_in_one_status_comment() {

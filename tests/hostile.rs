@@ -5,8 +5,8 @@ mod common;
 
 use common::{CHANNEL, Harness, REPO, database_url};
 use ozbridge::slack::render::ACTION_CANCEL;
-use ozbridge::testkit::github::CommentEventSpec;
 use ozbridge::testkit::oz::Scenario;
+use ozbridge::testkit::payloads::github::CommentEventSpec;
 
 #[tokio::test]
 async fn structs_sent_as_arrays_are_refused_and_start_nothing() {
@@ -88,7 +88,7 @@ async fn nul_characters_are_refused_in_ids_and_cleaned_in_text() {
         value["repository"]["full_name"] = format!("acme/wid{}gets", '\0').into();
         let response = h.deliver("issue_comment", &value.to_string()).await;
         assert_eq!(response.status(), 400, "postgres={postgres}");
-        let slash = ozbridge::testkit::slack::slash_command_body(
+        let slash = ozbridge::testkit::payloads::slack::slash_command_body(
             &format!("C{}1", '\0'),
             "U1",
             "fix",
@@ -303,7 +303,7 @@ async fn a_corpus_of_hostile_requests_gets_clear_answers_and_touches_nothing() {
         ),
     ];
     let now = chrono::Utc::now().timestamp();
-    let slash = ozbridge::testkit::slack::slash_command_body(
+    let slash = ozbridge::testkit::payloads::slack::slash_command_body(
         "CENG",
         "U1",
         "fix it",
@@ -311,7 +311,7 @@ async fn a_corpus_of_hostile_requests_gets_clear_answers_and_touches_nothing() {
         "trig-h",
     )
     .into_bytes();
-    let nul_slash = ozbridge::testkit::slack::slash_command_body(
+    let nul_slash = ozbridge::testkit::payloads::slack::slash_command_body(
         &format!("C{}", '\0'),
         "U1",
         "fix",
@@ -320,7 +320,7 @@ async fn a_corpus_of_hostile_requests_gets_clear_answers_and_touches_nothing() {
     )
     .into_bytes();
     let bot_event = {
-        let mut event = ozbridge::testkit::slack::mention_event(
+        let mut event = ozbridge::testkit::payloads::slack::mention_event(
             "Ev9",
             "CENG",
             "U1",

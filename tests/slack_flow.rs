@@ -6,7 +6,7 @@ mod common;
 use common::{CHANNEL, Harness, NO_BOT_CHANNEL, SLACK_OLD_SECRET, SLACK_SECRET};
 use ozbridge::slack::render::{ACTION_CANCEL, ACTION_RETRY};
 use ozbridge::testkit::oz::Scenario;
-use ozbridge::testkit::slack::{direct_message_event, mention_event, slash_command_body};
+use ozbridge::testkit::payloads::slack::{direct_message_event, mention_event, slash_command_body};
 
 fn text_of(message: &ozbridge::testkit::slack::FakeMessage) -> String {
     message.shown().to_owned()

@@ -4,7 +4,9 @@
 mod common;
 
 use ozbridge::command::CommandLine;
-use ozbridge::domain::{Author, CommentKind, GithubOrigin, InboxCommand, Origin, ThreadContext};
+use ozbridge::domain::{
+    Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ThreadContext,
+};
 use ozbridge::store::Store;
 use std::time::Duration;
 
@@ -17,17 +19,18 @@ fn command(number: u64, text: &str) -> InboxCommand {
             comment_id: number,
             comment_kind: CommentKind::Issue,
         }),
-        author: Author {
+        author: Author::Github {
             login: "alice".into(),
             id: 1,
             is_bot: false,
         },
-        line: CommandLine {
-            args: text.into(),
-            continuation: String::new(),
+        request: Request::Typed {
+            line: CommandLine {
+                args: text.into(),
+                continuation: String::new(),
+            },
         },
         context: ThreadContext::default(),
-        action: None,
         editor: None,
     }
 }

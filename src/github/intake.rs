@@ -2,7 +2,9 @@
 
 use crate::command::find_command;
 use crate::config::GithubPolicy;
-use crate::domain::{Author, CommentKind, GithubOrigin, InboxCommand, Origin, ThreadContext};
+use crate::domain::{
+    Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ThreadContext,
+};
 use crate::ids::RepoFullName;
 use crate::intake::shape::{Object, is_repo_full_name, without_nul};
 use serde::Deserialize;
@@ -55,7 +57,7 @@ impl User {
     }
 
     fn author(&self) -> Author {
-        Author {
+        Author::Github {
             login: self.login.clone(),
             id: self.id,
             is_bot: self.is_bot(),
@@ -264,7 +266,6 @@ pub fn parse_event(
         comment.id
     );
     let command = InboxCommand {
-        action: None,
         origin: Origin::Github(GithubOrigin {
             repo,
             installation_id: payload.installation.map(|i| i.0.id),
@@ -274,7 +275,7 @@ pub fn parse_event(
         }),
         author: user.author(),
         editor,
-        line,
+        request: Request::Typed { line },
         context,
     };
     Ok(GithubIntake::Command {
@@ -326,7 +327,7 @@ mod tests {
             panic!("expected a command");
         };
         assert!(dedupe_key.starts_with("github:acme/widgets:comment:7:"));
-        assert_eq!(command.line.args, "fix it");
+        assert_eq!(command.typed_line().unwrap().args, "fix it");
         assert_eq!(command.context.title, "Login flaky");
         assert_eq!(
             command.origin.thread_key().as_str(),
@@ -481,7 +482,7 @@ mod tests {
         let Ok(GithubIntake::Command { command, .. }) = try_decide(&value) else {
             panic!("expected a command");
         };
-        assert_eq!(command.author.login, "alice");
+        assert_eq!(command.author.name(), "alice");
     }
 
     #[test]
@@ -492,11 +493,8 @@ mod tests {
         let Ok(GithubIntake::Command { command, .. }) = try_decide(&edit) else {
             panic!("expected a command");
         };
-        assert_eq!(command.author.login, "alice");
-        assert_eq!(
-            command.editor.as_ref().map(|e| e.login.as_str()),
-            Some("mallory")
-        );
+        assert_eq!(command.author.name(), "alice");
+        assert_eq!(command.editor.as_ref().map(|e| e.name()), Some("mallory"));
         edit["sender"] = json!({ "login": "helper[bot]", "id": 67, "type": "Bot" });
         assert_eq!(
             try_decide(&edit).unwrap(),
@@ -524,7 +522,7 @@ mod tests {
         let Ok(GithubIntake::Command { command, .. }) = try_decide(&value) else {
             panic!("expected a command");
         };
-        assert!(!command.line.full_text().contains(nul));
+        assert!(!command.typed_line().unwrap().full_text().contains(nul));
         let mut value = payload("created", "/oz fix it", "User");
         value["issue"]["title"] = json!(format!("a{nul}b"));
         let Ok(GithubIntake::Command { command, .. }) = try_decide(&value) else {

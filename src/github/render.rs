@@ -66,7 +66,7 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
     let request = truncate(input.request_text.lines().next().unwrap_or_default(), 200);
     out.push_str(&format!(
         "@{} asked: {}\n\n",
-        input.requester.login,
+        input.requester.name(),
         quote_inline(&request)
     ));
     if let Some(link) = &view.session_link {
@@ -80,7 +80,7 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
     if view.state == Some(RunState::Blocked) {
         out.push_str(&format!(
             "\n{}\n",
-            blocked_notice(&input.requester.login, view)
+            blocked_notice(input.requester.name(), view)
         ));
     }
     if let Some(note) = &view.note {
@@ -181,7 +181,7 @@ mod tests {
     use crate::oz::types::*;
 
     fn author() -> Author {
-        Author {
+        Author::Github {
             login: "alice".into(),
             id: 1,
             is_bot: false,

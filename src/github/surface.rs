@@ -126,7 +126,7 @@ impl Surface for GithubSurface {
     }
 
     fn mention(&self, author: &Author) -> String {
-        format!("@{}", author.login)
+        format!("@{}", author.name())
     }
 
     fn place_name(&self) -> &'static str {
@@ -139,26 +139,29 @@ impl Surface for GithubSurface {
 
     async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError> {
         let g = github(origin)?;
+        // Only a GitHub account can hold a repository's permission: fail closed.
+        let Author::Github { login, id, .. } = author else {
+            return Ok(Access::Denied(
+                "Only GitHub accounts can start Oz agents here.".into(),
+            ));
+        };
         let policy = &self.settings.policy;
-        if policy.denies(&author.login, author.id) {
+        if policy.denies(login, *id) {
             return Ok(Access::Denied(format!(
-                "@{}, you are not allowed to start Oz agents here.",
-                author.login
+                "@{login}, you are not allowed to start Oz agents here."
             )));
         }
-        if policy.allows(&author.login, author.id) {
+        if policy.allows(login, *id) {
             return Ok(Access::Allowed);
         }
-        let permission = self
-            .permission(&g.repo, g.installation_id, &author.login)
-            .await?;
+        let permission = self.permission(&g.repo, g.installation_id, login).await?;
         if permission.can_write() {
             Ok(Access::Allowed)
         } else {
             Ok(Access::Denied(format!(
                 "@{}, thanks for asking! Only people with write access to {} can start Oz agents here; \
                  a maintainer can run the command for you.",
-                author.login, g.repo
+                login, g.repo
             )))
         }
     }
@@ -223,7 +226,7 @@ impl Surface for GithubSurface {
                 ("title", untrusted(&ctx.title, MAX_TITLE_CHARS)),
                 ("url", ctx.url.clone()),
                 ("branches", branches),
-                ("author", command.author.login.clone()),
+                ("author", command.author.name().to_owned()),
                 ("command", crate::pipeline::prompt::request_value(request)),
                 ("body", body.clone()),
                 ("thread", body),
@@ -299,7 +302,7 @@ impl Surface for GithubSurface {
     /// Only "needs input": the status comment shows the rest, and an edited comment
     /// notifies nobody.
     fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
-        (*moment == Moment::NeedsInput).then(|| render::blocked_notice(&run.requester.login, view))
+        (*moment == Moment::NeedsInput).then(|| render::blocked_notice(run.requester.name(), view))
     }
 
     fn run_thread(&self, run: &RunRecord) -> Option<Origin> {
@@ -374,6 +377,7 @@ mod tests {
     use crate::command::CommandLine;
     use crate::config::GithubAuthSettings;
     use crate::domain::GithubOrigin;
+    use crate::domain::Request;
     use crate::ids::RunRef;
     use crate::pipeline::prompt::{MAX_COMMAND_CHARS, render_prompt};
 
@@ -403,16 +407,17 @@ mod tests {
                 comment_id: 1,
                 comment_kind: CommentKind::Issue,
             }),
-            author: Author {
+            author: Author::Github {
                 login: "alice".into(),
                 id: 1,
                 is_bot: false,
             },
-            line: CommandLine {
-                args: "fix".into(),
-                continuation: String::new(),
+            request: Request::Typed {
+                line: CommandLine {
+                    args: "fix".into(),
+                    continuation: String::new(),
+                },
             },
-            action: None,
             editor: None,
             context: ThreadContext {
                 title: "Login {body} flaky".into(),

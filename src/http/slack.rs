@@ -79,7 +79,10 @@ pub async fn commands(State(state): State<HttpState>, headers: HeaderMap, body: 
         Err(error) => return bad_payload(error),
     };
     let text = match &intake {
-        SlackIntake::Command { command, .. } => command.line.args.clone(),
+        SlackIntake::Command { command, .. } => command
+            .typed_line()
+            .map(|line| line.args.clone())
+            .unwrap_or_default(),
         _ => String::new(),
     };
     match store(&state, intake).await {

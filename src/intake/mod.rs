@@ -44,7 +44,7 @@ mod robustness {
             "changes": { "body": { "from": "/oz old" } }
         })
         .to_string();
-        let mention = crate::testkit::slack::mention_event(
+        let mention = crate::testkit::payloads::slack::mention_event(
             "E",
             "C",
             "U",
@@ -53,14 +53,14 @@ mod robustness {
             Some("1.0"),
         )
         .to_string();
-        let slash = crate::testkit::slack::slash_command_body(
+        let slash = crate::testkit::payloads::slack::slash_command_body(
             "C",
             "U",
             "fix --env e",
             "https://hooks.slack.com/x",
             "t",
         );
-        let press = crate::testkit::slack::button_body(
+        let press = crate::testkit::payloads::slack::button_body(
             "oz_cancel",
             "r",
             "C",

@@ -5,7 +5,7 @@ use super::Pipeline;
 use super::prompt::{build_request, reference_line};
 use super::texts;
 use crate::command::{Command, RunOptions, parse};
-use crate::domain::{Author, ButtonAction, Origin, RunView};
+use crate::domain::{Author, ButtonAction, Origin, Request, RunView};
 use crate::ids::RunRef;
 use crate::oz::{ListAgentsQuery, OzError};
 use crate::store::{ClaimedCommand, RunPhase, RunRecord};
@@ -157,13 +157,14 @@ impl Pipeline {
                 return Ok(());
             }
         }
-        if let Some(action) = &command.action {
-            return self.press(claimed, action).await;
-        }
+        let line = match &command.request {
+            Request::Pressed { action } => return self.press(claimed, action).await,
+            Request::Typed { line } => line,
+        };
         let trigger = &self.settings.trigger;
         let reply =
             |text: String| self.enqueue_reply(format!("reply:{}", claimed.id), origin, text);
-        match parse(&command.line) {
+        match parse(line) {
             Err(error) => {
                 crate::telemetry::command("invalid", "answered");
                 reply(texts::command_error(&who, &error, trigger)).await?;
@@ -510,7 +511,7 @@ impl Pipeline {
             claimed.id.clone(),
             origin.clone(),
             command.author.clone(),
-            command.line.full_text(),
+            command.asked_text(),
             request,
             post_first,
         );

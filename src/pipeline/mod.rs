@@ -162,7 +162,7 @@ impl Pipeline {
     fn mention(&self, origin: &Origin, author: &crate::domain::Author) -> String {
         match self.surfaces.of(origin) {
             Ok(surface) => surface.mention(author),
-            Err(_) => author.login.clone(),
+            Err(_) => author.name().to_owned(),
         }
     }
 

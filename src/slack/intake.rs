@@ -3,9 +3,9 @@
 
 use crate::command::CommandLine;
 use crate::domain::{
-    Author, ButtonAction, InboxCommand, Origin, ResponseUrl, SlackOrigin, ThreadContext,
+    Author, ButtonAction, InboxCommand, Origin, Request, ResponseUrl, SlackOrigin, ThreadContext,
 };
-use crate::intake::shape::{is_slack_id, is_slack_ts, without_nul};
+use crate::intake::shape::{Object, is_slack_id, is_slack_ts, without_nul};
 use crate::intake::signature::{SignatureError, hex_hmac, verify_hex_hmac};
 use crate::slack::render::{ACTION_CANCEL, ACTION_RETRY};
 use secrecy::SecretString;
@@ -127,10 +127,8 @@ fn line_of(text: &str) -> CommandLine {
 }
 
 fn author(user: &str) -> Author {
-    Author {
-        login: user.to_owned(),
-        id: 0,
-        is_bot: false,
+    Author::Slack {
+        user: user.to_owned(),
     }
 }
 
@@ -166,9 +164,10 @@ pub fn parse_slash(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let command = InboxCommand {
         origin,
         author: author(&user),
-        line: line_of(&text),
+        request: Request::Typed {
+            line: line_of(&text),
+        },
         context: ThreadContext::default(),
-        action: None,
         editor: None,
     };
     Ok(SlackIntake::Command {
@@ -177,6 +176,7 @@ pub fn parse_slash(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     })
 }
 
+/// An Events API request body.
 #[derive(Deserialize)]
 struct EventEnvelope {
     #[serde(rename = "type")]
@@ -185,10 +185,52 @@ struct EventEnvelope {
     challenge: Option<String>,
     #[serde(default)]
     team_id: Option<String>,
+    /// Read as [`EventHead`] first, so that events ozbridge does not handle (of other
+    /// shapes) are ignored rather than refused.
     #[serde(default)]
     event: Option<Value>,
     #[serde(default)]
-    authorizations: Vec<Value>,
+    authorizations: Vec<Object<Authorization>>,
+}
+
+/// Whom an event was delivered for: the bot's own user among them.
+#[derive(Deserialize)]
+struct Authorization {
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// What every event says about itself.
+#[derive(Deserialize)]
+struct EventHead {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    channel_type: Option<String>,
+}
+
+/// An `app_mention`, or a `message` in a direct conversation with the bot.
+#[derive(Deserialize)]
+struct MessageEvent {
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    channel: Option<String>,
+    ts: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
+    /// Set on messages a bot posted (whatever its value).
+    #[serde(default, deserialize_with = "present")]
+    bot_id: bool,
+    /// Set on edits, joins, bot messages and the like: not a person's plain message.
+    #[serde(default)]
+    subtype: Option<String>,
+}
+
+/// True when the field is there, whatever it holds.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// Removes the leading `<@BOT>` mentions of a message.
@@ -203,10 +245,13 @@ fn strip_mentions(text: &str) -> &str {
     rest
 }
 
+fn unreadable(error: serde_json::Error) -> PayloadError {
+    PayloadError(error.to_string())
+}
+
 /// An Events API callback: `app_mention`, or a direct message to the bot.
 pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
-    let envelope: EventEnvelope =
-        serde_json::from_slice(body).map_err(|e| PayloadError(e.to_string()))?;
+    let envelope: EventEnvelope = serde_json::from_slice(body).map_err(unreadable)?;
     match envelope.kind.as_str() {
         "url_verification" => {
             return Ok(SlackIntake::Challenge(
@@ -216,20 +261,22 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         "event_callback" => {}
         _ => return Ok(SlackIntake::Ignored("envelope type not handled")),
     }
-    let event = envelope.event.unwrap_or(Value::Null);
-    let text_of = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_owned);
-    let kind = text_of("type").unwrap_or_default();
-    let direct = kind == "message" && text_of("channel_type").as_deref() == Some("im");
-    if kind != "app_mention" && !direct {
+    let Some(event) = envelope.event else {
+        return Ok(SlackIntake::Ignored("callback without an event"));
+    };
+    let Object(head) = Object::<EventHead>::deserialize(&event).map_err(unreadable)?;
+    let direct = head.kind == "message" && head.channel_type.as_deref() == Some("im");
+    if head.kind != "app_mention" && !direct {
         return Ok(SlackIntake::Ignored("event type not handled"));
     }
+    let Object(message) = Object::<MessageEvent>::deserialize(&event).map_err(unreadable)?;
     let bot_user = envelope
         .authorizations
         .iter()
-        .find_map(|a| a.get("user_id").and_then(Value::as_str));
-    let user = text_of("user").unwrap_or_default();
-    if event.get("bot_id").is_some()
-        || text_of("subtype").is_some()
+        .find_map(|Object(a)| a.user_id.as_deref());
+    let user = message.user.unwrap_or_default();
+    if message.bot_id
+        || message.subtype.is_some()
         || user.is_empty()
         || Some(user.as_str()) == bot_user
     {
@@ -237,7 +284,7 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
             "message by a bot or not a plain message",
         ));
     }
-    let (Some(channel), Some(ts)) = (text_of("channel"), text_of("ts")) else {
+    let (Some(channel), Some(ts)) = (message.channel, message.ts) else {
         return Err(PayloadError("event without channel or ts".into()));
     };
     let channel = slack_id(channel, "channel")?;
@@ -247,8 +294,8 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         Some(team) => slack_id(team, "team_id")?,
         None => String::new(),
     };
-    let text = without_nul(&text_of("text").unwrap_or_default());
-    let thread_ts = match text_of("thread_ts") {
+    let text = without_nul(&message.text.unwrap_or_default());
+    let thread_ts = match message.thread_ts {
         Some(thread) => slack_ts(thread, "thread_ts")?,
         None => ts.clone(),
     };
@@ -265,9 +312,10 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let command = InboxCommand {
         origin,
         author: author(&user),
-        line: line_of(strip_mentions(&text)),
+        request: Request::Typed {
+            line: line_of(strip_mentions(&text)),
+        },
         context: ThreadContext::default(),
-        action: None,
         editor: None,
     };
     // One key per message: Slack's retries and a re-send under a new event_id collapse.
@@ -277,32 +325,82 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     })
 }
 
+/// What every interaction payload says about itself.
+#[derive(Deserialize)]
+struct InteractionHead {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+/// A `block_actions` payload: a button pressed on one of the bot's messages.
+#[derive(Deserialize)]
+struct BlockActions {
+    team: Option<Object<Named>>,
+    channel: Option<Object<Named>>,
+    user: Option<Object<Named>>,
+    message: Option<Object<PressedMessage>>,
+    #[serde(default)]
+    actions: Vec<Object<Action>>,
+    #[serde(default)]
+    trigger_id: Option<String>,
+    #[serde(default)]
+    response_url: Option<String>,
+}
+
+/// A team, channel or user as an interaction names it.
+#[derive(Deserialize)]
+struct Named {
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The message whose button was pressed.
+#[derive(Deserialize)]
+struct PressedMessage {
+    ts: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
+}
+
+/// One pressed element.
+#[derive(Deserialize)]
+struct Action {
+    action_id: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
 /// A button press (`payload` form field of type `block_actions`).
 pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let pairs = form(body);
     let payload =
         form_field(&pairs, "payload").ok_or_else(|| PayloadError("missing payload".into()))?;
-    let value: Value = serde_json::from_str(payload).map_err(|e| PayloadError(e.to_string()))?;
-    if value.get("type").and_then(Value::as_str) != Some("block_actions") {
+    let value: Value = serde_json::from_str(payload).map_err(unreadable)?;
+    let Object(head) = Object::<InteractionHead>::deserialize(&value).map_err(unreadable)?;
+    if head.kind != "block_actions" {
         return Ok(SlackIntake::Ignored("interaction type not handled"));
     }
-    let get = |pointer: &str| {
-        value
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let Some(action_id) = get("/actions/0/action_id") else {
+    let Object(press) = Object::<BlockActions>::deserialize(&value).map_err(unreadable)?;
+    let Some((action_id, button_value)) = press
+        .actions
+        .into_iter()
+        .next()
+        .and_then(|Object(a)| Some((a.action_id?, a.value)))
+    else {
         return Ok(SlackIntake::Ignored("no action"));
     };
     if !matches!(action_id.as_str(), ACTION_CANCEL | ACTION_RETRY) {
         return Ok(SlackIntake::Ignored("link button"));
     }
+    let id = |named: Option<Object<Named>>| named.and_then(|Object(n)| n.id);
+    let channel_name = press.channel.as_ref().and_then(|c| c.0.name.clone());
+    let message = press.message.map(|Object(m)| m);
     let (Some(team), Some(channel), Some(user), Some(message_ts)) = (
-        get("/team/id"),
-        get("/channel/id"),
-        get("/user/id"),
-        get("/message/ts"),
+        id(press.team),
+        id(press.channel),
+        id(press.user),
+        message.as_ref().and_then(|m| m.ts.clone()),
     ) else {
         return Err(PayloadError(
             "button press without team, channel, user or message".into(),
@@ -314,13 +412,13 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         slack_id(user, "user.id")?,
     );
     let message_ts = slack_ts(message_ts, "message.ts")?;
-    let thread_ts = match get("/message/thread_ts") {
+    let thread_ts = match message.and_then(|m| m.thread_ts) {
         Some(thread) => slack_ts(thread, "message.thread_ts")?,
         None => message_ts.clone(),
     };
     // The button acts on the run whose status message it was pressed on; the value
     // only names that run, and the dispatcher checks the two agree.
-    let run = crate::ids::RunRef(without_nul(&get("/actions/0/value").unwrap_or_default()));
+    let run = crate::ids::RunRef(without_nul(&button_value.unwrap_or_default()));
     let pressed_on = crate::domain::PostId::SlackMessage {
         ts: message_ts.clone(),
     };
@@ -328,7 +426,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         ACTION_CANCEL => ButtonAction::Cancel { run, pressed_on },
         _ => ButtonAction::Retry { run, pressed_on },
     };
-    let trigger = match get("/trigger_id") {
+    let trigger = match press.trigger_id {
         Some(trigger) if is_token(&trigger) => trigger,
         Some(_) => return Err(PayloadError("malformed trigger_id".into())),
         None => format!("{message_ts}:{user}:{action_id}"),
@@ -336,22 +434,18 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     let origin = Origin::Slack(SlackOrigin {
         team,
         channel: channel.clone(),
-        channel_name: get("/channel/name"),
+        channel_name,
         thread_ts: Some(thread_ts),
         message_ts: None,
         user: user.clone(),
         direct: channel.starts_with('D'),
-        response_url: get("/response_url").map(ResponseUrl),
+        response_url: press.response_url.map(ResponseUrl),
     });
     let command = InboxCommand {
         origin,
         author: author(&user),
-        line: CommandLine {
-            args: String::new(),
-            continuation: String::new(),
-        },
+        request: Request::Pressed { action },
         context: ThreadContext::default(),
-        action: Some(action),
         editor: None,
     };
     Ok(SlackIntake::Command {
@@ -363,7 +457,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::slack as fake;
+    use crate::testkit::payloads::slack as fake;
 
     fn secrets() -> Vec<SecretString> {
         vec![
@@ -437,7 +531,7 @@ mod tests {
             panic!()
         };
         assert_eq!(dedupe_key, "slack:T0ACME:C1:111.1");
-        assert_eq!(command.line.args, "summarize this --new");
+        assert_eq!(command.typed_line().unwrap().args, "summarize this --new");
         assert_eq!(
             command.origin.thread_key().as_str(),
             "slack:T0ACME:C1:100.0"
@@ -492,12 +586,92 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            command.action,
-            Some(ButtonAction::Cancel {
-                run: crate::ids::RunRef("run-1".into()),
-                pressed_on: crate::domain::PostId::SlackMessage { ts: "5.5".into() },
-            })
+            command.request,
+            Request::Pressed {
+                action: ButtonAction::Cancel {
+                    run: crate::ids::RunRef("run-1".into()),
+                    pressed_on: crate::domain::PostId::SlackMessage { ts: "5.5".into() },
+                }
+            }
         );
+    }
+
+    /// Slack's documented `block_actions` example (api.slack.com, "block_actions
+    /// payload"), with a message container as for a button in a thread.
+    #[test]
+    fn slacks_documented_block_actions_payload_is_read() {
+        let payload = serde_json::json!({
+            "type": "block_actions",
+            "user": { "id": "U0CA5", "username": "Amy McGee", "name": "Amy McGee", "team_id": "T3MDE" },
+            "api_app_id": "A0CA5",
+            "token": "Shh_its_a_seekrit",
+            "container": { "type": "message", "message_ts": "1548261231.000200",
+                "channel_id": "C0CA5", "is_ephemeral": false, "thread_ts": "1548261000.000100" },
+            "trigger_id": "12466734323.1395872398",
+            "team": { "id": "T0CAG", "domain": "acme-creamery" },
+            "enterprise": null,
+            "is_enterprise_install": false,
+            "channel": { "id": "C0CA5", "name": "general" },
+            "message": { "type": "message", "ts": "1548261231.000200",
+                "thread_ts": "1548261000.000100", "bot_id": "B0CA5", "text": "Oz agent", "blocks": [] },
+            "state": { "values": {} },
+            "response_url": "https://hooks.slack.com/actions/AABA1ABCD/1232321423432/D09sSasdasdAS9",
+            "actions": [{ "action_id": ACTION_RETRY, "block_id": "=qXel", "text": { "type": "plain_text",
+                "text": "Retry", "emoji": true }, "value": "run-9", "type": "button",
+                "action_ts": "1548426417.840180" }],
+        });
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        let SlackIntake::Command {
+            dedupe_key,
+            command,
+        } = parse_interaction(body.as_bytes()).unwrap()
+        else {
+            panic!("a retry press is a command")
+        };
+        assert_eq!(dedupe_key, "slack:action:12466734323.1395872398");
+        assert_eq!(
+            command.author,
+            Author::Slack {
+                user: "U0CA5".into()
+            }
+        );
+        let Origin::Slack(origin) = &command.origin else {
+            panic!("a Slack origin")
+        };
+        assert_eq!(
+            (origin.team.as_str(), origin.channel.as_str()),
+            ("T0CAG", "C0CA5")
+        );
+        assert_eq!(origin.thread_ts.as_deref(), Some("1548261000.000100"));
+        assert_eq!(origin.channel_name.as_deref(), Some("general"));
+        assert_eq!(
+            command.request,
+            Request::Pressed {
+                action: ButtonAction::Retry {
+                    run: crate::ids::RunRef("run-9".into()),
+                    pressed_on: crate::domain::PostId::SlackMessage {
+                        ts: "1548261231.000200".into()
+                    },
+                }
+            }
+        );
+        // Other interaction types, and events of other shapes, are ignored, not refused.
+        let shortcut = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair(
+                "payload",
+                r#"{"type":"shortcut","callback_id":"x","user":[1]}"#,
+            )
+            .finish();
+        assert!(matches!(
+            parse_interaction(shortcut.as_bytes()),
+            Ok(SlackIntake::Ignored(_))
+        ));
+        let reaction = br#"{"type":"event_callback","team_id":"T1","event":{"type":"reaction_added","user":"U1","item":{"type":"message"},"reaction":"eyes"}}"#;
+        assert!(matches!(parse_event(reaction), Ok(SlackIntake::Ignored(_))));
+        let mention_as_array = br#"{"type":"event_callback","team_id":"T1","event":[1,2]}"#;
+        assert!(parse_event(mention_as_array).is_err());
     }
 
     #[test]
@@ -514,7 +688,7 @@ mod tests {
         let SlackIntake::Command { command, .. } = parse_slash(body.as_bytes()).unwrap() else {
             panic!()
         };
-        assert!(!command.line.full_text().contains(nul));
+        assert!(!command.typed_line().unwrap().full_text().contains(nul));
         let event = fake::mention_event("E1", &bad_channel, "U1", "<@B> fix", "1.1", None);
         assert!(parse_event(event.to_string().as_bytes()).is_err());
         let event = fake::mention_event("E1", "C1", "U1", "<@B> fix", "1.1", Some("x.y"));

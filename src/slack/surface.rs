@@ -141,7 +141,7 @@ impl Surface for SlackSurface {
     }
 
     fn mention(&self, author: &Author) -> String {
-        format!("<@{}>", author.login)
+        format!("<@{}>", author.name())
     }
 
     fn place_name(&self) -> &'static str {

@@ -6,4 +6,5 @@
 pub mod chaos;
 pub mod github;
 pub mod oz;
+pub mod payloads;
 pub mod slack;

@@ -1,7 +1,7 @@
 //! An in-process fake of the Slack Web API for the demo and the tests: channels with
 //! membership, threads, reactions, ephemeral messages and `response_url` posts, with
 //! Slack's `ok:false` error bodies, HTTP 429 with `Retry-After`, and token checks.
-//! Also builds signed-request bodies as Slack sends them.
+//! The requests Slack sends to ozbridge are built in [`super::payloads::slack`].
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,10 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
-/// The bot's user id in the fake workspace.
-pub const BOT_USER: &str = "UOZBOT";
-/// The fake workspace.
-pub const TEAM: &str = "T0ACME";
+pub use super::payloads::slack::{BOT_USER, TEAM};
 
 /// A message in the fake Slack.
 #[derive(Debug, Clone)]
@@ -494,91 +491,4 @@ async fn respond(State(fake): State<FakeSlack>, Json(body): Json<ResponseBody>) 
     lock(&fake.state).responses.push(body.text.clone());
     let _ = fake.events.send(SlackEvent::Responded { text: body.text });
     (StatusCode::OK, "ok").into_response()
-}
-
-/// Form body of a slash command as Slack sends it.
-pub fn slash_command_body(
-    channel: &str,
-    user: &str,
-    text: &str,
-    response_url: &str,
-    trigger_id: &str,
-) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("token", "deprecated-verification-token")
-        .append_pair("team_id", TEAM)
-        .append_pair("team_domain", "acme")
-        .append_pair("channel_id", channel)
-        .append_pair("channel_name", "eng")
-        .append_pair("user_id", user)
-        .append_pair("user_name", user)
-        .append_pair("command", "/oz")
-        .append_pair("text", text)
-        .append_pair("response_url", response_url)
-        .append_pair("trigger_id", trigger_id)
-        .append_pair("api_app_id", "A0OZ")
-        .finish()
-}
-
-/// An Events API `app_mention` callback as Slack sends it.
-pub fn mention_event(
-    event_id: &str,
-    channel: &str,
-    user: &str,
-    text: &str,
-    ts: &str,
-    thread_ts: Option<&str>,
-) -> Value {
-    let mut event = json!({ "type": "app_mention", "user": user, "text": text, "ts": ts, "channel": channel, "event_ts": ts });
-    if let Some(thread) = thread_ts {
-        event["thread_ts"] = json!(thread);
-    }
-    json!({
-        "token": "deprecated", "team_id": TEAM, "api_app_id": "A0OZ", "type": "event_callback",
-        "event_id": event_id, "event_time": 1_700_000_000, "event": event,
-        "authorizations": [{ "team_id": TEAM, "user_id": BOT_USER, "is_bot": true }],
-    })
-}
-
-/// A direct message to the bot.
-pub fn direct_message_event(
-    event_id: &str,
-    channel: &str,
-    user: &str,
-    text: &str,
-    ts: &str,
-) -> Value {
-    let mut value = mention_event(event_id, channel, user, text, ts, None);
-    value["event"]["type"] = json!("message");
-    value["event"]["channel_type"] = json!("im");
-    value
-}
-
-/// Form body of a button press (`block_actions`).
-pub fn button_body(
-    action_id: &str,
-    value: &str,
-    channel: &str,
-    user: &str,
-    message_ts: &str,
-    thread_ts: Option<&str>,
-    response_url: &str,
-) -> String {
-    let mut message = json!({ "ts": message_ts, "type": "message" });
-    if let Some(thread) = thread_ts {
-        message["thread_ts"] = json!(thread);
-    }
-    let payload = json!({
-        "type": "block_actions",
-        "team": { "id": TEAM, "domain": "acme" },
-        "user": { "id": user, "username": user, "team_id": TEAM },
-        "channel": { "id": channel, "name": "eng" },
-        "message": message,
-        "response_url": response_url,
-        "trigger_id": format!("trig-{}", crate::ids::new_uuid()),
-        "actions": [{ "action_id": action_id, "block_id": "b", "value": value, "type": "button", "action_ts": "1700000000.1" }],
-    });
-    url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload.to_string())
-        .finish()
 }

@@ -5,8 +5,9 @@
 use ozbridge::app::{RunningApp, build_pipeline_with, start};
 use ozbridge::config::Config;
 use ozbridge::intake::signature::sign_github;
-use ozbridge::testkit::github::{CommentEventSpec, FakeComment, FakeGithub};
+use ozbridge::testkit::github::{FakeComment, FakeGithub};
 use ozbridge::testkit::oz::OzSim;
+use ozbridge::testkit::payloads::github::CommentEventSpec;
 use ozbridge::testkit::slack::FakeSlack;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -282,7 +283,7 @@ impl Harness {
 
     /// A correctly signed slash command `/oz <text>`.
     pub async fn slash(&self, channel: &str, user: &str, text: &str) -> reqwest::Response {
-        let body = ozbridge::testkit::slack::slash_command_body(
+        let body = ozbridge::testkit::payloads::slack::slash_command_body(
             channel,
             user,
             text,
@@ -320,7 +321,7 @@ impl Harness {
         thread: Option<&str>,
     ) -> String {
         let ts = self.slack.add_user_message(channel, thread, user, text);
-        let event = ozbridge::testkit::slack::mention_event(
+        let event = ozbridge::testkit::payloads::slack::mention_event(
             &format!("Ev{}", ozbridge::ids::new_uuid()),
             channel,
             user,
@@ -343,7 +344,7 @@ impl Harness {
         message_ts: &str,
         thread: Option<&str>,
     ) -> reqwest::Response {
-        let body = ozbridge::testkit::slack::button_body(
+        let body = ozbridge::testkit::payloads::slack::button_body(
             action,
             run,
             channel,
