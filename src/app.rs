@@ -36,11 +36,16 @@ impl RunningApp {
         self.pipeline.store.close().await;
     }
 
-    /// Stops everything at once, mid-work, as `kill -9` would (for restart tests).
-    pub fn kill(self) {
+    /// Stops everything at once, mid-work, as `kill -9` would (for restart tests), and
+    /// returns once every task is gone.
+    pub async fn kill(self) {
         self.server.abort();
         for worker in &self.workers {
             worker.abort();
+        }
+        let _ = self.server.await;
+        for worker in self.workers {
+            let _ = worker.await;
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -94,3 +94,8 @@ pub fn upstream(upstream: &'static str, paused: bool, held_back: u64) {
     metrics::counter!("ozbridge_upstream_held_back_total", "upstream" => upstream)
         .absolute(held_back);
 }
+
+/// Counts a worker step that panicked (the worker goes on with its next item).
+pub fn worker_panicked() {
+    metrics::counter!("ozbridge_worker_panics_total").increment(1);
+}

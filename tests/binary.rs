@@ -8,9 +8,13 @@ use ozbridge::testkit::oz::OzSim;
 use ozbridge::testkit::payloads::github::CommentEventSpec;
 use ozbridge::testkit::payloads::slack::slash_command_body;
 use ozbridge::testkit::slack::FakeSlack;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::Command;
+use tokio::sync::Notify;
 
 const OZ_KEY: &str = "wk-secret-oz-key-4242";
 const GH_TOKEN: &str = "ghp_secretGithubToken4242";
@@ -27,14 +31,74 @@ const SECRETS: [&str; 6] = [
     "secret-response-path-4242",
 ];
 
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+/// Waits until `check` holds, looking again each time the fake GitHub or Slack sees a
+/// call (the service runs in another process: its calls are the only news of it).
+async fn wait_until(
+    github: &FakeGithub,
+    slack: &FakeSlack,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    loop {
+        let (mut github_feed, mut slack_feed) = (github.subscribe(), slack.subscribe());
+        if check() {
+            return;
+        }
+        tokio::select! {
+            _ = github_feed.recv() => {}
+            _ = slack_feed.recv() => {}
+            () = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// A child's output, collected as it comes.
+#[derive(Clone, Default)]
+struct Output {
+    text: Arc<Mutex<String>>,
+    grew: Arc<Notify>,
+}
+
+impl Output {
+    /// Appends every line of `stream` as it is written, until it closes.
+    fn collect(
+        &self,
+        stream: impl AsyncRead + Unpin + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let output = self.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                {
+                    let mut text = output.text.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                output.grew.notify_waiters();
+            }
+        })
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the output holds `needle`.
+    async fn wait_for(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let grew = self.grew.notified();
+            if self.text().contains(needle) {
+                return;
+            }
+            tokio::select! {
+                () = grew => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    panic!("the output never showed {needle:?}:\n{}", self.text())
+                }
+            }
+        }
     }
 }
 
@@ -66,8 +130,6 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
         .local_addr()
         .unwrap()
         .port();
-    let log_path = dir.path().join("ozbridge.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ozbridge"))
         .arg("serve")
         .env_clear()
@@ -88,26 +150,21 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
         .env("OZ_TICK_INTERVAL_SECS", "0.2")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let log = Output::default();
+    let readers = [
+        log.collect(child.stdout.take().unwrap()),
+        log.collect(child.stderr.take().unwrap()),
+    ];
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "the service did not become ready");
+    log.wait_for("ozbridge is listening").await;
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert!(ready.status().is_success(), "ready once listening");
 
     let comment = github.add_user_comment("acme/widgets", 1, "alice", "/oz fix");
     let body = CommentEventSpec {
@@ -176,28 +233,31 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    wait_until("the Slack thread run", || {
+    wait_until(&github, &slack, "the Slack thread run", || {
         slack
             .thread("CENG", &root)
             .iter()
             .any(|m| m.shown().contains("✅ Done"))
     })
     .await;
-    wait_until("the GitHub run", || {
+    wait_until(&github, &slack, "the GitHub run", || {
         github.reactions(comment).contains(&"rocket".to_owned())
     })
     .await;
-    wait_until("the Slack run", || {
+    wait_until(&github, &slack, "the Slack run", || {
         slack
             .bot_messages("CENG")
             .iter()
             .any(|m| m.shown().contains("✅ Done"))
     })
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    for reader in readers {
+        reader.await.unwrap();
+    }
 
-    let text = std::fs::read_to_string(&log_path).unwrap();
+    let text = log.text();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() > 10, "expected a debug log, got:\n{text}");
     for line in &lines {

@@ -286,6 +286,7 @@ async fn deliver(
         if started.elapsed() > Duration::from_secs(90) {
             return false;
         }
+        // The platform's own pause between redeliveries (it sends; it does not wait on us).
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -392,6 +393,8 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
     // Drain, with more kills as threads reach their final state.
     let mut kill_at_finished = rng.usize(10..40);
     let drained = loop {
+        // What the replicas post is the only news of their progress: look again at each.
+        let (mut github_feed, mut slack_feed) = (f.github.subscribe(), f.slack.subscribe());
         let finished = sent
             .iter()
             .filter(|(token, place)| thread_status(&f, place, token).is_some_and(|s| is_final(&s)))
@@ -431,16 +434,20 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
                 sent.len()
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let left = DRAIN_LIMIT.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = github_feed.recv() => {}
+            _ = slack_feed.recv() => {}
+            () = tokio::time::sleep(left) => {}
+        }
     };
     // Let work that lands after its client gave up land, then look at what stayed.
     for chaos in [&f.sim.chaos, &f.github.chaos, &f.slack.chaos] {
         chaos.disable();
     }
     // Late work may still create something (a duplicate would show then).
-    let chaos = [&f.sim.chaos, &f.github.chaos, &f.slack.chaos];
-    while chaos.iter().any(|c| c.in_flight() > 0) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for chaos in [&f.sim.chaos, &f.github.chaos, &f.slack.chaos] {
+        chaos.late_work_done().await;
     }
     for slot in &mut slots {
         slot.kill();

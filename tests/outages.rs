@@ -173,7 +173,10 @@ async fn a_whole_oz_outage_spaces_calls_out_and_work_resumes() {
 /// The watermark must wait for it: the thread reaches its final state.
 #[tokio::test]
 async fn the_tracker_never_skips_a_run_listed_before_it_was_recorded() {
-    let mut h = Harness::start().await;
+    // The client waits out the slow create answer below.
+    let mut h = Harness::start_with(None, &[("OZ_REQUEST_TIMEOUT_SECS", "10")])
+        .await
+        .expect("sqlite harness");
     let first = h.command(96, "alice", "/oz keep going [sim:endless]").await;
     let _ = first;
     h.wait_status_contains(96, "🏃 Working").await;

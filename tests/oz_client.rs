@@ -1,6 +1,7 @@
 //! The Oz client against the simulator: every operation, the error shape, and the
 //! retry policy (idempotent calls retried, creates never).
 
+use ozbridge::clock::Clock;
 use ozbridge::ids::OzRunId;
 use ozbridge::oz::types::{RunAgentRequest, RunState};
 use ozbridge::oz::{ListAgentsQuery, ListRunsQuery, OzClient, OzError};
@@ -10,8 +11,15 @@ use secrecy::SecretString;
 use std::time::Duration;
 
 async fn setup() -> (OzSim, OzClient) {
+    setup_with(Clock::system()).await
+}
+
+/// A simulator whose runs advance by `clock`, and a client of it.
+async fn setup_with(clock: Clock) -> (OzSim, OzClient) {
     ozbridge::install_crypto();
-    let sim = OzSim::new(Duration::from_millis(50)).with_api_key("k");
+    let sim = OzSim::new(Duration::from_millis(50))
+        .with_api_key("k")
+        .with_clock(clock);
     let base = sim
         .serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
         .await
@@ -44,7 +52,8 @@ fn request(prompt: &str) -> RunAgentRequest {
 
 #[tokio::test]
 async fn every_operation_answers_as_specified() {
-    let (sim, oz) = setup().await;
+    let clock = Clock::held();
+    let (sim, oz) = setup_with(clock.clone()).await;
     sim.push_scenario(Scenario::Artifacts);
     let created = oz
         .create_run(&request("first [sim:artifacts]"))
@@ -53,7 +62,8 @@ async fn every_operation_answers_as_specified() {
     assert_eq!(created.state, RunState::Queued);
     let alias = oz.run_agent(&request("second")).await.unwrap();
     assert_ne!(created.run_id, alias.run_id);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past every step of the scripted run.
+    clock.advance(Duration::from_millis(300));
 
     let run = oz.get_run(&created.run_id).await.unwrap();
     assert_eq!(run.state, RunState::Succeeded);
@@ -227,7 +237,8 @@ fn oz_base(client: &OzClient) -> String {
 
 #[tokio::test]
 async fn cancel_answers_400_409_and_422() {
-    let (sim, oz) = setup().await;
+    let clock = Clock::held();
+    let (sim, oz) = setup_with(clock.clone()).await;
     sim.push_scenario(Scenario::SlowStart);
     let pending = oz.create_run(&request("slow")).await.unwrap();
     let conflict = oz.cancel_run(&pending.run_id).await.unwrap_err();
@@ -235,7 +246,7 @@ async fn cancel_answers_400_409_and_422() {
     assert!(conflict.is_retryable());
     sim.push_scenario(Scenario::Unsupported);
     let local = oz.create_run(&request("local")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    clock.advance(Duration::from_millis(80));
     assert_eq!(
         oz.cancel_run(&local.run_id).await.unwrap_err().status(),
         Some(422)

@@ -49,10 +49,25 @@ async fn repeated_crashes_during_a_burst_of_commands() {
     for number in 40..50 {
         comments.push((number, h.command(number, "alice", "/oz fix").await));
     }
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(120)).await;
-        h.crash_and_restart().await;
-    }
+    // Three crashes at later and later points of the burst (each point may already be
+    // behind when it is checked: the crash then comes at once).
+    let acknowledged = |h: &Harness| {
+        comments
+            .iter()
+            .filter(|(_, c)| h.github.reactions(*c).contains(&"eyes".to_owned()))
+            .count()
+    };
+    h.wait_for("three acknowledgements", || acknowledged(&h) >= 3)
+        .await;
+    h.crash_and_restart().await;
+    h.wait_for("four runs at Oz", || h.sim.run_count() >= 4)
+        .await;
+    h.crash_and_restart().await;
+    h.wait_for("seven status comments", || {
+        (40..50).filter(|n| h.status_comment(*n).is_some()).count() >= 7
+    })
+    .await;
+    h.crash_and_restart().await;
     for (_, comment) in &comments {
         h.wait_reaction(*comment, "rocket").await;
     }

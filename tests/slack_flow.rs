@@ -126,10 +126,12 @@ async fn a_thread_mention_carries_the_thread_and_a_follow_up_continues_it() {
         "{prompt}"
     );
     assert!(prompt.contains("<untrusted source=\"thread\">"), "{prompt}");
-    let status = h
-        .thread_status(CHANNEL, &root)
-        .expect("status reply in the thread");
-    assert!(text_of(&status).contains("✅ Done"));
+    // The reaction and the status update go out on separate paths: wait for each.
+    let status = h.wait_in_thread(CHANNEL, &root, "✅ Done").await;
+    assert!(
+        status.text.starts_with("Oz agent"),
+        "the status reply says Done"
+    );
     let again = h
         .mention(CHANNEL, "U1", "<@UOZBOT> now fix it", Some(&root))
         .await;

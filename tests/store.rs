@@ -3,6 +3,7 @@
 
 mod common;
 
+use ozbridge::clock::Clock;
 use ozbridge::command::CommandLine;
 use ozbridge::domain::{
     Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ThreadContext,
@@ -40,7 +41,11 @@ async fn stores() -> Vec<(&'static str, Store, tempfile::TempDir)> {
     for (name, postgres) in [("sqlite", false), ("postgres", true)] {
         let dir = tempfile::tempdir().unwrap();
         if let Some(url) = common::database_url(&dir, postgres).await {
-            stores.push((name, Store::connect(&url).await.unwrap(), dir));
+            // Time passes only where a test moves it.
+            let store = Store::connect_with_clock(&url, Clock::held())
+                .await
+                .unwrap();
+            stores.push((name, store, dir));
         }
     }
     stores
@@ -77,7 +82,7 @@ async fn commands_of_one_thread_are_claimed_in_order_one_at_a_time() {
             .await
             .unwrap()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        store.clock().advance(Duration::from_millis(5));
         let second = store
             .insert_command("b", &command(1, "second"))
             .await
@@ -122,7 +127,12 @@ async fn leases_are_exclusive_until_they_expire() {
             store.try_lease("tracker", "a", ttl).await.unwrap(),
             "{name}: the holder renews"
         );
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.clock().advance(Duration::from_millis(200));
+        assert!(
+            !store.try_lease("tracker", "b", ttl).await.unwrap(),
+            "{name}: still held before expiry"
+        );
+        store.clock().advance(Duration::from_millis(200));
         assert!(
             store.try_lease("tracker", "b", ttl).await.unwrap(),
             "{name}: taken over after expiry"
@@ -258,6 +268,7 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             "fix".into(),
             ozbridge::oz::types::RunAgentRequest::default(),
             false,
+            store.clock().now_ms(),
         );
         store.insert_run(&run).await.unwrap();
         store.close().await;

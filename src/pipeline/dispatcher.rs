@@ -115,7 +115,7 @@ impl Pipeline {
         reason: &str,
     ) -> crate::store::StoreResult<()> {
         let give_up_at = self.give_up_at(claimed.give_up_at);
-        if crate::store::now_ms() >= give_up_at {
+        if self.now() >= give_up_at {
             tracing::warn!(command = %claimed.id, %reason, "command parked: its retry budget is spent");
             crate::telemetry::command("any", "parked");
             let origin = &claimed.command.origin;
@@ -213,7 +213,7 @@ impl Pipeline {
         if count(self.store.active_runs_in(&place).await?) >= limits.max_runs_per_place {
             return Ok(Some(texts::Limit::PlaceActive(limits.max_runs_per_place)));
         }
-        let now = crate::store::now_ms();
+        let now = self.now();
         let hour_ago = now - 3_600_000;
         if count(self.store.runs_started_by(&actor, hour_ago).await?)
             >= limits.max_runs_per_user_per_hour
@@ -424,6 +424,7 @@ impl Pipeline {
             old.asked.clone(),
             request,
             old.post_first,
+            self.now(),
         );
         self.store.insert_run(&record).await?;
         self.note_on_run(old, format!("Retried by {who}.")).await?;
@@ -514,6 +515,7 @@ impl Pipeline {
             command.asked_text(),
             request,
             post_first,
+            self.now(),
         );
         self.store.insert_run(&record).await?;
         crate::telemetry::command("run", "accepted");

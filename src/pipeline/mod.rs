@@ -2,6 +2,7 @@
 //! any point resumes: the dispatcher turns commands into run intents, the starter
 //! creates them in Oz, the tracker follows them, the notifier tells the thread.
 
+pub mod activity;
 mod catalog;
 mod dispatcher;
 mod notifier;
@@ -14,7 +15,7 @@ use crate::domain::Origin;
 use crate::oz::OzClient;
 use crate::retry::Backoff;
 use crate::retry::CallFailure;
-use crate::store::{Millis, OutboxMessage, Store, StoreResult, ms, now_ms};
+use crate::store::{Millis, OutboxMessage, Store, StoreResult, ms};
 use crate::surface::{Mark, Surfaces};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -110,6 +111,8 @@ pub struct Pipeline {
     pub surfaces: Surfaces,
     pub settings: PipelineSettings,
     pub wake: Wakers,
+    /// What the workers did: steps that found work, and panics.
+    pub activity: activity::Activity,
     catalog: catalog::Catalog,
 }
 
@@ -122,6 +125,7 @@ impl Pipeline {
             surfaces,
             settings,
             wake: Wakers::default(),
+            activity: activity::Activity::default(),
             catalog: catalog::Catalog::default(),
         }
     }
@@ -141,11 +145,16 @@ impl Pipeline {
         Ok(stored)
     }
 
+    /// The current time, as the store reads it.
+    fn now(&self) -> Millis {
+        self.store.clock().now_ms()
+    }
+
     /// When retrying stops for work whose budget ends at `current` (0: its first
     /// failure, so the budget starts now).
     fn give_up_at(&self, current: Millis) -> Millis {
         if current == 0 {
-            now_ms() + ms(self.settings.retry_for)
+            self.now() + ms(self.settings.retry_for)
         } else {
             current
         }
@@ -212,31 +221,39 @@ impl Pipeline {
     /// Starts every worker; they stop when `shutdown` turns true.
     pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let on_wake = |wake: fn(&Pipeline) -> &Notify| Pace::OnWake(wake);
-        let mut stages: Vec<(Step, Pace)> = Vec::new();
+        let mut stages: Vec<(&'static str, Step, Pace)> = Vec::new();
         for _ in 0..self.settings.workers {
             stages.push((
+                "dispatcher",
                 |p| Box::pin(async move { p.dispatch_one().await }),
                 on_wake(|p| &p.wake.dispatch),
             ));
             stages.push((
+                "starter",
                 |p| Box::pin(async move { p.start_one().await }),
                 on_wake(|p| &p.wake.start),
             ));
             stages.push((
+                "notifier",
                 |p| Box::pin(async move { p.deliver_one().await || p.post_one().await }),
                 on_wake(|p| &p.wake.notify),
             ));
         }
         stages.push((
+            "tracker",
             |p| {
                 Box::pin(async move {
-                    p.tick().await;
+                    // Paced by the tick interval whatever it found; watchers hear of it.
+                    if p.tick().await {
+                        p.activity.worked();
+                    }
                     false
                 })
             },
             Pace::Every(self.settings.tick),
         ));
         stages.push((
+            "gauges",
             |p| {
                 Box::pin(async move {
                     p.report_gauges().await;
@@ -247,7 +264,9 @@ impl Pipeline {
         ));
         let mut handles: Vec<JoinHandle<()>> = stages
             .into_iter()
-            .map(|(step, pace)| spawn_loop(shutdown.clone(), self.clone(), step, pace))
+            .map(|(stage, step, pace)| {
+                spawn_loop(shutdown.clone(), self.clone(), stage, step, pace)
+            })
             .collect();
         for breaker in self.breakers() {
             handles.push(spawn_resumer(shutdown.clone(), self.clone(), breaker));
@@ -349,20 +368,31 @@ fn spawn_resumer(
     })
 }
 
-/// Runs `step` until shutdown, pausing as `pace` says while it finds no work.
+/// Runs `step` until shutdown, pausing as `pace` says while it finds no work. A step
+/// that panics is reported ([`activity::Activity::panicked`]) and the loop goes on.
 fn spawn_loop(
     mut shutdown: watch::Receiver<bool>,
     pipeline: Arc<Pipeline>,
+    stage: &'static str,
     step: Step,
     pace: Pace,
 ) -> JoinHandle<()> {
+    use futures_util::FutureExt;
     tokio::spawn(async move {
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            if step(pipeline.clone()).await {
-                continue;
+            match std::panic::AssertUnwindSafe(step(pipeline.clone()))
+                .catch_unwind()
+                .await
+            {
+                Ok(true) => {
+                    pipeline.activity.worked();
+                    continue;
+                }
+                Ok(false) => {}
+                Err(payload) => pipeline.activity.panicked(stage, payload.as_ref()),
             }
             match pace {
                 Pace::Every(period) => tokio::select! {

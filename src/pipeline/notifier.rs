@@ -5,7 +5,7 @@
 
 use super::Pipeline;
 use crate::domain::{PostId, RunView};
-use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, StoreResult, ms, now_ms};
+use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, StoreResult, ms};
 use crate::surface::{SendError, StatusBody, Surface};
 use sha2::Digest;
 use std::time::Duration;
@@ -31,12 +31,6 @@ impl From<crate::store::StoreError> for Undelivered {
     fn from(error: crate::store::StoreError) -> Self {
         Self::Failed(store_failure(error))
     }
-}
-
-/// How long until `at`, or `None` when it has passed.
-fn until(at: i64) -> Option<Duration> {
-    let left = at - now_ms();
-    (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
 }
 
 impl Pipeline {
@@ -78,7 +72,7 @@ impl Pipeline {
                 .await;
         }
         let give_up_at = self.give_up_at(item.give_up_at);
-        if now_ms() >= give_up_at {
+        if self.now() >= give_up_at {
             tracing::warn!(id = %item.id, %error, "notification parked: its retry budget is spent");
             return self.store.park_outbox(&item.id, &error.detail).await;
         }
@@ -111,7 +105,7 @@ impl Pipeline {
         // An earlier send may still land until its window closes: only then may a
         // lookup conclude that it did not.
         let maybe_posted = match item.lookup_after {
-            Some(at) => match until(at) {
+            Some(at) => match self.store.clock().until(at) {
                 Some(wait) => return Err(Undelivered::Wait(wait)),
                 None => true,
             },
@@ -125,7 +119,7 @@ impl Pipeline {
                     .await
                     .map_err(Undelivered::Wait)?;
             }
-            let window = now_ms() + ms(surface.doubt_window());
+            let window = self.now() + ms(surface.doubt_window());
             let settings = &self.settings;
             if !self
                 .store
@@ -174,7 +168,9 @@ impl Pipeline {
 
     async fn post(&self, run: &RunRecord) -> StoreResult<()> {
         if run.status_post.is_none()
-            && let Some(wait) = run.post_lookup_after.and_then(until)
+            && let Some(wait) = run
+                .post_lookup_after
+                .and_then(|at| self.store.clock().until(at))
         {
             // A create in doubt may still land: look for it only after that.
             return self.store.release_notify(&run.id, wait).await;
@@ -290,7 +286,7 @@ impl Pipeline {
             .take_turn(&run.origin)
             .await
             .map_err(Unposted::Wait)?;
-        let window = now_ms() + ms(surface.doubt_window());
+        let window = self.now() + ms(surface.doubt_window());
         let settings = &self.settings;
         if !self
             .store

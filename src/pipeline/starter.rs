@@ -12,15 +12,8 @@ use crate::ids::{ConversationId, OzRunId, RunRef};
 use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzError};
 use crate::retry::CallFailure;
-use crate::store::{Millis, RunPhase, RunRecord, StoreResult, ms, now_ms};
+use crate::store::{RunPhase, RunRecord, StoreResult, ms};
 use crate::surface::Mark;
-use std::time::Duration;
-
-/// How long until `at`, or `None` when it has passed.
-fn until(at: Millis) -> Option<Duration> {
-    let left = at - now_ms();
-    (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
-}
 
 /// What Oz said about a run it created.
 pub(super) struct Created {
@@ -65,7 +58,7 @@ impl Pipeline {
         if run.create_attempts > 0 {
             // An earlier create may still land until its window closes; a lookup before
             // then could miss it and lead to a second run.
-            if let Some(wait) = until(run.lookup_after) {
+            if let Some(wait) = self.store.clock().until(run.lookup_after) {
                 return self.store.release_start(&run.id, wait).await;
             }
             match self.find_created(run).await {
@@ -80,7 +73,7 @@ impl Pipeline {
                 }
             }
         }
-        let window = now_ms() + ms(self.settings.oz_doubt_window);
+        let window = self.now() + ms(self.settings.oz_doubt_window);
         let settings = &self.settings;
         if !self
             .store
@@ -184,7 +177,7 @@ impl Pipeline {
     /// the retry budget is spent, then park the run.
     async fn start_failed(&self, run: &RunRecord, error: &OzError) -> StoreResult<()> {
         let give_up_at = self.give_up_at(run.start_give_up_at);
-        let now = now_ms();
+        let now = self.now();
         if now >= give_up_at {
             tracing::warn!(run = %run.id, %error, "run parked: Oz did not accept it within the retry budget");
             let view = RunView {

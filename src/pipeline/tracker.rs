@@ -18,7 +18,7 @@ use crate::ids::OzRunId;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzError};
-use crate::store::{Millis, OutboxMessage, StoreError, ms, now_ms};
+use crate::store::{Millis, OutboxMessage, StoreError, ms};
 use crate::store::{RunPhase, RunRecord};
 use crate::surface::{Mark, Moment};
 use chrono::{DateTime, Utc};
@@ -57,7 +57,8 @@ enum Unrecorded {
 impl Pipeline {
     /// One tracker tick, on the replica holding the tracker lease. Oz's breaker spaces
     /// the calls out while the API fails.
-    pub(super) async fn tick(&self) {
+    /// One tick; true when there were runs to follow (Oz was asked about them).
+    pub(super) async fn tick(&self) -> bool {
         let lease = (self.settings.tick * 5).max(Duration::from_secs(1));
         match self
             .store
@@ -65,22 +66,26 @@ impl Pipeline {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return false,
             Err(error) => {
                 tracing::warn!(%error, "could not take the tracker lease");
-                return;
+                return false;
             }
         }
         match self.track().await {
-            Ok(()) => {}
-            Err(TickError::Oz(OzError::Paused { .. })) => {}
-            Err(error) => tracing::warn!(%error, "tracker tick failed"),
+            Ok(followed) => followed,
+            Err(TickError::Oz(OzError::Paused { .. })) => true,
+            Err(error) => {
+                tracing::warn!(%error, "tracker tick failed");
+                true
+            }
         }
     }
 
-    async fn track(&self) -> Result<(), TickError> {
+    /// Follows the active runs; false when there are none.
+    async fn track(&self) -> Result<bool, TickError> {
         let Some(oldest) = self.store.oldest_followed_run().await? else {
-            return Ok(());
+            return Ok(false);
         };
         let floor = oldest - 60_000;
         let stored: Option<i64> = self
@@ -126,7 +131,7 @@ impl Pipeline {
             }
             for (item, at) in unrecorded {
                 if let Unrecorded::Pending = self.unrecorded(item).await?
-                    && now_ms() - at < hold_for
+                    && self.now() - at < hold_for
                 {
                     held = Some(held.map_or(at, |h| h.min(at)));
                 }
@@ -138,7 +143,8 @@ impl Pipeline {
         }
         let next = held.map_or(newest, |h| newest.min(h - 1));
         self.store.set_marker(WATERMARK, &next.to_string()).await?;
-        self.check_quiet_runs().await
+        self.check_quiet_runs().await?;
+        Ok(true)
     }
 
     /// Fetches, one by one, runs the list has not mentioned for a long time (and

@@ -1,7 +1,7 @@
 //! The operator's view of the store: work parked after its retry budget, putting it
 //! back in line, and waking work that waits on an upstream that answers again.
 
-use super::{Millis, Store, StoreResult, now_ms};
+use super::{Millis, Store, StoreResult};
 use sqlx::Row;
 
 /// The marker of the kill switch shared by all replicas.
@@ -121,7 +121,7 @@ impl Store {
                     lease_until = 0, sent_at = NULL WHERE id = $2 AND status = 'parked'",
             ),
         ];
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for (kind, sql) in requeues {
             let done = sqlx::query(sql)
                 .bind(now)
@@ -151,7 +151,7 @@ impl Store {
     /// Work waiting on another upstream meets that one's breaker and waits again,
     /// without a request being sent.
     pub async fn resume_waiting(&self) -> StoreResult<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for sql in [
             "UPDATE commands SET next_attempt_at = $1 WHERE status = 'pending' AND next_attempt_at > $1",
             "UPDATE outbox SET next_attempt_at = $1 WHERE status = 'pending' AND next_attempt_at > $1",

@@ -2,7 +2,7 @@
 //! one at a time per thread (oldest first) by the dispatcher.
 
 use super::group_commit::{NewCommandRow, bind};
-use super::{Claimable, Millis, Store, StoreResult, clean, ms, now_ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, ms};
 use crate::domain::InboxCommand;
 use crate::ids::CommandId;
 use sqlx::Row;
@@ -34,7 +34,7 @@ impl Store {
             dedupe_key: dedupe_key.to_owned(),
             thread_key: command.origin.thread_key().to_string(),
             payload: serde_json::to_string(command)?,
-            now: now_ms(),
+            now: self.clock.now_ms(),
         };
         let stored = match &self.inbox {
             Some(group) => group.insert(row).await?,
@@ -82,7 +82,7 @@ impl Store {
     ) -> StoreResult<()> {
         sqlx::query("UPDATE commands SET status = $1, finished_at = $2, error = $3, lease_until = 0 WHERE id = $4")
             .bind(if failed_reason.is_some() { "failed" } else { "done" })
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(failed_reason.map(clean))
             .bind(id.as_str())
             .execute(&self.pool)
@@ -103,7 +103,7 @@ impl Store {
             "UPDATE commands SET next_attempt_at = $1, lease_until = 0, error = $2, give_up_at = $3
              WHERE id = $4",
         )
-        .bind(now_ms() + ms(delay))
+        .bind(self.clock.now_ms() + ms(delay))
         .bind(clean(reason))
         .bind(give_up_at)
         .bind(id.as_str())
@@ -118,7 +118,7 @@ impl Store {
             "UPDATE commands SET status = 'parked', finished_at = $1, error = $2, lease_until = 0
              WHERE id = $3",
         )
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .bind(clean(reason))
         .bind(id.as_str())
         .execute(&self.pool)

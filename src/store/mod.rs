@@ -14,18 +14,14 @@ pub use commands::ClaimedCommand;
 pub use outbox::{OutboxItem, OutboxMessage};
 pub use runs::{RunPhase, RunRecord, STALE_MS};
 
+use crate::clock::Clock;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, the unit of every time column.
-pub type Millis = i64;
-
-/// The current time in [`Millis`].
-pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
-}
+pub use crate::clock::Millis;
 
 /// Text for a TEXT column: PostgreSQL cannot store U+0000, so a NUL that got past
 /// intake is replaced rather than failing the write again and again.
@@ -56,11 +52,18 @@ pub struct Store {
     pool: AnyPool,
     /// Inbox inserts go through one writer on SQLite; PostgreSQL takes them directly.
     inbox: Option<group_commit::GroupCommit>,
+    /// The time every stored time is read against.
+    clock: Clock,
 }
 
 impl Store {
     /// Connects, creating a SQLite file (and its folder) if missing, and migrates.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_with_clock(url, Clock::system()).await
+    }
+
+    /// [`Store::connect`], with the times of leases, retries and ages read from `clock`.
+    pub async fn connect_with_clock(url: &str, clock: Clock) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let url = if is_sqlite {
@@ -93,9 +96,14 @@ impl Store {
         } else {
             schema::Engine::Postgres
         };
-        let store = Self { pool, inbox };
+        let store = Self { pool, inbox, clock };
         schema::migrate(&store.pool, engine).await?;
         Ok(store)
+    }
+
+    /// The time this store goes by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// True when the database answers.
@@ -105,7 +113,7 @@ impl Store {
 
     /// Takes or renews the named lease for `owner`; false when another owner holds it.
     pub async fn try_lease(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         sqlx::query("INSERT INTO leases (name, owner, until) VALUES ($1, '', 0) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .execute(&self.pool)
@@ -150,7 +158,7 @@ impl Store {
         lookup_after: Millis,
         lease: Duration,
     ) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let noted = sqlx::query(sql)
             .bind(lookup_after.max(1))
             .bind(now + ms(lease))
@@ -203,7 +211,7 @@ impl Store {
                AND {lease_column} <= $3
              RETURNING {returning}"
         );
-        let now = now_ms();
+        let now = self.clock.now_ms();
         Ok(sqlx::query(&sql)
             .bind(owner)
             .bind(now + ms(lease))

@@ -1,7 +1,7 @@
 //! The outbox: one-off notifications (reactions, replies) written once and sent until
 //! they land. A reply that may have been posted is looked up before it is posted again.
 
-use super::{Claimable, Millis, Store, StoreResult, clean, ms, now_ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, ms};
 use crate::domain::Origin;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -44,7 +44,7 @@ pub struct OutboxItem {
 impl Store {
     /// Queues a message unless one with the same key exists.
     pub async fn enqueue(&self, dedupe_key: &str, message: &OutboxMessage) -> StoreResult<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         sqlx::query(
             "INSERT INTO outbox (id, dedupe_key, payload, status, next_attempt_at, created_at)
              VALUES ($1, $2, $3, 'pending', $4, $4) ON CONFLICT (dedupe_key) DO NOTHING",
@@ -109,7 +109,7 @@ impl Store {
     pub async fn finish_outbox(&self, id: &str, dead_reason: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE outbox SET status = $1, sent_at = $2, error = $3, lease_until = 0 WHERE id = $4")
             .bind(if dead_reason.is_some() { "dead" } else { "sent" })
-            .bind(now_ms())
+            .bind(self.clock.now_ms())
             .bind(dead_reason.map(clean))
             .bind(id)
             .execute(&self.pool)
@@ -132,7 +132,7 @@ impl Store {
                 attempted = CASE WHEN $4 = 1 AND attempted > 0 THEN 1 ELSE attempted END
              WHERE id = $5",
         )
-        .bind(now_ms() + ms(delay))
+        .bind(self.clock.now_ms() + ms(delay))
         .bind(clean(reason))
         .bind(give_up_at)
         .bind(i64::from(answered))
@@ -145,7 +145,7 @@ impl Store {
     /// Gives a message back without counting a failure (it must wait first).
     pub async fn release_outbox(&self, id: &str, delay: Duration) -> StoreResult<()> {
         sqlx::query("UPDATE outbox SET next_attempt_at = $1, lease_until = 0 WHERE id = $2")
-            .bind(now_ms() + ms(delay))
+            .bind(self.clock.now_ms() + ms(delay))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -157,7 +157,7 @@ impl Store {
         sqlx::query(
             "UPDATE outbox SET status = 'parked', sent_at = $1, error = $2, lease_until = 0 WHERE id = $3",
         )
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .bind(clean(reason))
         .bind(id)
         .execute(&self.pool)

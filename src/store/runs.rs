@@ -1,7 +1,7 @@
 //! Runs: the intent recorded before Oz is called, the view followed by the tracker,
 //! and the status post kept in step with it (a version counter per visible change).
 
-use super::{Claimable, Millis, Store, StoreResult, clean, ms, now_ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
@@ -95,6 +95,7 @@ impl RunRecord {
         asked: String,
         request: RunAgentRequest,
         post_first: bool,
+        created_at: Millis,
     ) -> Self {
         Self {
             id,
@@ -117,7 +118,7 @@ impl RunRecord {
             posted_digest: None,
             post_lookup_after: None,
             post_first,
-            created_at: now_ms(),
+            created_at,
         }
     }
 }
@@ -311,7 +312,7 @@ impl Store {
              ORDER BY check_at LIMIT $2",
             light_columns()
         ))
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -321,7 +322,7 @@ impl Store {
     /// Schedules the tracker's next fetch of a run of its own, after `delay`.
     pub async fn check_run_after(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
         sqlx::query("UPDATE runs SET check_at = $1 WHERE id = $2")
-            .bind(now_ms() + ms(delay))
+            .bind(self.clock.now_ms() + ms(delay))
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -341,7 +342,7 @@ impl Store {
         let (retried,): (Option<i64>,) = sqlx::query_as(
             "SELECT MIN(created_at) FROM runs WHERE updated_at > $1 AND create_attempts > 1",
         )
-        .bind(now_ms() - STALE_MS)
+        .bind(self.clock.now_ms() - STALE_MS)
         .fetch_one(&self.pool)
         .await?;
         Ok(followed.into_iter().chain(retried).min())
@@ -377,7 +378,7 @@ impl Store {
         lookup_after: Millis,
         lease: Duration,
     ) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let noted = sqlx::query(
             "UPDATE runs SET create_attempts = create_attempts + 1,
                 first_attempt_at = COALESCE(first_attempt_at, $1), lookup_after = $2, updated_at = $1,
@@ -409,7 +410,7 @@ impl Store {
                 lookup_after = CASE WHEN $3 = 1 THEN 0 ELSE lookup_after END
              WHERE id = $4",
         )
-        .bind(now_ms() + ms(delay))
+        .bind(self.clock.now_ms() + ms(delay))
         .bind(give_up_at)
         .bind(i64::from(answered))
         .bind(id.as_str())
@@ -421,7 +422,7 @@ impl Store {
     /// Gives a starting run back without counting a failure (it must wait first).
     pub async fn release_start(&self, id: &RunRef, delay: Duration) -> StoreResult<()> {
         sqlx::query("UPDATE runs SET start_lease_until = 0, start_next_at = $1 WHERE id = $2")
-            .bind(now_ms() + ms(delay))
+            .bind(self.clock.now_ms() + ms(delay))
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -446,7 +447,7 @@ impl Store {
         )
         .bind(clean(reason))
         .bind(serde_json::to_string(view)?)
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .bind(i64::from(answered))
         .bind(id.as_str())
         .execute(&self.pool)
@@ -464,7 +465,7 @@ impl Store {
         view: &RunView,
         check_now: bool,
     ) -> StoreResult<bool> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let result = sqlx::query(
             "UPDATE runs SET phase = 'active', view = $1, oz_run_id = $2, version = version + 1,
                 updated_at = $3, check_at = $4, start_lease_until = 0, parked_reason = NULL
@@ -487,7 +488,7 @@ impl Store {
             "UPDATE runs SET view = $1, version = version + 1, updated_at = $2 WHERE id = $3",
         )
         .bind(serde_json::to_string(view)?)
-        .bind(now_ms())
+        .bind(self.clock.now_ms())
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
@@ -503,7 +504,7 @@ impl Store {
         changed: bool,
     ) -> StoreResult<()> {
         self.record_artifacts(id, view).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
                 version = version + $4, updated_at = $5, start_lease_until = 0, check_at = $6
@@ -619,7 +620,7 @@ impl Store {
             "UPDATE runs SET notify_lease_until = 0, notify_next_at = $1, notify_attempts = notify_attempts + $2
              WHERE id = $3",
         )
-        .bind(now_ms() + ms(delay))
+        .bind(self.clock.now_ms() + ms(delay))
         .bind(failed)
         .bind(id.as_str())
         .execute(&self.pool)
@@ -698,7 +699,7 @@ impl Store {
                 .await?;
         Ok(row
             .and_then(|r| r.0)
-            .map(|t| (now_ms() - t).max(0))
+            .map(|t| (self.clock.now_ms() - t).max(0))
             .unwrap_or(0))
     }
 }

@@ -28,6 +28,8 @@ struct ChaosState {
 #[derive(Debug, Clone)]
 pub struct Chaos {
     state: Arc<Mutex<ChaosState>>,
+    /// Woken each time late work is carried out.
+    landed: Arc<tokio::sync::Notify>,
 }
 
 impl Default for Chaos {
@@ -40,6 +42,7 @@ impl Default for Chaos {
                 requests: 0,
                 in_flight: 0,
             })),
+            landed: Arc::default(),
         }
     }
 }
@@ -72,6 +75,17 @@ impl Chaos {
     /// Requests held back to be carried out late that have not been yet.
     pub fn in_flight(&self) -> u64 {
         self.lock().in_flight
+    }
+
+    /// Returns once every request held back to be carried out late has been.
+    pub async fn late_work_done(&self) {
+        loop {
+            let landed = self.landed.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            landed.await;
+        }
     }
 
     /// Faults injected so far, by kind, and the requests seen.
@@ -152,6 +166,7 @@ pub async fn gate(State(chaos): State<Chaos>, request: Request, next: Next) -> R
                 tokio::time::sleep(pause).await;
                 let answer = next.run(request).await;
                 chaos.lock().in_flight -= 1;
+                chaos.landed.notify_waiters();
                 answer
             });
             work.await

@@ -110,6 +110,8 @@ struct SimState {
     faults: Vec<Fault>,
     next_scenarios: VecDeque<Scenario>,
     calls: BTreeMap<String, u64>,
+    /// When each call of an operation came, in order.
+    call_times: BTreeMap<String, Vec<std::time::Instant>>,
     requests: Vec<RunAgentRequest>,
     counter: u64,
 }
@@ -123,6 +125,8 @@ pub struct OzSim {
     public_base: Arc<Mutex<String>>,
     /// Random faults, off until enabled.
     pub chaos: crate::testkit::chaos::Chaos,
+    /// The time runs advance by (the system's unless a test holds it).
+    clock: crate::clock::Clock,
 }
 
 impl OzSim {
@@ -134,7 +138,14 @@ impl OzSim {
             api_key: None,
             public_base: Arc::new(Mutex::new("http://oz-sim.invalid/api/v1".into())),
             chaos: crate::testkit::chaos::Chaos::default(),
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// Runs advance by `clock`: with a held clock, only when the test moves it.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Requires this exact bearer token (any non-empty token is accepted otherwise).
@@ -216,6 +227,15 @@ impl OzSim {
         lock(&self.state).calls.get(operation).copied().unwrap_or(0)
     }
 
+    /// When each call of `operation` came, oldest first.
+    pub fn call_times(&self, operation: &str) -> Vec<std::time::Instant> {
+        lock(&self.state)
+            .call_times
+            .get(operation)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Every create request received, in order.
     pub fn create_requests(&self) -> Vec<RunAgentRequest> {
         lock(&self.state).requests.clone()
@@ -224,16 +244,16 @@ impl OzSim {
     /// The current view of a run.
     pub fn run(&self, id: &OzRunId) -> Option<RunItem> {
         let mut state = lock(&self.state);
-        state.advance(Utc::now());
+        state.advance(self.clock.now());
         state.index.get(id).map(|&i| state.runs[i].item.clone())
     }
 
     /// Marks a run as changed now (its `updated_at` moves), as any change at Oz would.
     pub fn touch(&self, id: &OzRunId) {
         let mut state = lock(&self.state);
-        state.advance(Utc::now());
+        state.advance(self.clock.now());
         if let Some(&i) = state.index.get(id) {
-            state.runs[i].item.updated_at = Utc::now().max(state.runs[i].item.updated_at);
+            state.runs[i].item.updated_at = self.clock.now().max(state.runs[i].item.updated_at);
         }
     }
 
@@ -503,10 +523,13 @@ async fn gate(
     let authorized = !token.is_empty() && sim.api_key.as_ref().is_none_or(|key| *key == token);
     let fault = {
         let mut state = lock(&sim.state);
-        *state
-            .calls
-            .entry(operation_name(&method, &path))
-            .or_default() += 1;
+        let operation = operation_name(&method, &path);
+        state
+            .call_times
+            .entry(operation.clone())
+            .or_default()
+            .push(std::time::Instant::now());
+        *state.calls.entry(operation).or_default() += 1;
         if authorized {
             state.take_fault(&method, &path)
         } else {
@@ -638,7 +661,7 @@ async fn create_run(
             false,
         );
     }
-    let now = Utc::now();
+    let now = sim.clock.now();
     let mut state = lock(&sim.state);
     if let Some(id) = &request.conversation_id
         && !state.conversations.contains_key(id)
@@ -820,7 +843,7 @@ async fn list_runs(State(sim): State<OzSim>, RawQuery(raw): RawQuery) -> Respons
     let name = params.one("name");
     let q = params.one("q").map(str::to_lowercase);
     let mut state = lock(&sim.state);
-    state.advance(Utc::now());
+    state.advance(sim.clock.now());
     let mut runs: Vec<&RunItem> = state
         .runs
         .iter()
@@ -888,7 +911,7 @@ async fn get_run(State(sim): State<OzSim>, Path(id): Path<String>) -> Response {
 
 async fn cancel_run(State(sim): State<OzSim>, Path(id): Path<String>) -> Response {
     let mut state = lock(&sim.state);
-    state.advance(Utc::now());
+    state.advance(sim.clock.now());
     let Some(&index) = state.index.get(&OzRunId(id.clone())) else {
         return not_found("Run");
     };
@@ -919,7 +942,7 @@ async fn cancel_run(State(sim): State<OzSim>, Path(id): Path<String>) -> Respons
     }
     run.script.clear();
     run.item.state = RunState::Cancelled;
-    run.item.updated_at = Utc::now().max(run.item.updated_at);
+    run.item.updated_at = sim.clock.now().max(run.item.updated_at);
     run.item.is_sandbox_running = Some(false);
     Json(id).into_response()
 }
@@ -933,7 +956,7 @@ async fn run_conversation(State(sim): State<OzSim>, Path(id): Path<String>) -> R
 }
 
 async fn conversation(State(sim): State<OzSim>, Path(id): Path<String>) -> Response {
-    lock(&sim.state).advance(Utc::now());
+    lock(&sim.state).advance(sim.clock.now());
     match lock(&sim.state)
         .conversations
         .get(&ConversationId(id))
@@ -1036,7 +1059,7 @@ async fn list_agents(Query(params): Query<AgentsParams>) -> Response {
 
 async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>) -> Response {
     let mut state = lock(&sim.state);
-    state.advance(Utc::now());
+    state.advance(sim.clock.now());
     let found = state
         .runs
         .iter()
@@ -1057,7 +1080,7 @@ async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>) -> Response
     };
     let mut data = serde_json::json!({
         "download_url": format!("https://storage.oz-sim.invalid/artifacts/{uid}"),
-        "expires_at": (Utc::now() + chrono::Duration::minutes(15)).to_rfc3339(),
+        "expires_at": (sim.clock.now() + chrono::Duration::minutes(15)).to_rfc3339(),
         "content_type": content_type,
     });
     if let Some((filepath, filename)) = file {
@@ -1067,7 +1090,7 @@ async fn artifact(State(sim): State<OzSim>, Path(uid): Path<String>) -> Response
     Json(ArtifactResponse {
         artifact_uid: uid,
         artifact_type: kind,
-        created_at: Some(Utc::now()),
+        created_at: Some(sim.clock.now()),
         data,
     })
     .into_response()

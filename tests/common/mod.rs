@@ -141,6 +141,7 @@ impl Harness {
             ("OZBRIDGE_MAX_RUNS_PER_USER", "1000".to_owned()),
             ("OZBRIDGE_MAX_RUNS_PER_USER_PER_HOUR", "10000".to_owned()),
             // Short calls, so that an answer in doubt is waited out in seconds.
+            ("OZ_REQUEST_TIMEOUT_SECS", "2".to_owned()),
             ("GITHUB_REQUEST_TIMEOUT_SECS", "2".to_owned()),
             ("SLACK_REQUEST_TIMEOUT_SECS", "2".to_owned()),
             ("SLACK_API_URL", slack_api),
@@ -211,9 +212,8 @@ impl Harness {
     /// Kills the app mid-work (like `kill -9`) and starts a new one on the same database.
     pub async fn crash_and_restart(&mut self) {
         if let Some(app) = self.app.take() {
-            app.kill();
+            app.kill().await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
         self.boot().await;
     }
 
@@ -469,15 +469,79 @@ impl Harness {
             .collect()
     }
 
-    /// Waits until `check` holds (15 s at most), polling.
+    /// Waits until `check` holds: it is checked again each time something happens (a
+    /// worker step did work, the fake GitHub or Slack saw a call), never on a timer.
+    /// Fails at once when a worker step panicked, with the panic's message, and after
+    /// 15 s without `check` holding, naming what it waited for.
     pub async fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while !check() {
+        loop {
+            let mut changes = self.changes();
+            if check() {
+                return;
+            }
+            self.fail_on_panic();
+            if !changes.next(deadline).await {
+                panic!("timed out waiting for: {what}");
+            }
+        }
+    }
+
+    /// A feed of everything that can change what a test observes.
+    fn changes(&self) -> Changes {
+        Changes {
+            steps: self.app.as_ref().map(|app| app.pipeline.activity.watch()),
+            github: self.github.subscribe(),
+            slack: self.slack.subscribe(),
+        }
+    }
+
+    /// Fails the test with the message of a worker step that panicked, if one did.
+    pub fn fail_on_panic(&self) {
+        if let Some(app) = &self.app {
+            let panics = app.pipeline.activity.panics();
             assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for: {what}"
+                panics.is_empty(),
+                "a worker panicked: {}",
+                panics.join("; ")
             );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The next comment the bot posts on thread `number` (its first version), from now on.
+    pub async fn next_comment(&self, number: u64) -> FakeComment {
+        let mut feed = self.github.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            self.fail_on_panic();
+            let event = tokio::time::timeout_at(deadline, feed.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no new comment on #{number} within 15 s"));
+            if let Ok(ozbridge::testkit::github::GithubEvent::CommentCreated {
+                id, number: n, ..
+            }) = event
+                && n == number
+                && let Some(comment) = self.bot_comments(number).into_iter().find(|c| c.id == id)
+            {
+                return comment;
+            }
+        }
+    }
+
+    /// The next message the bot posts in Slack channel `channel`, from now on.
+    pub async fn next_message(&self, channel: &str) -> ozbridge::testkit::slack::FakeMessage {
+        let mut feed = self.slack.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            self.fail_on_panic();
+            let event = tokio::time::timeout_at(deadline, feed.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no new message in {channel} within 15 s"));
+            if let Ok(ozbridge::testkit::slack::SlackEvent::Posted(message)) = event
+                && message.channel == channel
+            {
+                return message;
+            }
         }
     }
 
@@ -519,15 +583,45 @@ impl Harness {
     pub async fn settle(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
+            let mut changes = self.changes();
             let pending = self.store().pending_work().await.expect("store readable");
             if pending == 0 {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the pipeline did not settle: {pending} items still pending"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            self.fail_on_panic();
+            if !changes.next(deadline).await {
+                panic!("the pipeline did not settle: {pending} items still pending");
+            }
+        }
+    }
+}
+
+/// Whatever happens next: a worker step that did work, or a call the fake GitHub or
+/// Slack saw.
+struct Changes {
+    steps: Option<tokio::sync::watch::Receiver<u64>>,
+    github: tokio::sync::broadcast::Receiver<ozbridge::testkit::github::GithubEvent>,
+    slack: tokio::sync::broadcast::Receiver<ozbridge::testkit::slack::SlackEvent>,
+}
+
+impl Changes {
+    /// Waits for the next change; false when `deadline` came first.
+    async fn next(&mut self, deadline: tokio::time::Instant) -> bool {
+        let steps = async {
+            let alive = match &mut self.steps {
+                Some(steps) => steps.changed().await.is_ok(),
+                None => false,
+            };
+            if !alive {
+                // No app (or it is gone): only the fakes can change.
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            () = steps => true,
+            _ = self.github.recv() => true,
+            _ = self.slack.recv() => true,
+            () = tokio::time::sleep_until(deadline) => false,
         }
     }
 }
