@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who wrote a command, as their platform names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "platform", rename_all = "snake_case", try_from = "StoredAuthor")]
+#[serde(tag = "platform", rename_all = "snake_case", from = "StoredAuthor")]
 pub enum Author {
     /// A GitHub account.
     Github {
@@ -66,11 +66,9 @@ enum TaggedAuthor {
     },
 }
 
-impl TryFrom<StoredAuthor> for Author {
-    type Error = std::convert::Infallible;
-
-    fn try_from(stored: StoredAuthor) -> Result<Self, Self::Error> {
-        Ok(match stored {
+impl From<StoredAuthor> for Author {
+    fn from(stored: StoredAuthor) -> Self {
+        match stored {
             StoredAuthor::Tagged(TaggedAuthor::Github { login, id, is_bot }) => {
                 Self::Github { login, id, is_bot }
             }
@@ -79,7 +77,7 @@ impl TryFrom<StoredAuthor> for Author {
             // GitHub account ids start at 1; id 0 was the Slack placeholder.
             StoredAuthor::Untyped { login, id: 0, .. } => Self::Slack { user: login },
             StoredAuthor::Untyped { login, id, is_bot } => Self::Github { login, id, is_bot },
-        })
+        }
     }
 }
 

@@ -30,6 +30,14 @@ async fn issue_command_runs_to_success_in_one_status_comment() {
         status.body
     );
     assert!(status.body.contains("### Summary"));
+    // The whole comment, and the prompt Oz got, as readable snapshots (ids vary per run).
+    insta::with_settings!({ filters => common::SNAPSHOT_FILTERS.to_vec() }, {
+        insta::assert_snapshot!("final_status_comment", status.body);
+        insta::assert_snapshot!(
+            "prompt_of_an_issue_command",
+            h.sim.create_requests()[0].prompt.clone().unwrap_or_default()
+        );
+    });
     assert!(
         status.revisions.iter().any(|r| r.contains("🏃 Working")),
         "the comment was edited through the run"

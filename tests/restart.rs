@@ -3,7 +3,6 @@
 mod common;
 
 use common::Harness;
-use std::time::Duration;
 
 #[tokio::test]
 async fn crash_right_after_the_webhook_is_answered() {

@@ -41,6 +41,13 @@ async fn slash_command_posts_a_root_message_kept_current_with_thread_replies() {
     );
     assert!(body.contains("[Open session]"), "{body}");
     assert!(body.contains("Pull request:"), "{body}");
+    // The whole final message, text and blocks, as a readable snapshot.
+    insta::with_settings!({ filters => common::SNAPSHOT_FILTERS.to_vec() }, {
+        insta::assert_json_snapshot!(
+            "final_status_message",
+            serde_json::json!({ "text": root.text, "blocks": root.blocks })
+        );
+    });
     // Edited in place, not posted again (a busy notifier may fold "Working" into the
     // final edit, so the states in between are not asserted one by one).
     assert!(root.revisions.len() >= 2, "the root was updated in place");

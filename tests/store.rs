@@ -261,13 +261,15 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
         };
         let store = Store::connect(&url).await.unwrap();
         let run = ozbridge::store::RunRecord::intent(
-            ozbridge::ids::RunRef("run-old".into()),
-            ozbridge::ids::CommandId("cmd-old".into()),
-            command(7, "fix").origin,
-            command(7, "fix").author,
-            "fix".into(),
-            ozbridge::oz::types::RunAgentRequest::default(),
-            false,
+            ozbridge::store::RunIntent {
+                id: ozbridge::ids::RunRef("run-old".into()),
+                command_id: ozbridge::ids::CommandId("cmd-old".into()),
+                origin: command(7, "fix").origin,
+                requester: command(7, "fix").author,
+                asked: "fix".into(),
+                request: ozbridge::oz::types::RunAgentRequest::default(),
+                post_first: false,
+            },
             store.clock().now_ms(),
         );
         store.insert_run(&run).await.unwrap();

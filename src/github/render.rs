@@ -246,4 +246,20 @@ mod tests {
         assert!(body.contains('…'));
         assert!(reply("k", &"y".repeat(100_000)).chars().count() <= MAX_COMMENT_CHARS);
     }
+
+    /// Every moment of a run's life, as its whole status comment.
+    #[test]
+    fn status_comments_at_every_moment() {
+        let run = RunRef("run-7f3a".into());
+        for (moment, view) in crate::testkit::views::lifecycle() {
+            let body = status_comment(&StatusInput {
+                run: &run,
+                view: &view,
+                requester: &author(),
+                request_text: "fix the flaky login test\nIt fails one run in five.",
+                public_url: Some("https://oz.example.com"),
+            });
+            insta::assert_snapshot!(format!("status_comment_{moment}"), body);
+        }
+    }
 }

@@ -8,7 +8,7 @@ use crate::command::{Command, RunOptions, parse};
 use crate::domain::{Author, ButtonAction, Origin, Request, RunView};
 use crate::ids::RunRef;
 use crate::oz::{ListAgentsQuery, OzError};
-use crate::store::{ClaimedCommand, RunPhase, RunRecord};
+use crate::store::{ClaimedCommand, RunIntent, RunPhase, RunRecord};
 use crate::surface::{Access, Mark, SendError};
 use std::time::Duration;
 
@@ -417,13 +417,15 @@ impl Pipeline {
                 Some(prompt.replace(&reference_line(&old.id), &reference_line(&run_ref)));
         }
         let record = RunRecord::intent(
-            run_ref,
-            claimed.id.clone(),
-            old.origin.clone(),
-            old.requester.clone(),
-            old.asked.clone(),
-            request,
-            old.post_first,
+            RunIntent {
+                id: run_ref,
+                command_id: claimed.id.clone(),
+                origin: old.origin.clone(),
+                requester: old.requester.clone(),
+                asked: old.asked.clone(),
+                request,
+                post_first: old.post_first,
+            },
             self.now(),
         );
         self.store.insert_run(&record).await?;
@@ -508,13 +510,15 @@ impl Pipeline {
         );
         let post_first = surface.posts_status_first();
         let record = RunRecord::intent(
-            run_ref,
-            claimed.id.clone(),
-            origin.clone(),
-            command.author.clone(),
-            command.asked_text(),
-            request,
-            post_first,
+            RunIntent {
+                id: run_ref,
+                command_id: claimed.id.clone(),
+                origin: origin.clone(),
+                requester: command.author.clone(),
+                asked: command.asked_text(),
+                request,
+                post_first,
+            },
             self.now(),
         );
         self.store.insert_run(&record).await?;

@@ -148,7 +148,8 @@ pub fn status_message(
     if let Some(summary) = &view.summary {
         // Long summaries are cut, with a pointer to where the whole text is.
         let room = MAX_SECTION_CHARS - 200;
-        let mut text = format!("*Summary*\n{}", truncate(&escape(summary), room));
+        // The agent writes Markdown; escaped first, so it cannot mention or notify.
+        let mut text = format!("*Summary*\n{}", truncate(&mrkdwn(&escape(summary)), room));
         if summary.chars().count() > room {
             match &view.session_link {
                 Some(link) => text.push_str(&format!("\n<{link}|Read the rest in the session>")),
@@ -228,5 +229,24 @@ mod tests {
             "no cancel on a finished run"
         );
         assert!(rendered.contains("Read the rest in the session"));
+    }
+
+    /// Every moment of a run's life, as the status message's fallback text and blocks.
+    #[test]
+    fn status_messages_at_every_moment() {
+        let run = RunRef("run-7f3a".into());
+        for (moment, view) in crate::testkit::views::lifecycle() {
+            let (text, blocks) = status_message(
+                &run,
+                &view,
+                "U1",
+                "fix the flaky login test",
+                Some("https://oz.example.com"),
+            );
+            insta::assert_json_snapshot!(
+                format!("status_message_{moment}"),
+                serde_json::json!({ "text": text, "blocks": blocks })
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ mod schema;
 pub use admin::{ParkedItem, ParkedKind};
 pub use commands::ClaimedCommand;
 pub use outbox::{OutboxItem, OutboxMessage};
-pub use runs::{RunPhase, RunRecord, STALE_MS};
+pub use runs::{RunIntent, RunPhase, RunRecord, STALE_MS};
 
 use crate::clock::Clock;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -85,18 +85,31 @@ pub struct RunRecord {
     pub created_at: Millis,
 }
 
+/// What a new run is: who asked what, where, and the request to send to Oz.
+pub struct RunIntent {
+    pub id: RunRef,
+    pub command_id: CommandId,
+    pub origin: Origin,
+    pub requester: Author,
+    /// What the requester asked, in their words.
+    pub asked: String,
+    pub request: RunAgentRequest,
+    /// The status post must exist before the run is created in Oz.
+    pub post_first: bool,
+}
+
 impl RunRecord {
-    /// A run intent: recorded, nothing sent to Oz or posted yet.
-    pub fn intent(
-        id: RunRef,
-        command_id: CommandId,
-        origin: Origin,
-        requester: Author,
-        asked: String,
-        request: RunAgentRequest,
-        post_first: bool,
-        created_at: Millis,
-    ) -> Self {
+    /// A run intent as recorded at `created_at`: nothing sent to Oz or posted yet.
+    pub fn intent(intent: RunIntent, created_at: Millis) -> Self {
+        let RunIntent {
+            id,
+            command_id,
+            origin,
+            requester,
+            asked,
+            request,
+            post_first,
+        } = intent;
         Self {
             id,
             command_id,

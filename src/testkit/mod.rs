@@ -8,3 +8,4 @@ pub mod github;
 pub mod oz;
 pub mod payloads;
 pub mod slack;
+pub mod views;

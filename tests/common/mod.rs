@@ -17,6 +17,16 @@ pub const SECRET: &str = "test-webhook-secret";
 pub const OLD_SECRET: &str = "previous-webhook-secret";
 pub const REPO: &str = "acme/widgets";
 
+/// What varies from one run of a test to the next in a snapshot: generated ids.
+pub const SNAPSHOT_FILTERS: [(&str, &str); 2] = [
+    (
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        "[uuid]",
+    ),
+    // The simulator's run ids: a counter and a random suffix.
+    (r"run-[0-9]{6}-[0-9a-f]{8}", "[oz-run]"),
+];
+
 /// A fresh database URL: SQLite in a temp dir, or a new PostgreSQL database when asked.
 pub async fn database_url(dir: &tempfile::TempDir, postgres: bool) -> Option<String> {
     if !postgres {
