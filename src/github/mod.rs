@@ -4,6 +4,7 @@
 mod auth;
 mod client;
 pub mod intake;
+pub mod policy;
 pub mod render;
 mod surface;
 

@@ -10,9 +10,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// Default base URL of the Oz API.
-pub const DEFAULT_OZ_API_URL: &str = "https://app.warp.dev/api/v1";
-
 /// A failed Oz call.
 #[derive(Debug, thiserror::Error)]
 pub enum OzError {

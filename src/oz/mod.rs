@@ -3,4 +3,4 @@
 mod client;
 pub mod types;
 
-pub use client::{DEFAULT_OZ_API_URL, ListAgentsQuery, ListRunsQuery, OzClient, OzError};
+pub use client::{ListAgentsQuery, ListRunsQuery, OzClient, OzError};

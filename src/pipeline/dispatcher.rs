@@ -67,23 +67,22 @@ impl From<OzError> for Failure {
 impl Pipeline {
     /// Handles one due command; false when there was none.
     pub(super) async fn dispatch_one(&self) -> bool {
-        let claimed = match self
-            .store
-            .claim_command(&self.settings.worker_id, self.settings.lease)
-            .await
-        {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => return false,
-            Err(error) => {
-                tracing::warn!(%error, "could not claim a command");
-                return false;
-            }
-        };
-        let outcome = self.handle(&claimed).await;
-        let saved = match outcome {
+        let settings = &self.settings;
+        super::claim_then_work(
+            "command",
+            self.store
+                .claim_command(&settings.worker_id, settings.lease),
+            |claimed| async move { self.dispatch(&claimed).await },
+        )
+        .await
+    }
+
+    /// Handles a claimed command and records the outcome.
+    async fn dispatch(&self, claimed: &ClaimedCommand) -> crate::store::StoreResult<()> {
+        match self.handle(claimed).await {
             Ok(()) => self.store.finish_command(&claimed.id, None).await,
             Err(Failure::Retry { wait, reason }) => {
-                self.retry_or_park(&claimed, wait, &reason).await
+                self.retry_or_park(claimed, wait, &reason).await
             }
             Err(Failure::GiveUp { reason, user }) => {
                 tracing::warn!(command = %claimed.id, %reason, "command given up");
@@ -91,19 +90,11 @@ impl Pipeline {
                 let origin = &claimed.command.origin;
                 let who = self.mention(origin, &claimed.command.author);
                 let text = texts::gave_up(&who, user.as_deref());
-                match self
-                    .enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
-                    .await
-                {
-                    Ok(()) => self.store.finish_command(&claimed.id, Some(&reason)).await,
-                    Err(error) => Err(error),
-                }
+                self.enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
+                    .await?;
+                self.store.finish_command(&claimed.id, Some(&reason)).await
             }
-        };
-        if let Err(error) = saved {
-            tracing::warn!(%error, command = %claimed.id, "could not record a command's outcome");
         }
-        true
     }
 
     /// Schedules another try of a command, or parks it (and tells its thread) when its

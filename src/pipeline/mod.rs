@@ -331,6 +331,33 @@ impl Pipeline {
     }
 }
 
+/// The one shape of every stage's step: claim a due item, carry it out, and record
+/// the outcome. False when nothing was due, or when the claim failed (the next look
+/// tries again); a failure to record is logged, and the item comes back when its claim
+/// runs out.
+async fn claim_then_work<T, F>(
+    what: &'static str,
+    claim: impl Future<Output = StoreResult<Option<T>>>,
+    work: impl FnOnce(T) -> F,
+) -> bool
+where
+    F: Future<Output = StoreResult<()>>,
+{
+    match claim.await {
+        Ok(Some(item)) => {
+            if let Err(error) = work(item).await {
+                tracing::warn!(%error, what, "could not record what was done");
+            }
+            true
+        }
+        Ok(None) => false,
+        Err(error) => {
+            tracing::warn!(%error, what, "could not claim due work");
+            false
+        }
+    }
+}
+
 /// One unit of a worker's work; true when it found something to do.
 type Step = fn(Arc<Pipeline>) -> Pin<Box<dyn Future<Output = bool> + Send>>;
 

@@ -36,31 +36,26 @@ impl From<crate::store::StoreError> for Undelivered {
 impl Pipeline {
     /// Delivers one due outbox message; false when there was none.
     pub(super) async fn deliver_one(&self) -> bool {
-        let item = match self
-            .store
-            .claim_outbox(&self.settings.worker_id, self.settings.lease)
-            .await
-        {
-            Ok(Some(item)) => item,
-            Ok(None) => return false,
-            Err(error) => {
-                tracing::warn!(%error, "could not claim a notification");
-                return false;
-            }
-        };
-        let saved = match self.deliver(&item).await {
+        let settings = &self.settings;
+        super::claim_then_work(
+            "notification",
+            self.store.claim_outbox(&settings.worker_id, settings.lease),
+            |item| async move { self.deliver_and_record(&item).await },
+        )
+        .await
+    }
+
+    /// Sends a claimed outbox message and records the outcome.
+    async fn deliver_and_record(&self, item: &OutboxItem) -> StoreResult<()> {
+        match self.deliver(item).await {
             Ok(()) => self.store.finish_outbox(&item.id, None).await,
             Err(Undelivered::Wait(wait)) => self.store.release_outbox(&item.id, wait).await,
-            Err(Undelivered::Failed(error)) => self.after_failed_delivery(&item, &error).await,
+            Err(Undelivered::Failed(error)) => self.after_failed_delivery(item, &error).await,
             Err(Undelivered::LostClaim) => {
                 tracing::info!(id = %item.id, "claim ran out before the send; another worker has it");
                 Ok(())
             }
-        };
-        if let Err(error) = saved {
-            tracing::warn!(%error, "could not record a notification's outcome");
         }
-        true
     }
 
     async fn after_failed_delivery(&self, item: &OutboxItem, error: &SendError) -> StoreResult<()> {
@@ -148,22 +143,14 @@ impl Pipeline {
 
     /// Brings one run's status post up to date; false when none was behind.
     pub(super) async fn post_one(&self) -> bool {
-        let run = match self
-            .store
-            .claim_run_to_notify(&self.settings.worker_id, self.settings.lease)
-            .await
-        {
-            Ok(Some(run)) => run,
-            Ok(None) => return false,
-            Err(error) => {
-                tracing::warn!(%error, "could not claim a status post");
-                return false;
-            }
-        };
-        if let Err(error) = self.post(&run).await {
-            tracing::warn!(%error, run = %run.id, "could not record a status post");
-        }
-        true
+        let settings = &self.settings;
+        super::claim_then_work(
+            "status post",
+            self.store
+                .claim_run_to_notify(&settings.worker_id, settings.lease),
+            |run| async move { self.post(&run).await },
+        )
+        .await
     }
 
     async fn post(&self, run: &RunRecord) -> StoreResult<()> {

@@ -3,40 +3,18 @@
 //! reference line, the title, label, environment, model and skill.
 
 use crate::command::RunOptions;
+#[cfg(test)]
+use crate::config::templates::check_template;
 use crate::domain::InboxCommand;
 use crate::ids::{ConversationId, RunRef};
 use crate::oz::types::{AgentConfig, RunAgentRequest};
 use crate::surface::{PromptParts, Surface};
 use crate::text::truncate;
 
-const PLACEHOLDERS: [&str; 11] = [
-    "repo", "kind", "number", "title", "url", "branches", "author", "command", "body", "channel",
-    "thread",
-];
 /// Bounds of the user text placed in a prompt and its title.
 pub const MAX_TITLE_CHARS: usize = 256;
 pub const MAX_COMMAND_CHARS: usize = 4_000;
 pub const MAX_BODY_CHARS: usize = 8_000;
-
-/// Checks that a template names only known placeholders.
-pub fn check_template(template: &str) -> Result<(), String> {
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('}') else {
-            return Err("has a `{` without a closing `}`".into());
-        };
-        let name = &after[..end];
-        if !PLACEHOLDERS.contains(&name) {
-            return Err(format!(
-                "names `{{{name}}}`; known placeholders are {}",
-                PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-            ));
-        }
-        rest = &after[end + 1..];
-    }
-    Ok(())
-}
 
 /// Keeps user text from closing the fence it is placed in.
 pub fn fence_safe(text: &str) -> String {

@@ -35,23 +35,14 @@ impl From<&RunItem> for Created {
 impl Pipeline {
     /// Starts one due run; false when there was none.
     pub(super) async fn start_one(&self) -> bool {
-        match self
-            .store
-            .claim_run_to_start(&self.settings.worker_id, self.settings.lease)
-            .await
-        {
-            Ok(Some(run)) => {
-                if let Err(error) = self.start(&run).await {
-                    tracing::warn!(%error, run = %run.id, "could not record a start");
-                }
-                true
-            }
-            Ok(None) => false,
-            Err(error) => {
-                tracing::warn!(%error, "could not claim a run to start");
-                false
-            }
-        }
+        let settings = &self.settings;
+        super::claim_then_work(
+            "run to start",
+            self.store
+                .claim_run_to_start(&settings.worker_id, settings.lease),
+            |run| async move { self.start(&run).await },
+        )
+        .await
     }
 
     async fn start(&self, run: &RunRecord) -> StoreResult<()> {

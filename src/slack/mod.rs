@@ -4,6 +4,7 @@
 mod client;
 pub mod intake;
 pub mod manifest;
+pub mod policy;
 pub mod render;
 mod surface;
 
