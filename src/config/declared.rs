@@ -302,6 +302,11 @@ impl Merged {
     }
 }
 
+/// True when `key` is a declared setting.
+pub fn is_declared(key: &str) -> bool {
+    SETTINGS.iter().any(|s| s.key == key)
+}
+
 /// A setting's text (from the environment, or its default) as a TOML value.
 fn value(setting: &Setting, name: &str, text: &str) -> Result<toml::Value, ConfigError> {
     let text = text.trim();
@@ -331,6 +336,27 @@ fn value(setting: &Setting, name: &str, text: &str) -> Result<toml::Value, Confi
                 .map(|item| toml::Value::String(item.to_owned()))
                 .collect(),
         ),
+    })
+}
+
+/// The dotted key of the `key = value` line at byte `at` of TOML `text` (the section
+/// header above it gives the prefix).
+pub fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let name = line.split('=').next()?.trim().trim_matches('"');
+    if name.is_empty() || name.starts_with('[') {
+        return None;
+    }
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+        .map(|s| s.trim_matches('"').to_owned());
+    Some(match section {
+        Some(section) => format!("{section}.{name}"),
+        None => name.to_owned(),
     })
 }
 

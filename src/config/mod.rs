@@ -322,13 +322,23 @@ impl Config {
             table.insert("listen".into(), format!("0.0.0.0:{}", port.trim()).into());
         }
         let merged = declared::Merged::new(table, env)?;
-        let file =
-            FileConfig::deserialize(toml::Value::Table(merged.table.clone())).map_err(|e| {
-                let origin = path
+        // Read back from text, so that a refusal points at its line and so names its key.
+        let text = toml::to_string(&merged.table)
+            .map_err(|e| config_error("configuration", e.to_string()))?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| {
+            let name = match e
+                .span()
+                .and_then(|span| declared::key_at(&text, span.start))
+            {
+                // A declared setting is named where its value came from.
+                Some(key) if declared::is_declared(&key) => merged.name(&key).to_owned(),
+                Some(key) => key,
+                None => path
                     .as_ref()
-                    .map_or("the environment".to_owned(), |p| p.display().to_string());
-                config_error(&origin, e.message().to_owned())
-            })?;
+                    .map_or("configuration".to_owned(), |p| p.display().to_string()),
+            };
+            config_error(&name, e.message().to_owned())
+        })?;
         let name = |key: &str| merged.name(key);
 
         let listen_text = given(file.listen, "listen")?;
@@ -769,6 +779,10 @@ mod tests {
         assert_eq!(err.key, "GITHUB_APP_PRIVATE_KEY");
         let err = load(&[], Some("[github]\nfrobnicate = 1\n")).err().unwrap();
         assert!(err.reason.contains("frobnicate"), "{err}");
+        let err = load(&[], Some("workers = \"many\"\n")).err().unwrap();
+        assert_eq!(err.key, "workers", "{err}");
+        let err = load(&[("OZBRIDGE_WORKERS", "65")], None).err().unwrap();
+        assert_eq!(err.key, "OZBRIDGE_WORKERS", "{err}");
         let err = load(&[], Some("[templates]\nprompt = \"{nonsense}\"\n"))
             .err()
             .unwrap();
