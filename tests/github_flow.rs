@@ -199,10 +199,17 @@ async fn an_edit_runs_only_a_new_command() {
 #[tokio::test]
 async fn outsiders_get_one_polite_reply_and_no_run() {
     let mut h = Harness::start().await;
-    let comment = h.command(5, "mallory", "/oz delete everything").await;
-    let reply = h
-        .wait_reply_contains(5, "Only people with write access")
-        .await;
+    let (comment, payload) = h.comment(5, "mallory", "/oz delete everything");
+    let next = h.next_comment(5);
+    assert!(
+        h.deliver("issue_comment", &payload)
+            .await
+            .status()
+            .is_success()
+    );
+    // The bot's first comment in the thread is the refusal.
+    let reply = next.await.body;
+    assert!(reply.contains("Only people with write access"), "{reply}");
     assert!(reply.contains("@mallory"));
     h.command(5, "stranger", "/oz fix").await;
     h.wait_reply_contains(5, "@stranger").await;

@@ -15,10 +15,17 @@ fn text_of(message: &ozbridge::testkit::slack::FakeMessage) -> String {
 #[tokio::test]
 async fn slash_command_posts_a_root_message_kept_current_with_thread_replies() {
     let h = Harness::start().await;
+    let first_post = h.next_message(CHANNEL);
     let response = h
         .slash(CHANNEL, "U1", "fix the flaky login test --env prod-mirror")
         .await;
     assert_eq!(response.status(), 200);
+    // The first thing the bot posts is the run's status, as a new root message.
+    let first = first_post.await;
+    assert!(
+        first.thread_ts.is_none() && first.text.starts_with("Oz agent"),
+        "{first:?}"
+    );
     let ack: serde_json::Value = response.json().await.unwrap();
     assert_eq!(ack["response_type"], "ephemeral");
     assert!(

@@ -518,39 +518,59 @@ impl Harness {
         }
     }
 
-    /// The next comment the bot posts on thread `number` (its first version), from now on.
-    pub async fn next_comment(&self, number: u64) -> FakeComment {
-        let mut feed = self.github.subscribe();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            self.fail_on_panic();
-            let event = tokio::time::timeout_at(deadline, feed.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no new comment on #{number} within 15 s"));
-            if let Ok(ozbridge::testkit::github::GithubEvent::CommentCreated {
-                id, number: n, ..
-            }) = event
-                && n == number
-                && let Some(comment) = self.bot_comments(number).into_iter().find(|c| c.id == id)
-            {
-                return comment;
-            }
-        }
+    /// The next comment the bot posts on thread `number` (its first version). The feed
+    /// is taken when this is called: call it before what makes the bot comment.
+    pub fn next_comment(&self, number: u64) -> impl std::future::Future<Output = FakeComment> + '_ {
+        let feed = self.github.subscribe();
+        self.next_on(
+            feed,
+            format!("a new comment on #{number}"),
+            move |event| match event {
+                ozbridge::testkit::github::GithubEvent::CommentCreated {
+                    id, number: n, ..
+                } if n == number => self.bot_comments(number).into_iter().find(|c| c.id == id),
+                _ => None,
+            },
+        )
     }
 
-    /// The next message the bot posts in Slack channel `channel`, from now on.
-    pub async fn next_message(&self, channel: &str) -> ozbridge::testkit::slack::FakeMessage {
-        let mut feed = self.slack.subscribe();
+    /// The next message the bot posts in Slack channel `channel` (taken as
+    /// [`Self::next_comment`] is).
+    pub fn next_message<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> impl std::future::Future<Output = ozbridge::testkit::slack::FakeMessage> + 'a {
+        let feed = self.slack.subscribe();
+        self.next_on(
+            feed,
+            format!("a new message in {channel}"),
+            move |event| match event {
+                ozbridge::testkit::slack::SlackEvent::Posted(message)
+                    if message.channel == channel =>
+                {
+                    Some(message)
+                }
+                _ => None,
+            },
+        )
+    }
+
+    /// The first event of `feed` that `pick` takes, within 15 s; fails at once when a
+    /// worker panicked.
+    async fn next_on<E: Clone, T>(
+        &self,
+        mut feed: tokio::sync::broadcast::Receiver<E>,
+        what: String,
+        mut pick: impl FnMut(E) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             self.fail_on_panic();
             let event = tokio::time::timeout_at(deadline, feed.recv())
                 .await
-                .unwrap_or_else(|_| panic!("no new message in {channel} within 15 s"));
-            if let Ok(ozbridge::testkit::slack::SlackEvent::Posted(message)) = event
-                && message.channel == channel
-            {
-                return message;
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+            if let Some(found) = event.ok().and_then(&mut pick) {
+                return found;
             }
         }
     }
