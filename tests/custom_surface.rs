@@ -55,6 +55,7 @@ impl Surface for Board {
     async fn access(&self, _origin: &Origin, author: &Author) -> Result<Access, SendError> {
         Ok(match author.name() {
             "outsider" => Access::Denied(format!("~{}, you are not a member.", author.name())),
+            "crasher" => panic!("the board's member list exploded"),
             _ => Access::Allowed,
         })
     }
@@ -284,4 +285,34 @@ async fn the_surface_policy_refuses_in_its_own_words() {
         "{help:?}"
     );
     assert!(harness.sim.create_requests().is_empty(), "nothing started");
+}
+
+#[tokio::test]
+async fn a_step_that_panics_is_reported_and_the_worker_goes_on() {
+    let (harness, mut feed) = board().await;
+    let pipeline = &harness.app.as_ref().expect("app").pipeline;
+    let mut steps = pipeline.activity.watch();
+    let mut crash = command("crasher", "fix it");
+    if let Origin::Custom(origin) = &mut crash.origin {
+        origin.thread = "topic-9".into();
+    }
+    pipeline.accept("board:m-9", &crash).await.expect("stored");
+    while pipeline.activity.panics().is_empty() {
+        steps.changed().await.expect("the pipeline runs");
+    }
+    assert_eq!(
+        pipeline.activity.panics()[0],
+        "dispatcher: the board's member list exploded"
+    );
+    // The worker that panicked goes on: the next command runs to its end.
+    pipeline
+        .accept("board:m-10", &command("ana", "fix the flaky test"))
+        .await
+        .expect("stored");
+    let mut seen = Vec::new();
+    feed.until(
+        &mut seen,
+        |s| matches!(s, Said::Status(t) if t.starts_with("✅ Done")),
+    )
+    .await;
 }
