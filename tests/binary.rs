@@ -8,13 +8,13 @@ use ozbridge::testkit::oz::OzSim;
 use ozbridge::testkit::payloads::github::CommentEventSpec;
 use ozbridge::testkit::payloads::slack::slash_command_body;
 use ozbridge::testkit::slack::FakeSlack;
+mod common;
+
+use common::output::Output;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::Command;
-use tokio::sync::Notify;
 
 const OZ_KEY: &str = "wk-secret-oz-key-4242";
 const GH_TOKEN: &str = "ghp_secretGithubToken4242";
@@ -49,55 +49,6 @@ async fn wait_until(
             _ = github_feed.recv() => {}
             _ = slack_feed.recv() => {}
             () = tokio::time::sleep_until(deadline) => panic!("timed out waiting for {what}"),
-        }
-    }
-}
-
-/// A child's output, collected as it comes.
-#[derive(Clone, Default)]
-struct Output {
-    text: Arc<Mutex<String>>,
-    grew: Arc<Notify>,
-}
-
-impl Output {
-    /// Appends every line of `stream` as it is written, until it closes.
-    fn collect(
-        &self,
-        stream: impl AsyncRead + Unpin + Send + 'static,
-    ) -> tokio::task::JoinHandle<()> {
-        let output = self.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                {
-                    let mut text = output.text.lock().unwrap();
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-                output.grew.notify_waiters();
-            }
-        })
-    }
-
-    fn text(&self) -> String {
-        self.text.lock().unwrap().clone()
-    }
-
-    /// Waits until the output holds `needle`.
-    async fn wait_for(&self, needle: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let grew = self.grew.notified();
-            if self.text().contains(needle) {
-                return;
-            }
-            tokio::select! {
-                () = grew => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    panic!("the output never showed {needle:?}:\n{}", self.text())
-                }
-            }
         }
     }
 }

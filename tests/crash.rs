@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::output::Output;
 use ozbridge::intake::signature::sign_github;
 use ozbridge::testkit::github::FakeGithub;
 use ozbridge::testkit::oz::OzSim;
@@ -16,9 +17,10 @@ use ozbridge::testkit::payloads::github::CommentEventSpec;
 use ozbridge::testkit::payloads::slack::{mention_event, slash_command_body};
 use ozbridge::testkit::slack::FakeSlack;
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 
 const REPO: &str = "acme/widgets";
 const OZ_KEY: &str = "crash-oz-key";
@@ -95,7 +97,8 @@ async fn fakes(seed: u64) -> Fakes {
         ("OZBRIDGE_MAX_RUNS_PER_PLACE", "100000".to_owned()),
         ("OZBRIDGE_MAX_RUNS_PER_USER_PER_HOUR", "100000".to_owned()),
         ("OZBRIDGE_MAX_COST_PER_PLACE_PER_DAY", "1000000".to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
+        // Warnings, and the line that says a replica listens.
+        ("RUST_LOG", "warn,ozbridge::app=info".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -113,36 +116,44 @@ async fn fakes(seed: u64) -> Fakes {
 struct Replica {
     port: u16,
     child: Option<Child>,
-    log: std::path::PathBuf,
+    /// What every run of this replica wrote, one after the other.
+    log: Output,
 }
 
 impl Replica {
-    fn start(&mut self, env: &[(String, String)], database: &str) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("replica log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ozbridge"))
+    /// Starts the replica and returns once it listens.
+    async fn start(&mut self, env: &[(String, String)], database: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ozbridge"))
             .arg("serve")
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DATABASE_URL", database)
             .env("OZBRIDGE_LISTEN", format!("127.0.0.1:{}", self.port))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
             .expect("start a replica");
+        let mark = self.log.mark();
+        self.log.collect(child.stdout.take().expect("piped"));
+        self.log.collect(child.stderr.take().expect("piped"));
         self.child = Some(child);
+        self.log.wait_for_after(mark, "ozbridge is listening").await;
     }
 
     /// SIGKILL, as an orchestrator losing a machine would.
-    fn kill(&mut self) {
+    async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.kill().await;
         }
+    }
+
+    /// The end of what the replica wrote.
+    fn log_tail(&self) -> String {
+        let text = self.log.text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 
@@ -260,17 +271,19 @@ fn command(i: usize, rng: &mut fastrand::Rng, f: &Fakes) -> (Delivery, Sent) {
     }
 }
 
-/// Delivers until some replica accepts it (2xx), as the platforms' redeliveries would;
-/// false when none did for 90 s.
+/// Delivers to the replicas in turn until one accepts it (2xx), as the platforms'
+/// redeliveries would; false when none did in 20 tries. Every replica listens when this
+/// is called (a restart returns once its replica listens), so a refusal is the replica's
+/// own answer and the next replica is tried at once.
 async fn deliver(
     http: &reqwest::Client,
     ports: &[u16],
     delivery: &Delivery,
     rng: &mut fastrand::Rng,
 ) -> bool {
-    let started = Instant::now();
-    loop {
-        let port = ports[rng.usize(0..ports.len())];
+    let first = rng.usize(0..ports.len());
+    for attempt in 0..20 {
+        let port = ports[(first + attempt) % ports.len()];
         let mut request = http
             .post(format!("http://127.0.0.1:{port}{}", delivery.path))
             .timeout(Duration::from_secs(5))
@@ -283,21 +296,14 @@ async fn deliver(
         {
             return true;
         }
-        if started.elapsed() > Duration::from_secs(90) {
-            return false;
-        }
-        // The platform's own pause between redeliveries (it sends; it does not wait on us).
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    false
 }
 
 /// Prints the end of each replica's log.
 fn dump_logs(slots: &[Replica]) {
-    for slot in slots {
-        let text = std::fs::read_to_string(&slot.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(40)..];
-        eprintln!("--- {}:\n{}", slot.log.display(), tail.join("\n"));
+    for (n, slot) in slots.iter().enumerate() {
+        eprintln!("--- replica {n}:\n{}", slot.log_tail());
     }
 }
 
@@ -357,15 +363,14 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
     );
     let mut rng = fastrand::Rng::with_seed(seed);
     let f = fakes(seed).await;
-    let dir = tempfile::tempdir().unwrap();
     let mut slots = Vec::new();
-    for n in 0..replicas {
+    for _ in 0..replicas {
         let mut replica = Replica {
             port: free_port().await,
             child: None,
-            log: dir.path().join(format!("replica-{n}.log")),
+            log: Output::default(),
         };
-        replica.start(&f.env, &database);
+        replica.start(&f.env, &database).await;
         slots.push(replica);
     }
     let ports: Vec<u16> = slots.iter().map(|r| r.port).collect();
@@ -378,13 +383,13 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
         let (delivery, place) = command(i, &mut rng, &f);
         if !deliver(&http, &ports, &delivery, &mut rng).await {
             dump_logs(&slots);
-            panic!("[{label}] no replica accepted command {i} for 90 s");
+            panic!("[{label}] no replica accepted command {i} in 20 tries");
         }
         sent.push((format!("task-{i}"), place));
         if i + 1 == next_kill {
             let slot = rng.usize(0..slots.len());
-            slots[slot].kill();
-            slots[slot].start(&f.env, &database);
+            slots[slot].kill().await;
+            slots[slot].start(&f.env, &database).await;
             kills += 1;
             next_kill += rng.usize(5..25);
         }
@@ -392,6 +397,7 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
     let accepted_at = started.elapsed();
     // Drain, with more kills as threads reach their final state.
     let mut kill_at_finished = rng.usize(10..40);
+    let deadline = tokio::time::Instant::from_std(started) + DRAIN_LIMIT;
     let drained = loop {
         // What the replicas post is the only news of their progress: look again at each.
         let (mut github_feed, mut slack_feed) = (f.github.subscribe(), f.slack.subscribe());
@@ -404,8 +410,8 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
         }
         if finished >= kill_at_finished && kills < commands / 8 {
             let slot = rng.usize(0..slots.len());
-            slots[slot].kill();
-            slots[slot].start(&f.env, &database);
+            slots[slot].kill().await;
+            slots[slot].start(&f.env, &database).await;
             kills += 1;
             kill_at_finished = finished + rng.usize(10..40);
         }
@@ -416,29 +422,16 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
                     eprintln!("not final: {token} {place:?}: {status:?}");
                 }
             }
-            for slot in &slots {
-                eprintln!(
-                    "--- {}:\n{}",
-                    slot.log.display(),
-                    std::fs::read_to_string(&slot.log)
-                        .unwrap_or_default()
-                        .lines()
-                        .rev()
-                        .take(40)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                );
-            }
+            dump_logs(&slots);
             panic!(
                 "[{label}] {finished} of {} threads reached their final state in {DRAIN_LIMIT:?}",
                 sent.len()
             );
         }
-        let left = DRAIN_LIMIT.saturating_sub(started.elapsed());
         tokio::select! {
             _ = github_feed.recv() => {}
             _ = slack_feed.recv() => {}
-            () = tokio::time::sleep(left) => {}
+            () = tokio::time::sleep_until(deadline) => {}
         }
     };
     // Let work that lands after its client gave up land, then look at what stayed.
@@ -450,7 +443,7 @@ async fn crash_run(database: String, replicas: usize, label: &str) {
         chaos.late_work_done().await;
     }
     for slot in &mut slots {
-        slot.kill();
+        slot.kill().await;
     }
 
     // Exactly one Oz run per command (a duplicate would carry the same token).

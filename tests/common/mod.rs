@@ -2,6 +2,8 @@
 //! simulator and fake GitHub on loopback, with a fresh database per test.
 #![allow(dead_code)]
 
+pub mod output;
+
 use ozbridge::app::{RunningApp, build_pipeline_with, start};
 use ozbridge::config::Config;
 use ozbridge::intake::signature::sign_github;
