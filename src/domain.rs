@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who wrote a command, as their platform names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "platform", rename_all = "snake_case", from = "StoredAuthor")]
+#[serde(tag = "platform", rename_all = "snake_case")]
 pub enum Author {
     /// A GitHub account.
     Github {
@@ -36,12 +36,13 @@ impl Author {
     }
 }
 
-/// An author as stored: tagged, or the GitHub-shaped record written before authors were
-/// typed (Slack members then had id 0).
+/// An author as any version stored it: tagged, or the GitHub-shaped record written
+/// before authors were typed (Slack members then had id 0). Read stored authors through
+/// this; it converts into an [`Author`].
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum StoredAuthor {
-    Tagged(TaggedAuthor),
+pub enum StoredAuthor {
+    Tagged(Author),
     Untyped {
         login: String,
         id: u64,
@@ -49,31 +50,10 @@ enum StoredAuthor {
     },
 }
 
-/// [`Author`]'s tagged form, which serde reads before it is converted.
-#[derive(Deserialize)]
-#[serde(tag = "platform", rename_all = "snake_case")]
-enum TaggedAuthor {
-    Github {
-        login: String,
-        id: u64,
-        is_bot: bool,
-    },
-    Slack {
-        user: String,
-    },
-    Custom {
-        name: String,
-    },
-}
-
 impl From<StoredAuthor> for Author {
     fn from(stored: StoredAuthor) -> Self {
         match stored {
-            StoredAuthor::Tagged(TaggedAuthor::Github { login, id, is_bot }) => {
-                Self::Github { login, id, is_bot }
-            }
-            StoredAuthor::Tagged(TaggedAuthor::Slack { user }) => Self::Slack { user },
-            StoredAuthor::Tagged(TaggedAuthor::Custom { name }) => Self::Custom { name },
+            StoredAuthor::Tagged(author) => author,
             // GitHub account ids start at 1; id 0 was the Slack placeholder.
             StoredAuthor::Untyped { login, id: 0, .. } => Self::Slack { user: login },
             StoredAuthor::Untyped { login, id, is_bot } => Self::Github { login, id, is_bot },
@@ -326,9 +306,9 @@ pub struct InboxCommand {
 #[derive(Deserialize)]
 struct StoredInboxCommand {
     origin: Origin,
-    author: Author,
+    author: StoredAuthor,
     #[serde(default)]
-    editor: Option<Author>,
+    editor: Option<StoredAuthor>,
     #[serde(default)]
     request: Option<Request>,
     #[serde(default)]
@@ -352,8 +332,8 @@ impl TryFrom<StoredInboxCommand> for InboxCommand {
         };
         Ok(Self {
             origin: stored.origin,
-            author: stored.author,
-            editor: stored.editor,
+            author: stored.author.into(),
+            editor: stored.editor.map(Author::from),
             request,
             context: stored.context,
         })
@@ -470,8 +450,8 @@ mod tests {
 
     #[test]
     fn authors_written_before_they_were_typed_are_read_as_their_platform() {
-        let github: Author =
-            serde_json::from_value(json!({"login": "alice", "id": 7, "is_bot": false})).unwrap();
+        let read = |value| Author::from(serde_json::from_value::<StoredAuthor>(value).unwrap());
+        let github = read(json!({"login": "alice", "id": 7, "is_bot": false}));
         assert_eq!(
             github,
             Author::Github {
@@ -480,8 +460,7 @@ mod tests {
                 is_bot: false
             }
         );
-        let slack: Author =
-            serde_json::from_value(json!({"login": "U123", "id": 0, "is_bot": false})).unwrap();
+        let slack = read(json!({"login": "U123", "id": 0, "is_bot": false}));
         assert_eq!(
             slack,
             Author::Slack {
@@ -489,9 +468,7 @@ mod tests {
             }
         );
         for author in [github, slack, Author::Custom { name: "kim".into() }] {
-            let again: Author =
-                serde_json::from_value(serde_json::to_value(&author).unwrap()).unwrap();
-            assert_eq!(again, author);
+            assert_eq!(read(serde_json::to_value(&author).unwrap()), author);
         }
     }
 

@@ -152,7 +152,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         id: RunRef(text("id")?),
         command_id: CommandId(text("command_id")?),
         origin: serde_json::from_str(&text("origin")?)?,
-        requester: serde_json::from_str(&text("requester")?)?,
+        requester: serde_json::from_str::<crate::domain::StoredAuthor>(&text("requester")?)?.into(),
         asked: text("asked")?,
         request: serde_json::from_str(&text("request")?)?,
         phase: RunPhase::parse(&text("phase")?),
