@@ -219,14 +219,6 @@ impl ButtonAction {
         }
     }
 
-    /// The button's name, as people read it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Cancel { .. } => "cancel",
-            Self::Retry { .. } => "retry",
-        }
-    }
-
     /// The status post the button was pressed on.
     pub fn pressed_on(&self) -> &PostId {
         match self {
@@ -346,14 +338,6 @@ impl InboxCommand {
         match &self.request {
             Request::Typed { line } => Some(line),
             Request::Pressed { .. } => None,
-        }
-    }
-
-    /// What was asked, in the asker's words: the typed command, or the button's name.
-    pub fn asked_text(&self) -> String {
-        match &self.request {
-            Request::Typed { line } => line.full_text(),
-            Request::Pressed { action } => action.name().to_owned(),
         }
     }
 }

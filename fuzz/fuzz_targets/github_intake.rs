@@ -24,6 +24,6 @@ fuzz_target!(|data: &[u8]| {
         && let ozbridge::domain::Origin::Github(origin) = &command.origin
     {
         assert!(ozbridge::intake::shape::is_repo_full_name(origin.repo.as_str()));
-        assert!(!command.asked_text().contains('\0'));
+        assert!(!serde_json::to_string(&command.request).unwrap().contains("\\u0000"));
     }
 });

@@ -12,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(ozbridge::intake::shape::is_slack_id(&origin.channel));
         assert!(ozbridge::intake::shape::is_slack_id(&origin.user));
         assert!(!dedupe_key.contains('\0'));
-        assert!(!command.asked_text().contains('\0'));
+        assert!(!serde_json::to_string(&command.request).unwrap().contains("\\u0000"));
     }
 });

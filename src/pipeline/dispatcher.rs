@@ -4,7 +4,7 @@
 use super::Pipeline;
 use super::prompt::{build_request, reference_line};
 use super::texts;
-use crate::command::{Command, RunOptions, parse};
+use crate::command::{Command, CommandLine, RunOptions, parse};
 use crate::domain::{Author, ButtonAction, Origin, Request, RunView};
 use crate::ids::RunRef;
 use crate::oz::{ListAgentsQuery, OzError};
@@ -182,7 +182,7 @@ impl Pipeline {
                 }
             }
             Ok(Command::Run { prompt, options }) => {
-                self.record_run(claimed, &prompt, &options).await?
+                self.record_run(claimed, line, &prompt, &options).await?
             }
         }
         Ok(())
@@ -429,6 +429,7 @@ impl Pipeline {
     async fn record_run(
         &self,
         claimed: &ClaimedCommand,
+        line: &CommandLine,
         prompt_text: &str,
         options: &RunOptions,
     ) -> Result<(), Failure> {
@@ -506,7 +507,7 @@ impl Pipeline {
                 command_id: claimed.id.clone(),
                 origin: origin.clone(),
                 requester: command.author.clone(),
-                asked: command.asked_text(),
+                asked: line.full_text(),
                 request,
                 post_first,
             },
