@@ -1,7 +1,7 @@
 //! What the workers did, for whoever watches them: a count of steps that found work
 //! (a test waits on it instead of polling), and the steps that panicked. A panicking
 //! step is logged and counted, and its worker goes on with the next item; the item it
-//! held is taken again once its lease runs out.
+//! held is parked (see `work::claim_then_work`).
 
 use std::any::Any;
 use std::sync::Mutex;
@@ -9,6 +9,15 @@ use tokio::sync::watch;
 
 /// At most this many panic messages are kept (the count goes on in the metrics).
 const KEPT_PANICS: usize = 16;
+
+/// The message a panic was raised with.
+pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
 
 /// The workers' activity.
 pub struct Activity {
@@ -33,11 +42,7 @@ impl Activity {
 
     /// Notes a step that panicked with `payload`.
     pub(super) fn panicked(&self, stage: &str, payload: &(dyn Any + Send)) {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".into());
+        let message = panic_message(payload);
         tracing::error!(stage, panic = %message, "a worker step panicked; the worker goes on");
         crate::telemetry::worker_panicked();
         {

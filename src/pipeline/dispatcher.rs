@@ -1,16 +1,43 @@
 //! The dispatcher: claims commands from the inbox, checks who asked, answers the
 //! informational commands, cancels, and records run intents for the starter.
 
-use super::Pipeline;
-use super::prompt::{build_request, reference_line};
+use super::catalog::Catalog;
+use super::outbox::Outbox;
+use super::prompt::{RunDefaults, build_request, reference_line};
 use super::texts;
+use super::work::{Claimant, RetryBudget, claimed, work_on};
 use crate::command::{Command, CommandLine, RunOptions, parse};
+use crate::config::RunLimits;
 use crate::domain::{Author, ButtonAction, Origin, Request, RunView};
 use crate::ids::RunRef;
-use crate::oz::{ListAgentsQuery, OzError};
-use crate::store::{ClaimedCommand, RunIntent, RunPhase, RunRecord};
-use crate::surface::{Access, Mark, SendError};
+use crate::oz::{ListAgentsQuery, OzClient, OzError};
+use crate::store::{ClaimedCommand, RunIntent, RunPhase, RunRecord, Store};
+use crate::surface::{Access, Mark, SendError, Surfaces};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Turns commands into answers, cancellations and run intents.
+pub(super) struct Dispatcher {
+    pub store: Store,
+    pub oz: OzClient,
+    pub surfaces: Surfaces,
+    pub outbox: Outbox,
+    /// Wakes the starter: a run intent was recorded.
+    pub starter: Arc<Notify>,
+    pub claimant: Claimant,
+    pub retries: RetryBudget,
+    /// Oz's models and skills, for checking `--model` and `--skill`.
+    pub catalog: Catalog,
+    /// The command word (`/oz`), for help and error texts.
+    pub trigger: String,
+    /// The label and the service-wide defaults of every run.
+    pub run_defaults: RunDefaults,
+    /// New runs are refused (`OZBRIDGE_PAUSED`); the database's switch is read too.
+    pub paused: bool,
+    /// Caps on runs per person, per place and per day.
+    pub limits: RunLimits,
+}
 
 /// Why a command was not finished.
 enum Failure {
@@ -64,17 +91,28 @@ impl From<OzError> for Failure {
     }
 }
 
-impl Pipeline {
+impl Dispatcher {
     /// Handles one due command; false when there was none.
-    pub(super) async fn dispatch_one(&self) -> bool {
-        let settings = &self.settings;
-        super::claim_then_work(
-            "command",
-            self.store
-                .claim_command(&settings.worker_id, settings.lease),
-            |claimed| async move { self.dispatch(&claimed).await },
-        )
-        .await
+    pub async fn step(&self) -> bool {
+        let claim = (self.store).claim_command(&self.claimant.id, self.claimant.lease);
+        let Some(command) = claimed("command", claim).await else {
+            return false;
+        };
+        let command = &command;
+        work_on("command", self.dispatch(command), |reason| async move {
+            tracing::error!(command = %command.id, %reason, "command parked: handling it panicked");
+            self.park(command, &reason).await
+        })
+        .await;
+        true
+    }
+
+    /// How `author` is addressed on `origin`'s surface.
+    fn mention(&self, origin: &Origin, author: &Author) -> String {
+        match self.surfaces.of(origin) {
+            Ok(surface) => surface.mention(author),
+            Err(_) => author.name().to_owned(),
+        }
     }
 
     /// Handles a claimed command and records the outcome.
@@ -90,7 +128,8 @@ impl Pipeline {
                 let origin = &claimed.command.origin;
                 let who = self.mention(origin, &claimed.command.author);
                 let text = texts::gave_up(&who, user.as_deref());
-                self.enqueue_reply(format!("gave-up:{}", claimed.id), origin, text)
+                self.outbox
+                    .reply(format!("gave-up:{}", claimed.id), origin, text)
                     .await?;
                 self.store.finish_command(&claimed.id, Some(&reason)).await
             }
@@ -105,26 +144,29 @@ impl Pipeline {
         wait: Duration,
         reason: &str,
     ) -> crate::store::StoreResult<()> {
-        let give_up_at = self.give_up_at(claimed.give_up_at);
-        if self.now() >= give_up_at {
+        let give_up_at = self.retries.give_up_at(claimed.give_up_at);
+        if self.retries.now() >= give_up_at {
             tracing::warn!(command = %claimed.id, %reason, "command parked: its retry budget is spent");
-            crate::telemetry::command("any", "parked");
-            let origin = &claimed.command.origin;
-            let who = self.mention(origin, &claimed.command.author);
-            self.enqueue_reply(
-                format!("parked:{}", claimed.id),
-                origin,
-                texts::parked(&who, claimed.id.as_str()),
-            )
-            .await?;
-            return self.store.park_command(&claimed.id, reason).await;
+            return self.park(claimed, reason).await;
         }
         tracing::info!(command = %claimed.id, attempt = claimed.attempts, %reason, "command will be retried");
         let attempt = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
-        let wait = wait.max(self.settings.backoff.delay(attempt, None));
+        let wait = wait.max(self.retries.backoff.delay(attempt, None));
         self.store
             .retry_command(&claimed.id, wait, reason, give_up_at)
             .await
+    }
+
+    /// Parks a command and tells its thread; `ozbridge admin retry` takes it again.
+    async fn park(&self, claimed: &ClaimedCommand, reason: &str) -> crate::store::StoreResult<()> {
+        crate::telemetry::command("any", "parked");
+        let origin = &claimed.command.origin;
+        let who = self.mention(origin, &claimed.command.author);
+        let text = texts::parked(&who, claimed.id.as_str());
+        self.outbox
+            .reply(format!("parked:{}", claimed.id), origin, text)
+            .await?;
+        self.store.park_command(&claimed.id, reason).await
     }
 
     async fn handle(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
@@ -132,18 +174,20 @@ impl Pipeline {
         let origin = &command.origin;
         let surface = self.surfaces.of(origin)?;
         let who = surface.mention(&command.author);
-        self.enqueue_mark(
-            format!("mark:{}:received", claimed.id),
-            origin,
-            Mark::Received,
-        )
-        .await?;
+        self.outbox
+            .mark(
+                format!("mark:{}:received", claimed.id),
+                origin,
+                Mark::Received,
+            )
+            .await?;
         // Everyone who wrote the command must be allowed: its author, and whoever
         // edited it into their message.
         for actor in std::iter::once(&command.author).chain(&command.editor) {
             if let Access::Denied(text) = surface.access(origin, actor).await? {
                 crate::telemetry::command("any", "denied");
-                self.enqueue_private(format!("denied:{}", claimed.id), origin, text)
+                self.outbox
+                    .private(format!("denied:{}", claimed.id), origin, text)
                     .await?;
                 return Ok(());
             }
@@ -152,9 +196,9 @@ impl Pipeline {
             Request::Pressed { action } => return self.press(claimed, action).await,
             Request::Typed { line } => line,
         };
-        let trigger = &self.settings.trigger;
+        let trigger = &self.trigger;
         let reply =
-            |text: String| self.enqueue_reply(format!("reply:{}", claimed.id), origin, text);
+            |text: String| (self.outbox).reply(format!("reply:{}", claimed.id), origin, text);
         match parse(line) {
             Err(error) => {
                 crate::telemetry::command("invalid", "answered");
@@ -194,7 +238,7 @@ impl Pipeline {
         origin: &Origin,
         author: &Author,
     ) -> crate::store::StoreResult<Option<texts::Limit>> {
-        let limits = &self.settings.limits;
+        let limits = &self.limits;
         let actor = origin.actor_key(author);
         let place = origin.place_key();
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
@@ -204,7 +248,7 @@ impl Pipeline {
         if count(self.store.active_runs_in(&place).await?) >= limits.max_runs_per_place {
             return Ok(Some(texts::Limit::PlaceActive(limits.max_runs_per_place)));
         }
-        let now = self.now();
+        let now = self.retries.now();
         let hour_ago = now - 3_600_000;
         if count(self.store.runs_started_by(&actor, hour_ago).await?)
             >= limits.max_runs_per_user_per_hour
@@ -225,7 +269,7 @@ impl Pipeline {
 
     /// True when new runs are refused: by configuration or by `ozbridge admin pause`.
     async fn paused(&self) -> crate::store::StoreResult<bool> {
-        Ok(self.settings.paused || self.store.is_paused().await?)
+        Ok(self.paused || self.store.is_paused().await?)
     }
 
     /// The thread's newest run; for a command said outside a thread, the place's.
@@ -252,23 +296,19 @@ impl Pipeline {
         });
         let Some(record) = record else {
             tracing::info!(command = %claimed.id, "a button press does not match the message it was pressed on");
-            self.enqueue_private(
-                format!("reply:{}", claimed.id),
-                origin,
-                "That button does not belong to a run of this message, so nothing was done.".into(),
-            )
-            .await?;
+            let text = "That button does not belong to a run of this message, so nothing was done.";
+            self.outbox
+                .private(format!("reply:{}", claimed.id), origin, text.into())
+                .await?;
             return Ok(());
         };
         let who = self.mention(origin, &claimed.command.author);
         match action {
             ButtonAction::Cancel { .. } if record.phase == RunPhase::Done => {
-                self.enqueue_private(
-                    format!("reply:{}", claimed.id),
-                    origin,
-                    "That run has already finished.".into(),
-                )
-                .await?;
+                let text = "That run has already finished.";
+                self.outbox
+                    .private(format!("reply:{}", claimed.id), origin, text.into())
+                    .await?;
             }
             ButtonAction::Cancel { .. } => {
                 self.note_on_run(&record, format!("Cancel requested by {who}."))
@@ -287,7 +327,7 @@ impl Pipeline {
             ..run.view.clone()
         };
         self.store.update_view(&run.id, &view).await?;
-        self.wake.notify.notify_one();
+        self.outbox.status_changed();
         Ok(())
     }
 
@@ -306,13 +346,13 @@ impl Pipeline {
             self.store
                 .update_run(&run.id, RunPhase::Done, &view, true)
                 .await?;
-            self.enqueue_mark(
-                format!("mark:{}:final", run.id),
-                &run.origin,
-                Mark::Cancelled,
-            )
-            .await?;
-            self.wake.notify.notify_one();
+            self.outbox
+                .mark(
+                    format!("mark:{}:final", run.id),
+                    &run.origin,
+                    Mark::Cancelled,
+                )
+                .await?;
             return Ok(());
         }
         let Some(oz_id) = run.view.oz_run_id.clone() else {
@@ -324,12 +364,13 @@ impl Pipeline {
         match self.oz.cancel_run(&oz_id).await {
             Ok(_) => {
                 crate::telemetry::command("cancel", "ok");
-                self.enqueue_mark(
-                    format!("mark:{}:ack", claimed.id),
-                    origin,
-                    Mark::Acknowledged,
-                )
-                .await?;
+                self.outbox
+                    .mark(
+                        format!("mark:{}:ack", claimed.id),
+                        origin,
+                        Mark::Acknowledged,
+                    )
+                    .await?;
                 Ok(())
             }
             // PENDING runs cannot be cancelled yet: Oz asks to retry after a moment.
@@ -347,12 +388,12 @@ impl Pipeline {
                     "{who}, this run cannot be cancelled through the API ({detail}). Runs that execute on \
                      self-hosted or local workers must be stopped where they run."
                 );
-                self.enqueue_reply(key, origin, text).await?;
+                self.outbox.reply(key, origin, text).await?;
                 Ok(())
             }
             Err(OzError::Api { status: 400, .. }) => {
-                self.enqueue_reply(key, origin, format!("{who}, the run had already finished."))
-                    .await?;
+                let text = format!("{who}, the run had already finished.");
+                self.outbox.reply(key, origin, text).await?;
                 Ok(())
             }
             Err(error) => Err(error.into()),
@@ -369,26 +410,21 @@ impl Pipeline {
         let origin = &claimed.command.origin;
         let key = format!("reply:{}", claimed.id);
         if old.phase != RunPhase::Done || !old.view.retry_may_help() {
-            self.enqueue_private(
-                key,
-                origin,
-                "Only a run that failed with a retryable error can be retried.".into(),
-            )
-            .await?;
+            let text = "Only a run that failed with a retryable error can be retried.";
+            self.outbox.private(key, origin, text.into()).await?;
             return Ok(());
         }
         if self.store.run_for_command(&claimed.id).await?.is_some() {
             return Ok(());
         }
         if self.paused().await? {
-            self.enqueue_private(key, origin, texts::paused(who))
-                .await?;
+            self.outbox.private(key, origin, texts::paused(who)).await?;
             return Ok(());
         }
         if let Some(limit) = self.limit_reached(origin, &claimed.command.author).await? {
             let place = self.surfaces.of(origin)?.place_name();
-            self.enqueue_private(key, origin, texts::over_limit(who, place, &limit))
-                .await?;
+            let text = texts::over_limit(who, place, &limit);
+            self.outbox.private(key, origin, text).await?;
             return Ok(());
         }
         let latest = self
@@ -396,8 +432,8 @@ impl Pipeline {
             .latest_run_in_thread(&old.origin.thread_key())
             .await?;
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
-            self.enqueue_private(key, origin, texts::busy(who, &self.settings.trigger))
-                .await?;
+            let text = texts::busy(who, &self.trigger);
+            self.outbox.private(key, origin, text).await?;
             return Ok(());
         }
         let run_ref = RunRef::generate();
@@ -417,12 +453,12 @@ impl Pipeline {
                 request,
                 post_first: old.post_first,
             },
-            self.now(),
+            self.retries.now(),
         );
         self.store.insert_run(&record).await?;
         self.note_on_run(old, format!("Retried by {who}.")).await?;
         crate::telemetry::command("retry", "accepted");
-        self.wake.start.notify_one();
+        self.starter.notify_one();
         Ok(())
     }
 
@@ -451,33 +487,25 @@ impl Pipeline {
         };
         if self.paused().await? {
             crate::telemetry::command("run", "paused");
-            self.enqueue_reply(key, origin, texts::paused(&who)).await?;
+            self.outbox.reply(key, origin, texts::paused(&who)).await?;
             return Ok(());
         }
         if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
             crate::telemetry::command("run", "busy");
-            self.enqueue_reply(key, origin, texts::busy(&who, &self.settings.trigger))
-                .await?;
+            let text = texts::busy(&who, &self.trigger);
+            self.outbox.reply(key, origin, text).await?;
             return Ok(());
         }
         if let Some(limit) = self.limit_reached(origin, &command.author).await? {
             crate::telemetry::command("run", "limited");
-            self.enqueue_reply(
-                key,
-                origin,
-                texts::over_limit(&who, surface.place_name(), &limit),
-            )
-            .await?;
+            let text = texts::over_limit(&who, surface.place_name(), &limit);
+            self.outbox.reply(key, origin, text).await?;
             return Ok(());
         }
         if let Err(error) = self.catalog.validate(&self.oz, options).await {
             crate::telemetry::command("run", "invalid");
-            self.enqueue_reply(
-                key,
-                origin,
-                texts::command_error(&who, &error, &self.settings.trigger),
-            )
-            .await?;
+            let text = texts::command_error(&who, &error, &self.trigger);
+            self.outbox.reply(key, origin, text).await?;
             return Ok(());
         }
         let conversation_id = if options.new_conversation {
@@ -493,7 +521,7 @@ impl Pipeline {
         let run_ref = RunRef::generate();
         let request = build_request(
             surface,
-            &self.settings.run_defaults,
+            &self.run_defaults,
             &full,
             prompt_text,
             options,
@@ -511,12 +539,12 @@ impl Pipeline {
                 request,
                 post_first,
             },
-            self.now(),
+            self.retries.now(),
         );
         self.store.insert_run(&record).await?;
         crate::telemetry::command("run", "accepted");
-        self.wake.start.notify_one();
-        self.wake.notify.notify_one();
+        self.starter.notify_one();
+        self.outbox.status_changed();
         Ok(())
     }
 }

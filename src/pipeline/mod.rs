@@ -3,20 +3,24 @@
 //! creates them in Oz, the tracker follows them, the notifier tells the thread.
 
 pub mod activity;
+mod adopt;
 mod catalog;
 mod dispatcher;
 mod notifier;
+mod outbox;
 pub mod prompt;
 mod starter;
 pub mod texts;
 mod tracker;
+mod work;
 
-use crate::domain::Origin;
 use crate::oz::OzClient;
 use crate::retry::Backoff;
-use crate::retry::CallFailure;
-use crate::store::{Millis, OutboxMessage, Store, StoreResult, ms};
-use crate::surface::{Mark, Surfaces};
+use crate::store::Store;
+use crate::surface::Surfaces;
+use dispatcher::Dispatcher;
+use notifier::Notifier;
+use starter::Starter;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tracker::{Ticked, Tracker};
 
 /// Settings of the pipeline's workers.
 #[derive(Debug, Clone)]
@@ -98,35 +103,98 @@ fn hostname() -> String {
 
 /// Wakes idle workers when new work is written.
 #[derive(Default)]
-pub struct Wakers {
-    pub dispatch: Notify,
-    pub start: Notify,
-    pub notify: Notify,
+struct Wakers {
+    dispatch: Arc<Notify>,
+    start: Arc<Notify>,
+    notify: Arc<Notify>,
 }
 
-/// Everything the workers share.
+/// The stages over their shared parts, and the workers that run them.
 pub struct Pipeline {
     pub store: Store,
     pub oz: OzClient,
-    pub surfaces: Surfaces,
     pub settings: PipelineSettings,
-    pub wake: Wakers,
     /// What the workers did: steps that found work, and panics.
     pub activity: activity::Activity,
-    catalog: catalog::Catalog,
+    surfaces: Surfaces,
+    wake: Wakers,
+    dispatcher: Dispatcher,
+    starter: Starter,
+    tracker: Tracker,
+    notifier: Notifier,
 }
 
 impl Pipeline {
-    /// A pipeline over its parts.
+    /// A pipeline over its parts: each stage gets what it uses.
     pub fn new(store: Store, oz: OzClient, surfaces: Surfaces, settings: PipelineSettings) -> Self {
+        let wake = Wakers::default();
+        let outbox = outbox::Outbox::new(store.clone(), wake.notify.clone());
+        let claimant = work::Claimant {
+            id: settings.worker_id.clone(),
+            lease: settings.lease,
+        };
+        let retries = work::RetryBudget {
+            clock: store.clock().clone(),
+            backoff: settings.backoff,
+            retry_for: settings.retry_for,
+        };
+        let adopter = adopt::Adopter {
+            store: store.clone(),
+            oz: oz.clone(),
+            outbox: outbox.clone(),
+        };
+        let run_label = settings.run_defaults.run_label.clone();
         Self {
+            dispatcher: Dispatcher {
+                store: store.clone(),
+                oz: oz.clone(),
+                surfaces: surfaces.clone(),
+                outbox: outbox.clone(),
+                starter: wake.start.clone(),
+                claimant: claimant.clone(),
+                retries: retries.clone(),
+                catalog: catalog::Catalog::default(),
+                trigger: settings.trigger.clone(),
+                run_defaults: settings.run_defaults.clone(),
+                paused: settings.paused,
+                limits: settings.limits,
+            },
+            starter: Starter {
+                store: store.clone(),
+                oz: oz.clone(),
+                outbox: outbox.clone(),
+                adopter: adopter.clone(),
+                claimant: claimant.clone(),
+                retries: retries.clone(),
+                run_label: run_label.clone(),
+                doubt_window: settings.oz_doubt_window,
+                outage_notice_after: settings.outage_notice_after,
+            },
+            tracker: Tracker {
+                store: store.clone(),
+                oz: oz.clone(),
+                surfaces: surfaces.clone(),
+                outbox: outbox.clone(),
+                adopter,
+                worker_id: settings.worker_id.clone(),
+                run_label,
+                tick: settings.tick,
+                doubt_window: settings.oz_doubt_window,
+            },
+            notifier: Notifier {
+                store: store.clone(),
+                surfaces: surfaces.clone(),
+                outbox,
+                starter: wake.start.clone(),
+                claimant,
+                retries,
+            },
             store,
             oz,
-            surfaces,
             settings,
-            wake: Wakers::default(),
             activity: activity::Activity::default(),
-            catalog: catalog::Catalog::default(),
+            surfaces,
+            wake,
         }
     }
 
@@ -137,7 +205,7 @@ impl Pipeline {
         &self,
         dedupe_key: &str,
         command: &crate::domain::InboxCommand,
-    ) -> StoreResult<Option<crate::ids::CommandId>> {
+    ) -> crate::store::StoreResult<Option<crate::ids::CommandId>> {
         let stored = self.store.insert_command(dedupe_key, command).await?;
         if stored.is_some() {
             self.wake.dispatch.notify_one();
@@ -145,77 +213,32 @@ impl Pipeline {
         Ok(stored)
     }
 
-    /// The current time, as the store reads it.
-    fn now(&self) -> Millis {
-        self.store.clock().now_ms()
-    }
-
-    /// When retrying stops for work whose budget ends at `current` (0: its first
-    /// failure, so the budget starts now).
-    fn give_up_at(&self, current: Millis) -> Millis {
-        if current == 0 {
-            self.now() + ms(self.settings.retry_for)
-        } else {
-            current
+    /// Steps every stage, in the pipeline's order, until a whole round finds nothing
+    /// to do, and returns how many steps did work: for a caller that drives the
+    /// pipeline itself instead of spawning its workers. What it sees afterwards is the
+    /// whole consequence of what it did, with nothing still under way; work that is
+    /// due later (a retry, a wait for a doubt window, a run Oz has not moved yet) waits
+    /// for the next call. A step that panics panics here, with its message.
+    pub async fn run_until_idle(&self) -> usize {
+        let mut steps = 0;
+        loop {
+            let before = steps;
+            while self.dispatcher.step().await {
+                steps += 1;
+            }
+            while self.starter.step().await {
+                steps += 1;
+            }
+            while self.notifier.step().await {
+                steps += 1;
+            }
+            if let Ticked::Followed { changes } = self.tracker.tick().await {
+                steps += changes;
+            }
+            if steps == before {
+                return steps;
+            }
         }
-    }
-
-    /// The wait before retry `attempt` (1-based) after `error`; a server's or a
-    /// breaker's wait wins.
-    fn retry_wait(&self, attempt: i64, error: &impl CallFailure) -> Duration {
-        let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
-        self.settings.backoff.delay(attempt, error.retry_after())
-    }
-
-    /// How `author` is addressed on `origin`'s surface.
-    fn mention(&self, origin: &Origin, author: &crate::domain::Author) -> String {
-        match self.surfaces.of(origin) {
-            Ok(surface) => surface.mention(author),
-            Err(_) => author.name().to_owned(),
-        }
-    }
-
-    /// Queues a notification and wakes the notifier.
-    async fn enqueue(&self, key: String, message: OutboxMessage) -> StoreResult<()> {
-        self.store.enqueue(&key, &message).await?;
-        self.wake.notify.notify_one();
-        Ok(())
-    }
-
-    /// Queues a reaction on the command's message.
-    async fn enqueue_mark(&self, key: String, origin: &Origin, mark: Mark) -> StoreResult<()> {
-        self.enqueue(
-            key,
-            OutboxMessage::Reaction {
-                origin: origin.clone(),
-                mark,
-            },
-        )
-        .await
-    }
-
-    /// Queues a private note to the command's author.
-    async fn enqueue_private(&self, key: String, origin: &Origin, text: String) -> StoreResult<()> {
-        self.enqueue(
-            key,
-            OutboxMessage::Private {
-                origin: origin.clone(),
-                text,
-            },
-        )
-        .await
-    }
-
-    /// Queues a reply in the command's thread.
-    async fn enqueue_reply(&self, key: String, origin: &Origin, text: String) -> StoreResult<()> {
-        self.enqueue(
-            key,
-            OutboxMessage::Reply {
-                origin: origin.clone(),
-                text,
-            },
-        )
-        .await
     }
 
     /// Starts every worker; they stop when `shutdown` turns true.
@@ -225,17 +248,17 @@ impl Pipeline {
         for _ in 0..self.settings.workers {
             stages.push((
                 "dispatcher",
-                |p| Box::pin(async move { p.dispatch_one().await }),
+                |p| Box::pin(async move { p.dispatcher.step().await }),
                 on_wake(|p| &p.wake.dispatch),
             ));
             stages.push((
                 "starter",
-                |p| Box::pin(async move { p.start_one().await }),
+                |p| Box::pin(async move { p.starter.step().await }),
                 on_wake(|p| &p.wake.start),
             ));
             stages.push((
                 "notifier",
-                |p| Box::pin(async move { p.deliver_one().await || p.post_one().await }),
+                |p| Box::pin(async move { p.notifier.step().await }),
                 on_wake(|p| &p.wake.notify),
             ));
         }
@@ -244,7 +267,7 @@ impl Pipeline {
             |p| {
                 Box::pin(async move {
                     // Paced by the tick interval whatever it found; watchers hear of it.
-                    if p.tick().await {
+                    if p.tracker.tick().await != Ticked::Idle {
                         p.activity.worked();
                     }
                     false
@@ -327,33 +350,6 @@ impl Pipeline {
             crate::telemetry::notification_lag(Duration::from_millis(
                 u64::try_from(lag).unwrap_or(0),
             ));
-        }
-    }
-}
-
-/// The one shape of every stage's step: claim a due item, carry it out, and record
-/// the outcome. False when nothing was due, or when the claim failed (the next look
-/// tries again); a failure to record is logged, and the item comes back when its claim
-/// runs out.
-async fn claim_then_work<T, F>(
-    what: &'static str,
-    claim: impl Future<Output = StoreResult<Option<T>>>,
-    work: impl FnOnce(T) -> F,
-) -> bool
-where
-    F: Future<Output = StoreResult<()>>,
-{
-    match claim.await {
-        Ok(Some(item)) => {
-            if let Err(error) = work(item).await {
-                tracing::warn!(%error, what, "could not record what was done");
-            }
-            true
-        }
-        Ok(None) => false,
-        Err(error) => {
-            tracing::warn!(%error, what, "could not claim due work");
-            false
         }
     }
 }

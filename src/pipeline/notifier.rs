@@ -3,12 +3,26 @@
 //! once it can no longer land, and sent again only if it is not found. Failures are
 //! retried with backoff until the retry budget runs out; then the message is parked.
 
-use super::Pipeline;
+use super::outbox::Outbox;
+use super::work::{Claimant, RetryBudget, claimed, work_on};
 use crate::domain::{PostId, RunView};
-use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, StoreResult, ms};
-use crate::surface::{SendError, StatusBody, Surface};
+use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, Store, StoreResult, ms};
+use crate::surface::{SendError, StatusBody, Surface, Surfaces};
 use sha2::Digest;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Delivers the outbox and keeps status posts current.
+pub(super) struct Notifier {
+    pub store: Store,
+    pub surfaces: Surfaces,
+    pub outbox: Outbox,
+    /// Wakes the starter: a run that waited for its status post may start.
+    pub starter: Arc<Notify>,
+    pub claimant: Claimant,
+    pub retries: RetryBudget,
+}
 
 /// Why a message was not delivered this time.
 enum Undelivered {
@@ -33,16 +47,28 @@ impl From<crate::store::StoreError> for Undelivered {
     }
 }
 
-impl Pipeline {
+impl Notifier {
+    /// Delivers one due outbox message and brings one status post up to date, so that
+    /// neither waits behind the other; false when neither was due.
+    pub async fn step(&self) -> bool {
+        let delivered = self.deliver_one().await;
+        let posted = self.post_one().await;
+        delivered || posted
+    }
+
     /// Delivers one due outbox message; false when there was none.
-    pub(super) async fn deliver_one(&self) -> bool {
-        let settings = &self.settings;
-        super::claim_then_work(
-            "notification",
-            self.store.claim_outbox(&settings.worker_id, settings.lease),
-            |item| async move { self.deliver_and_record(&item).await },
-        )
-        .await
+    async fn deliver_one(&self) -> bool {
+        let claim = (self.store).claim_outbox(&self.claimant.id, self.claimant.lease);
+        let Some(item) = claimed("notification", claim).await else {
+            return false;
+        };
+        let item = &item;
+        work_on("notification", self.deliver_and_record(item), |reason| async move {
+            tracing::error!(id = %item.id, %reason, "notification parked: delivering it panicked");
+            self.store.park_outbox(&item.id, &reason).await
+        })
+        .await;
+        true
     }
 
     /// Sends a claimed outbox message and records the outcome.
@@ -66,12 +92,12 @@ impl Pipeline {
                 .finish_outbox(&item.id, Some(&error.detail))
                 .await;
         }
-        let give_up_at = self.give_up_at(item.give_up_at);
-        if self.now() >= give_up_at {
+        let give_up_at = self.retries.give_up_at(item.give_up_at);
+        if self.retries.now() >= give_up_at {
             tracing::warn!(id = %item.id, %error, "notification parked: its retry budget is spent");
             return self.store.park_outbox(&item.id, &error.detail).await;
         }
-        let wait = self.retry_wait(item.attempts, error);
+        let wait = self.retries.wait(item.attempts, error);
         tracing::info!(id = %item.id, %error, ?wait, "notification will be retried");
         self.store
             .retry_outbox(&item.id, wait, &error.detail, !error.in_doubt, give_up_at)
@@ -114,11 +140,11 @@ impl Pipeline {
                     .await
                     .map_err(Undelivered::Wait)?;
             }
-            let window = self.now() + ms(surface.doubt_window());
-            let settings = &self.settings;
+            let window = self.retries.now() + ms(surface.doubt_window());
+            let claimant = &self.claimant;
             if !self
                 .store
-                .note_outbox_attempt(&item.id, &settings.worker_id, window, settings.lease)
+                .note_outbox_attempt(&item.id, &claimant.id, window, claimant.lease)
                 .await?
             {
                 return Err(Undelivered::LostClaim);
@@ -142,15 +168,19 @@ impl Pipeline {
     }
 
     /// Brings one run's status post up to date; false when none was behind.
-    pub(super) async fn post_one(&self) -> bool {
-        let settings = &self.settings;
-        super::claim_then_work(
-            "status post",
-            self.store
-                .claim_run_to_notify(&settings.worker_id, settings.lease),
-            |run| async move { self.post(&run).await },
-        )
-        .await
+    async fn post_one(&self) -> bool {
+        let claim = (self.store).claim_run_to_notify(&self.claimant.id, self.claimant.lease);
+        let Some(run) = claimed("status post", claim).await else {
+            return false;
+        };
+        let run = &run;
+        work_on("status post", self.post(run), |reason| async move {
+            // This version of the post is left out; the run's next change tries again.
+            tracing::error!(run = %run.id, %reason, "status post skipped: rendering or sending it panicked");
+            self.store.skip_post(&run.id).await
+        })
+        .await;
+        true
     }
 
     async fn post(&self, run: &RunRecord) -> StoreResult<()> {
@@ -181,7 +211,7 @@ impl Pipeline {
                     .mark_posted(&run.id, run.version, &posted.id, &posted.digest)
                     .await?;
                 if posted.created && run.post_first {
-                    self.wake.start.notify_one();
+                    self.starter.notify_one();
                 }
                 Ok(())
             }
@@ -210,24 +240,20 @@ impl Pipeline {
                     .update_run(&run.id, RunPhase::Done, &view, false)
                     .await?;
                 self.store.skip_post(&run.id).await?;
-                self.store
-                    .enqueue(
-                        &format!("cannot-post:{}", run.id),
-                        &OutboxMessage::Private {
-                            origin: run.origin.clone(),
-                            text: format!("I could not start the Oz agent: {text}"),
-                        },
+                self.outbox
+                    .private(
+                        format!("cannot-post:{}", run.id),
+                        &run.origin,
+                        format!("I could not start the Oz agent: {text}"),
                     )
-                    .await?;
-                self.wake.notify.notify_one();
-                Ok(())
+                    .await
             }
             Err(Unposted::Failed(error)) => {
                 if !error.in_doubt {
                     self.store.clear_post_doubt(&run.id).await?;
                 }
                 let wait = if error.retryable {
-                    self.retry_wait(run.notify_attempts + 1, &error)
+                    self.retries.wait(run.notify_attempts + 1, &error)
                 } else {
                     Duration::from_secs(60)
                 };
@@ -273,11 +299,11 @@ impl Pipeline {
             .take_turn(&run.origin)
             .await
             .map_err(Unposted::Wait)?;
-        let window = self.now() + ms(surface.doubt_window());
-        let settings = &self.settings;
+        let window = self.retries.now() + ms(surface.doubt_window());
+        let claimant = &self.claimant;
         if !self
             .store
-            .note_post_attempt(&run.id, &settings.worker_id, window, settings.lease)
+            .note_post_attempt(&run.id, &claimant.id, window, claimant.lease)
             .await
             .map_err(|error| Unposted::Failed(store_failure(error)))?
         {

@@ -5,44 +5,46 @@
 //! idempotency key). Failures are retried by time, not by count: the thread is told
 //! once when Oz stays down, and the run is parked when the retry budget is spent.
 
-use super::Pipeline;
+use super::adopt::{Adopter, Created};
+use super::outbox::Outbox;
 use super::prompt::reference_line;
+use super::work::{Claimant, RetryBudget, claimed, work_on};
 use crate::domain::{RunView, StartTrouble};
-use crate::ids::{ConversationId, OzRunId, RunRef};
-use crate::oz::types::{RunItem, RunState};
-use crate::oz::{ListRunsQuery, OzError};
+use crate::oz::types::RunItem;
+use crate::oz::{ListRunsQuery, OzClient, OzError};
 use crate::retry::CallFailure;
-use crate::store::{RunPhase, RunRecord, StoreResult, ms};
+use crate::store::{RunPhase, RunRecord, Store, StoreResult, ms};
 use crate::surface::Mark;
+use std::time::Duration;
 
-/// What Oz said about a run it created.
-pub(super) struct Created {
-    pub run_id: OzRunId,
-    pub state: RunState,
-    pub conversation_id: Option<ConversationId>,
+/// Creates recorded runs in Oz.
+pub(super) struct Starter {
+    pub store: Store,
+    pub oz: OzClient,
+    pub outbox: Outbox,
+    pub adopter: Adopter,
+    pub claimant: Claimant,
+    pub retries: RetryBudget,
+    /// The label every run of this installation carries (`config.name`), for lookups.
+    pub run_label: String,
+    /// How long a create without an answer may still land at Oz.
+    pub doubt_window: Duration,
+    /// How long a run waits for Oz before its thread is told that Oz is not answering.
+    pub outage_notice_after: Duration,
 }
 
-impl From<&RunItem> for Created {
-    fn from(item: &RunItem) -> Self {
-        Self {
-            run_id: item.run_id.clone(),
-            state: item.state.clone(),
-            conversation_id: item.conversation_id.clone(),
-        }
-    }
-}
-
-impl Pipeline {
+impl Starter {
     /// Starts one due run; false when there was none.
-    pub(super) async fn start_one(&self) -> bool {
-        let settings = &self.settings;
-        super::claim_then_work(
-            "run to start",
-            self.store
-                .claim_run_to_start(&settings.worker_id, settings.lease),
-            |run| async move { self.start(&run).await },
-        )
-        .await
+    pub async fn step(&self) -> bool {
+        let claim = (self.store).claim_run_to_start(&self.claimant.id, self.claimant.lease);
+        let Some(run) = claimed("run to start", claim).await else {
+            return false;
+        };
+        work_on("run to start", self.start(&run), |reason| {
+            self.put_aside(&run, reason)
+        })
+        .await;
+        true
     }
 
     async fn start(&self, run: &RunRecord) -> StoreResult<()> {
@@ -55,7 +57,10 @@ impl Pipeline {
             match self.find_created(run).await {
                 Ok(Some(item)) => {
                     tracing::info!(run = %run.id, oz_run = %item.run_id, "found the run created by an earlier attempt");
-                    return self.activate(run, Created::from(&item), true).await;
+                    self.adopter
+                        .activate(run, Created::from(&item), true)
+                        .await?;
+                    return Ok(());
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -64,11 +69,11 @@ impl Pipeline {
                 }
             }
         }
-        let window = self.now() + ms(self.settings.oz_doubt_window);
-        let settings = &self.settings;
+        let window = self.retries.now() + ms(self.doubt_window);
+        let claimant = &self.claimant;
         if !self
             .store
-            .note_create_attempt(&run.id, &settings.worker_id, window, settings.lease)
+            .note_create_attempt(&run.id, &claimant.id, window, claimant.lease)
             .await?
         {
             // The claim ran out during the lookup: another worker has the run now.
@@ -82,7 +87,8 @@ impl Pipeline {
                     state: created.state,
                     conversation_id: None,
                 };
-                self.activate(run, created, false).await
+                self.adopter.activate(run, created, false).await?;
+                Ok(())
             }
             Err(error) if error.is_retryable() => {
                 tracing::info!(run = %run.id, %error, "run creation failed; will retry");
@@ -95,109 +101,46 @@ impl Pipeline {
         }
     }
 
-    /// Records the Oz run of a starting (or parked) run. When the run has one already,
-    /// this one is a duplicate: it is cancelled, and the thread is told. `found`: the
-    /// run was found by a lookup, not by the create's answer, so changes it went
-    /// through meanwhile may have been missed and it is fetched once right away.
-    pub(super) async fn activate(
-        &self,
-        run: &RunRecord,
-        created: Created,
-        found: bool,
-    ) -> StoreResult<()> {
-        let view = RunView {
-            state: Some(created.state),
-            oz_run_id: Some(created.run_id.clone()),
-            conversation_id: created.conversation_id.or(run.view.conversation_id.clone()),
-            trouble: None,
-            ..run.view.clone()
-        };
-        if self.store.activate_run(&run.id, &view, found).await? {
-            self.wake.notify.notify_one();
-            return Ok(());
-        }
-        self.cancel_duplicate(&run.id, &created.run_id, false).await
+    /// Parks a run whose start panicked (its create may have been sent: in doubt).
+    async fn put_aside(&self, run: &RunRecord, reason: String) -> StoreResult<()> {
+        tracing::error!(run = %run.id, %reason, "run parked: starting it panicked");
+        self.park(run, &reason, false).await
     }
 
-    /// Cancels an extra Oz run made for `run` (an answer was lost and the create was
-    /// sent again) and says so on the run's status post, once. `finished`: it ended
-    /// before it could be stopped; it is only mentioned.
-    pub(super) async fn cancel_duplicate(
-        &self,
-        run: &RunRef,
-        extra: &OzRunId,
-        finished: bool,
-    ) -> StoreResult<()> {
-        let Some(record) = self.store.get_run(run).await? else {
-            return Ok(());
-        };
-        // The run itself (two workers recorded the same find), or said already.
-        if record.view.oz_run_id.as_ref() == Some(extra)
-            || record
-                .view
-                .note
-                .as_deref()
-                .is_some_and(|note| note.contains(extra.as_str()))
-        {
-            return Ok(());
-        }
-        tracing::warn!(run = %run, oz_run = %extra, finished, "a second Oz run was made for one command");
-        let note = if finished {
-            format!(
-                "A second Oz run (`{extra}`) was started by mistake after a lost answer; it finished before it could be stopped."
-            )
-        } else {
-            crate::telemetry::duplicate_cancelled();
-            if let Err(error) = self.oz.cancel_run(extra).await {
-                tracing::warn!(%error, oz_run = %extra, "could not cancel a duplicate run");
-            }
-            format!(
-                "A second Oz run (`{extra}`) was started by mistake after a lost answer; it was cancelled."
-            )
-        };
+    /// Parks a run: the thread shows it, and `ozbridge admin retry` takes it again.
+    /// `answered`: no create of it can still land.
+    async fn park(&self, run: &RunRecord, reason: &str, answered: bool) -> StoreResult<()> {
         let view = RunView {
-            note: Some(note),
-            ..record.view
+            trouble: Some(StartTrouble::Parked),
+            ..run.view.clone()
         };
-        self.store.update_view(run, &view).await?;
-        self.wake.notify.notify_one();
+        self.store
+            .park_run(&run.id, reason, &view, answered)
+            .await?;
+        self.outbox.status_changed();
         Ok(())
     }
 
     /// A create (or its lookup) failed in a way that may pass: retry with backoff until
     /// the retry budget is spent, then park the run.
     async fn start_failed(&self, run: &RunRecord, error: &OzError) -> StoreResult<()> {
-        let give_up_at = self.give_up_at(run.start_give_up_at);
-        let now = self.now();
+        let give_up_at = self.retries.give_up_at(run.start_give_up_at);
+        let now = self.retries.now();
         if now >= give_up_at {
             tracing::warn!(run = %run.id, %error, "run parked: Oz did not accept it within the retry budget");
-            let view = RunView {
-                trouble: Some(StartTrouble::Parked),
-                ..run.view.clone()
-            };
-            self.store
-                .park_run(
-                    &run.id,
-                    &format!("Oz did not accept the run: {error}"),
-                    &view,
-                    !error.in_doubt(),
-                )
-                .await?;
-            self.wake.notify.notify_one();
-            return Ok(());
+            let reason = format!("Oz did not accept the run: {error}");
+            return self.park(run, &reason, !error.in_doubt()).await;
         }
-        let troubled_since = give_up_at - ms(self.settings.retry_for);
-        if run.view.trouble.is_none()
-            && now - troubled_since >= ms(self.settings.outage_notice_after)
-        {
+        let troubled_since = give_up_at - ms(self.retries.retry_for);
+        if run.view.trouble.is_none() && now - troubled_since >= ms(self.outage_notice_after) {
             let view = RunView {
                 trouble: Some(StartTrouble::Retrying { until: give_up_at }),
                 ..run.view.clone()
             };
             self.store.update_view(&run.id, &view).await?;
-            self.wake.notify.notify_one();
+            self.outbox.status_changed();
         }
-        let wait = self.retry_wait(run.create_attempts, error);
+        let wait = self.retries.wait(run.create_attempts, error);
         self.store
             .retry_start(&run.id, wait, !error.in_doubt(), give_up_at)
             .await
@@ -212,7 +155,8 @@ impl Pipeline {
         self.store
             .update_run(&run.id, RunPhase::Done, &view, true)
             .await?;
-        self.enqueue_mark(format!("mark:{}:final", run.id), &run.origin, Mark::Failed)
+        self.outbox
+            .mark(format!("mark:{}:final", run.id), &run.origin, Mark::Failed)
             .await
     }
 
@@ -222,7 +166,7 @@ impl Pipeline {
         let since = run.first_attempt_at.unwrap_or(run.created_at) - 5 * 60_000;
         let reference = reference_line(&run.id);
         let mut query = ListRunsQuery {
-            name: Some(self.settings.run_defaults.run_label.clone()),
+            name: Some(self.run_label.clone()),
             created_after: chrono::DateTime::from_timestamp_millis(since),
             q: Some(run.id.to_string()),
             sort_by: Some("created_at".into()),

@@ -10,17 +10,17 @@
 //! but is not that run's Oz run is a duplicate (a create answered too late) and is
 //! cancelled.
 
-use super::Pipeline;
+use super::adopt::{Adopter, Created};
+use super::outbox::Outbox;
 use super::prompt::reference_in;
-use super::starter::Created;
 use crate::domain::RunView;
 use crate::ids::OzRunId;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
-use crate::oz::{ListRunsQuery, OzError};
-use crate::store::{Millis, OutboxMessage, StoreError, ms};
+use crate::oz::{ListRunsQuery, OzClient, OzError};
+use crate::store::{Millis, OutboxMessage, Store, StoreError, ms};
 use crate::store::{RunPhase, RunRecord};
-use crate::surface::{Mark, Moment};
+use crate::surface::{Mark, Moment, Surfaces};
 use chrono::{DateTime, Utc};
 use sha2::Digest;
 use std::collections::HashMap;
@@ -48,45 +48,77 @@ enum TickError {
 
 /// What became of a listed run that no stored run has as its Oz run.
 enum Unrecorded {
-    /// Nothing more to do with it (not ozbridge's, a duplicate cancelled, adopted).
+    /// Nothing more to do with it (not ozbridge's, or ours and known).
     Settled,
+    /// Something was recorded of it: a parked run adopted it, or it was a duplicate.
+    Recorded,
     /// Its run's create answer is still being recorded: hold the watermark.
     Pending,
 }
 
-impl Pipeline {
-    /// One tracker tick, on the replica holding the tracker lease. Oz's breaker spaces
-    /// the calls out while the API fails.
-    /// One tick; true when there were runs to follow (Oz was asked about them).
-    pub(super) async fn tick(&self) -> bool {
-        let lease = (self.settings.tick * 5).max(Duration::from_secs(1));
+/// What a tick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ticked {
+    /// No run to follow, or another replica holds the tracker lease.
+    Idle,
+    /// Oz was asked about the runs followed; `changes` of them were recorded.
+    Followed { changes: usize },
+}
+
+/// Follows runs in Oz and records what changed.
+pub(super) struct Tracker {
+    pub store: Store,
+    pub oz: OzClient,
+    pub surfaces: Surfaces,
+    pub outbox: Outbox,
+    pub adopter: Adopter,
+    /// This process's name in the tracker lease.
+    pub worker_id: String,
+    /// The label every run of this installation carries, which the list asks for.
+    pub run_label: String,
+    /// The period of ticks.
+    pub tick: Duration,
+    /// How long a create without an answer may still land at Oz.
+    pub doubt_window: Duration,
+}
+
+impl Tracker {
+    /// One tick, on the replica holding the tracker lease. Oz's breaker spaces the
+    /// calls out while the API fails.
+    pub async fn tick(&self) -> Ticked {
+        let lease = (self.tick * 5).max(Duration::from_secs(1));
         match self
             .store
-            .try_lease("tracker", &self.settings.worker_id, lease)
+            .try_lease("tracker", &self.worker_id, lease)
             .await
         {
             Ok(true) => {}
-            Ok(false) => return false,
+            Ok(false) => return Ticked::Idle,
             Err(error) => {
                 tracing::warn!(%error, "could not take the tracker lease");
-                return false;
+                return Ticked::Idle;
             }
         }
         match self.track().await {
-            Ok(followed) => followed,
-            Err(TickError::Oz(OzError::Paused { .. })) => true,
+            Ok(ticked) => ticked,
+            Err(TickError::Oz(OzError::Paused { .. })) => Ticked::Followed { changes: 0 },
             Err(error) => {
                 tracing::warn!(%error, "tracker tick failed");
-                true
+                Ticked::Followed { changes: 0 }
             }
         }
     }
 
-    /// Follows the active runs; false when there are none.
-    async fn track(&self) -> Result<bool, TickError> {
+    fn now(&self) -> Millis {
+        self.store.clock().now_ms()
+    }
+
+    /// Follows the active runs.
+    async fn track(&self) -> Result<Ticked, TickError> {
         let Some(oldest) = self.store.oldest_followed_run().await? else {
-            return Ok(false);
+            return Ok(Ticked::Idle);
         };
+        let mut changes = 0;
         let floor = oldest - 60_000;
         let stored: Option<i64> = self
             .store
@@ -96,9 +128,9 @@ impl Pipeline {
         let watermark = stored.unwrap_or(floor).max(floor);
         let mut newest = watermark;
         let mut held: Option<Millis> = None;
-        let hold_for = ms(self.settings.oz_doubt_window) + HOLD_EXTRA_MS;
+        let hold_for = ms(self.doubt_window) + HOLD_EXTRA_MS;
         let mut query = ListRunsQuery {
-            name: Some(self.settings.run_defaults.run_label.clone()),
+            name: Some(self.run_label.clone()),
             updated_after: DateTime::<Utc>::from_timestamp_millis(watermark - OVERLAP_MS),
             sort_by: Some("updated_at".into()),
             sort_order: Some("asc".into()),
@@ -123,17 +155,19 @@ impl Pipeline {
                 newest = newest.max(at);
                 match known.remove(&item.run_id) {
                     Some(record) if record.phase == RunPhase::Active => {
-                        self.apply(&record, item).await?
+                        changes += usize::from(self.apply(&record, item).await?)
                     }
                     Some(_) => {}
                     None => unrecorded.push((item, at)),
                 }
             }
             for (item, at) in unrecorded {
-                if let Unrecorded::Pending = self.unrecorded(item).await?
-                    && self.now() - at < hold_for
-                {
-                    held = Some(held.map_or(at, |h| h.min(at)));
+                match self.unrecorded(item).await? {
+                    Unrecorded::Pending if self.now() - at < hold_for => {
+                        held = Some(held.map_or(at, |h| h.min(at)));
+                    }
+                    Unrecorded::Recorded => changes += 1,
+                    Unrecorded::Pending | Unrecorded::Settled => {}
                 }
             }
             let Some(cursor) = page.page_info.next() else {
@@ -143,13 +177,14 @@ impl Pipeline {
         }
         let next = held.map_or(newest, |h| newest.min(h - 1));
         self.store.set_marker(WATERMARK, &next.to_string()).await?;
-        self.check_quiet_runs().await?;
-        Ok(true)
+        changes += self.check_quiet_runs().await?;
+        Ok(Ticked::Followed { changes })
     }
 
     /// Fetches, one by one, runs the list has not mentioned for a long time (and
-    /// finished runs still missing their summary).
-    async fn check_quiet_runs(&self) -> Result<(), TickError> {
+    /// finished runs still missing their summary); how many changed.
+    async fn check_quiet_runs(&self) -> Result<usize, TickError> {
+        let mut changes = 0;
         for record in self.store.runs_due_check(MAX_SINGLE_FETCHES).await? {
             let Some(id) = record.view.oz_run_id.clone() else {
                 continue;
@@ -162,12 +197,12 @@ impl Pipeline {
                 )
                 .await?;
             match self.oz.get_run(&id).await {
-                Ok(item) => self.apply(&record, &item).await?,
+                Ok(item) => changes += usize::from(self.apply(&record, &item).await?),
                 Err(error @ OzError::Paused { .. }) => return Err(error.into()),
                 Err(error) => tracing::info!(%error, run = %record.id, "could not fetch a run"),
             }
         }
-        Ok(())
+        Ok(changes)
     }
 
     /// Handles a listed run that no stored run has as its Oz run.
@@ -178,26 +213,33 @@ impl Pipeline {
         let Some(record) = self.store.get_run(&reference).await? else {
             return Ok(Unrecorded::Settled);
         };
-        match (&record.view.oz_run_id, record.phase) {
-            (Some(own), _) if *own == item.run_id => {}
+        let recorded = match (&record.view.oz_run_id, record.phase) {
+            (Some(own), _) if *own == item.run_id => false,
             (None, RunPhase::Starting) => return Ok(Unrecorded::Pending),
             // Created after all, though Oz's answers never said so: follow it.
             (None, RunPhase::Parked) => {
                 tracing::info!(run = %record.id, oz_run = %item.run_id, "a parked run was created after all");
-                self.activate(&record, Created::from(item), true).await?;
+                self.adopter
+                    .activate(&record, Created::from(item), true)
+                    .await?
             }
             // A second run for the same command, or one for a run that ended without
             // starting: it must not go on (and the thread hears of it either way).
             _ => {
-                self.cancel_duplicate(&record.id, &item.run_id, item.state.is_terminal())
+                self.adopter
+                    .cancel_duplicate(&record.id, &item.run_id, item.state.is_terminal())
                     .await?
             }
-        }
-        Ok(Unrecorded::Settled)
+        };
+        Ok(if recorded {
+            Unrecorded::Recorded
+        } else {
+            Unrecorded::Settled
+        })
     }
 
-    /// Folds a fresh view of a run into the stored one.
-    async fn apply(&self, record: &RunRecord, item: &RunItem) -> Result<(), TickError> {
+    /// Folds a fresh view of a run into the stored one; true when it changed.
+    async fn apply(&self, record: &RunRecord, item: &RunItem) -> Result<bool, TickError> {
         let cost = cost_of(item);
         if cost != record.cost {
             self.store.set_cost(&record.id, cost).await?;
@@ -250,7 +292,7 @@ impl Pipeline {
                 .await?;
         }
         if !changed && phase == record.phase {
-            return Ok(());
+            return Ok(false);
         }
         self.store
             .update_run(&record.id, phase, &view, changed)
@@ -267,11 +309,12 @@ impl Pipeline {
                 RunState::Cancelled => Mark::Cancelled,
                 _ => Mark::Failed,
             };
-            self.enqueue_mark(format!("mark:{}:final", record.id), &record.origin, mark)
+            self.outbox
+                .mark(format!("mark:{}:final", record.id), &record.origin, mark)
                 .await?;
         }
-        self.wake.notify.notify_one();
-        Ok(())
+        self.outbox.status_changed();
+        Ok(true)
     }
 
     /// Queues the notable moments of a change (started, pull request opened, needs
@@ -321,8 +364,8 @@ impl Pipeline {
                 run: record.id.clone(),
                 text,
             };
-            self.store
-                .enqueue(&format!("moment:{}:{kind}", record.id), &message)
+            self.outbox
+                .send(format!("moment:{}:{kind}", record.id), message)
                 .await?;
         }
         Ok(())
