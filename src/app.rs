@@ -1,5 +1,6 @@
 //! Wiring: store, clients, pipeline, router and workers, with graceful shutdown.
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::github::{GithubClient, GithubSurface, GithubSurfaceSettings};
 use crate::http::{HttpState, router};
@@ -62,21 +63,35 @@ impl RunningApp {
     }
 }
 
+/// What a caller can bring to the wiring beside the configuration.
+#[derive(Default)]
+pub struct Extras {
+    /// Surfaces defined outside the crate, served beside the configured ones.
+    pub surfaces: Vec<Arc<dyn crate::surface::Surface>>,
+    /// The time the store, the clients and the pipeline go by (the system's by default;
+    /// a test that drives the pipeline itself holds one).
+    pub clock: Clock,
+}
+
 /// Builds the pipeline from the configuration.
 pub async fn build_pipeline(
     config: &Config,
     tune: impl FnOnce(&mut PipelineSettings),
 ) -> anyhow::Result<Arc<Pipeline>> {
-    build_pipeline_with(config, tune, Vec::new()).await
+    build_pipeline_with(config, tune, Extras::default()).await
 }
 
-/// [`build_pipeline`], with surfaces defined outside the crate beside the configured ones.
+/// [`build_pipeline`], with what the caller brings.
 pub async fn build_pipeline_with(
     config: &Config,
     tune: impl FnOnce(&mut PipelineSettings),
-    extra: Vec<Arc<dyn crate::surface::Surface>>,
+    extras: Extras,
 ) -> anyhow::Result<Arc<Pipeline>> {
-    let store = Store::connect(&config.database_url).await?;
+    let Extras {
+        surfaces: extra,
+        clock,
+    } = extras;
+    let store = Store::connect_with_clock(&config.database_url, clock.clone()).await?;
     let api_key = config
         .oz
         .api_key
@@ -87,21 +102,23 @@ pub async fn build_pipeline_with(
         api_key,
         config.oz.request_timeout,
         Backoff::default(),
-    )?;
+    )?
+    .with_clock(clock.clone());
     let surfaces = extra
         .into_iter()
-        .fold(surfaces(config)?, |all, surface| all.with(surface));
+        .fold(surfaces(config, &clock)?, |all, surface| all.with(surface));
     let mut settings = PipelineSettings::new(config);
     tune(&mut settings);
     Ok(Arc::new(Pipeline::new(store, oz, surfaces, settings)))
 }
 
 /// The configured surfaces, each over its platform's client.
-fn surfaces(config: &Config) -> anyhow::Result<Surfaces> {
+fn surfaces(config: &Config, clock: &Clock) -> anyhow::Result<Surfaces> {
     let mut surfaces = Surfaces::default();
     if let Some(auth) = &config.github.auth {
         let client =
-            GithubClient::new(&config.github.api_url, auth, config.github.request_timeout)?;
+            GithubClient::new(&config.github.api_url, auth, config.github.request_timeout)?
+                .with_clock(clock.clone());
         surfaces = surfaces.with(Arc::new(GithubSurface::new(
             client,
             GithubSurfaceSettings {
@@ -120,7 +137,8 @@ fn surfaces(config: &Config) -> anyhow::Result<Surfaces> {
             token.clone(),
             &config.slack.response_url_prefix,
             config.slack.request_timeout,
-        )?;
+        )?
+        .with_clock(clock.clone());
         surfaces = surfaces.with(Arc::new(SlackSurface::new(
             client,
             SlackSurfaceSettings {
@@ -135,11 +153,21 @@ fn surfaces(config: &Config) -> anyhow::Result<Surfaces> {
     Ok(surfaces)
 }
 
-/// Starts the HTTP server on `listener` and the pipeline workers.
+/// Who moves the pipeline along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// Its own workers, in the background (how the service runs).
+    Workers,
+    /// The caller, through [`Pipeline::run_until_idle`] (a test that steps it).
+    Caller,
+}
+
+/// Starts the HTTP server on `listener` and, as `drive` says, the pipeline workers.
 pub async fn start(
     config: &Config,
     pipeline: Arc<Pipeline>,
     listener: TcpListener,
+    drive: Drive,
 ) -> anyhow::Result<RunningApp> {
     let addr = listener.local_addr()?;
     if crate::telemetry::prometheus().is_none() {
@@ -156,7 +184,10 @@ pub async fn start(
     };
     let app = router(state);
     let server = tokio::spawn(crate::http::serve(listener, app, config.http, stop.clone()));
-    let workers = pipeline.spawn(stop);
+    let workers = match drive {
+        Drive::Workers => pipeline.spawn(stop),
+        Drive::Caller => Vec::new(),
+    };
     Ok(RunningApp {
         addr,
         pipeline,
@@ -171,7 +202,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.require_for_serve()?;
     let pipeline = build_pipeline(&config, |_| {}).await?;
     let listener = TcpListener::bind(config.listen).await?;
-    let app = start(&config, pipeline, listener).await?;
+    let app = start(&config, pipeline, listener, Drive::Workers).await?;
     tracing::info!(addr = %app.addr, "ozbridge is listening");
     let stopper = app.stopper();
     tokio::spawn(async move {

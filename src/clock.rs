@@ -1,6 +1,8 @@
-//! The time the store and the pipeline go by: the system's, or one that a test holds
-//! and moves forward itself (leases, retry times and doubt windows then pass only when
-//! the test says so, with no sleeping).
+//! The time the store, the pipeline and the clients go by: the system's, or one that a
+//! test holds and moves forward itself. On a held clock, leases, retry times, doubt
+//! windows, breaker pauses and pacing pass only when the test moves the clock, or when
+//! the code under test waits on it ([`Clock::sleep`] moves it instead of sleeping), so a
+//! test that drives the pipeline itself never sleeps.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -8,6 +10,11 @@ use std::time::Duration;
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
+
+/// Converts a duration to [`Millis`].
+pub fn ms(duration: Duration) -> Millis {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// A source of the current time.
 #[derive(Clone, Debug, Default)]
@@ -50,6 +57,16 @@ impl Clock {
         (left > 0).then(|| Duration::from_millis(u64::try_from(left).unwrap_or(0)))
     }
 
+    /// Waits `duration`: on the system clock, a real sleep; on a held clock, the clock
+    /// moves forward by `duration` at once (the caller is the only one running: a test
+    /// that steps the pipeline itself).
+    pub async fn sleep(&self, duration: Duration) {
+        match &self.held {
+            Some(_) => self.advance(duration),
+            None => tokio::time::sleep(duration).await,
+        }
+    }
+
     /// Moves a held clock forward by `by`; the system clock cannot be moved, and
     /// asking is a mistake in the caller (a test), so it panics.
     pub fn advance(&self, by: Duration) {
@@ -79,5 +96,13 @@ mod tests {
         let copy = clock.clone();
         copy.advance(Duration::from_secs(1));
         assert_eq!(clock.now_ms(), start + 1500, "clones share the time");
+    }
+
+    #[tokio::test]
+    async fn waiting_on_a_held_clock_moves_it_at_once() {
+        let clock = Clock::held();
+        let start = clock.now_ms();
+        clock.sleep(Duration::from_secs(3600)).await;
+        assert_eq!(clock.now_ms(), start + 3_600_000);
     }
 }

@@ -51,7 +51,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let config = Config::load_with(None, &|key| vars.get(key).cloned())?;
     let pipeline =
         crate::app::build_pipeline(&config, |s| s.poll = Duration::from_millis(200)).await?;
-    let app = crate::app::start(&config, pipeline, TcpListener::bind("127.0.0.1:0").await?).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let app = crate::app::start(&config, pipeline, listener, crate::app::Drive::Workers).await?;
     let base = format!("http://{}", app.addr);
     println!(
         "ozbridge demo: bridge on {base}; Oz simulator, fake GitHub and fake Slack on loopback\n"

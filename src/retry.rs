@@ -2,9 +2,10 @@
 //! shared by the three clients, and one breaker per upstream that spaces calls out
 //! while it fails and lets them resume as soon as it answers again.
 
+use crate::clock::{Clock, Millis, ms};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// What a caller needs to know of a failed call to decide how to retry it.
@@ -85,8 +86,8 @@ const PROBE_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 struct BreakerState {
     failures: u32,
-    open_until: Option<Instant>,
-    probe_since: Option<Instant>,
+    open_until: Option<Millis>,
+    probe_since: Option<Millis>,
 }
 
 /// Spaces out calls to one upstream (Oz, GitHub, Slack) while it fails: after a few
@@ -98,17 +99,19 @@ struct BreakerState {
 pub struct Breaker {
     name: &'static str,
     backoff: Backoff,
+    clock: Clock,
     state: Mutex<BreakerState>,
     recovered: watch::Sender<u64>,
     refused: std::sync::atomic::AtomicU64,
 }
 
 impl Breaker {
-    /// A closed breaker for the named upstream, pausing as `backoff` says.
-    pub fn new(name: &'static str, backoff: Backoff) -> Self {
+    /// A closed breaker for the named upstream, pausing as `backoff` says, by `clock`.
+    pub fn new(name: &'static str, backoff: Backoff, clock: Clock) -> Self {
         Self {
             name,
             backoff,
+            clock,
             state: Mutex::default(),
             recovered: watch::Sender::new(0),
             refused: std::sync::atomic::AtomicU64::new(0),
@@ -140,12 +143,12 @@ impl Breaker {
         let Some(until) = state.open_until else {
             return Ok(());
         };
-        let now = Instant::now();
-        if now < until {
-            return Err(until - now);
+        if let Some(wait) = self.clock.until(until) {
+            return Err(wait);
         }
+        let now = self.clock.now_ms();
         match state.probe_since {
-            Some(since) if now.duration_since(since) < PROBE_TIMEOUT => Err(PROBE_WAIT),
+            Some(since) if now - since < ms(PROBE_TIMEOUT) => Err(PROBE_WAIT),
             _ => {
                 state.probe_since = Some(now);
                 Ok(())
@@ -182,7 +185,7 @@ impl Breaker {
             None => None,
         };
         if let Some(pause) = pause {
-            let until = Instant::now() + pause;
+            let until = self.clock.now_ms() + ms(pause);
             if state.open_until.is_none() {
                 tracing::warn!(
                     upstream = self.name,
@@ -256,7 +259,8 @@ mod tests {
 
     #[test]
     fn a_breaker_opens_after_consecutive_failures_and_probes_once() {
-        let breaker = Breaker::new("oz", quick());
+        let clock = Clock::held();
+        let breaker = Breaker::new("oz", quick(), clock.clone());
         let mut recoveries = breaker.recoveries();
         for _ in 0..OPEN_AFTER - 1 {
             breaker.failed(None);
@@ -265,7 +269,7 @@ mod tests {
         breaker.failed(None);
         let wait = breaker.admit().expect_err("open after three failures");
         assert!(wait <= Duration::from_millis(40));
-        std::thread::sleep(Duration::from_millis(45));
+        clock.advance(Duration::from_millis(40));
         assert!(breaker.admit().is_ok(), "one probe goes through");
         assert_eq!(
             breaker.admit(),
@@ -286,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_rate_limit_opens_the_breaker_for_the_time_asked() {
-        let breaker = Breaker::new("github", quick());
+        let breaker = Breaker::new("github", quick(), Clock::held());
         breaker.failed(Some(Duration::from_secs(30)));
         let wait = breaker.admit().expect_err("paused");
         assert!(wait > Duration::from_secs(29));

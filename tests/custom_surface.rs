@@ -6,6 +6,7 @@
 mod common;
 
 use common::Harness;
+use ozbridge::app::Drive;
 use ozbridge::command::CommandLine;
 use ozbridge::domain::{
     Author, CustomOrigin, InboxCommand, Origin, PostId, Request, RunView, ThreadContext,
@@ -151,9 +152,31 @@ impl Feed {
     /// The first item of `seen` or of the feed that `wanted` matches (reading the feed
     /// as far as needed); every item read goes into `seen`. Separate paths (a status
     /// post, a reaction, a reply) may go out in any order, so each is awaited on its own.
-    async fn until(&mut self, seen: &mut Vec<Said>, wanted: impl Fn(&Said) -> bool) -> Said {
+    /// A harness that drives the pipeline drives it until then.
+    async fn until(
+        &mut self,
+        harness: &Harness,
+        seen: &mut Vec<Said>,
+        wanted: impl Fn(&Said) -> bool,
+    ) -> Said {
         if let Some(said) = seen.iter().find(|s| wanted(s)) {
             return said.clone();
+        }
+        if harness.drive == Drive::Caller {
+            let mut found = None;
+            harness
+                .drive_until("the board to be told", || {
+                    while let Ok(said) = self.0.try_recv() {
+                        seen.push(said.clone());
+                        if wanted(&said) {
+                            found = Some(said);
+                            return true;
+                        }
+                    }
+                    false
+                })
+                .await;
+            return found.expect("found above");
         }
         let read = async {
             loop {
@@ -171,13 +194,16 @@ impl Feed {
     }
 }
 
-async fn board() -> (Harness, Feed) {
+async fn board(drive: Drive) -> (Harness, Feed) {
     let (said, feed) = mpsc::unbounded_channel();
     let surface = Arc::new(Board {
         said,
         posts: Mutex::default(),
     });
-    (Harness::start_with_surface(surface).await, Feed(feed))
+    (
+        Harness::start_with_surface(surface, drive).await,
+        Feed(feed),
+    )
 }
 
 fn command(author: &str, text: &str) -> InboxCommand {
@@ -207,7 +233,7 @@ fn command(author: &str, text: &str) -> InboxCommand {
 
 #[tokio::test]
 async fn a_command_on_a_new_surface_runs_to_a_final_status() {
-    let (harness, mut feed) = board().await;
+    let (harness, mut feed) = board(Drive::Caller).await;
     let pipeline = &harness.app.as_ref().expect("app").pipeline;
     let id = pipeline
         .accept("board:m-1", &command("ana", "fix the flaky test"))
@@ -221,16 +247,18 @@ async fn a_command_on_a_new_surface_runs_to_a_final_status() {
     assert_eq!(again, None, "a redelivered command is stored once");
 
     let mut seen = Vec::new();
-    feed.until(&mut seen, |s| *s == Said::Mark(Mark::Received))
+    feed.until(&harness, &mut seen, |s| *s == Said::Mark(Mark::Received))
         .await;
     feed.until(
+        &harness,
         &mut seen,
         |s| matches!(s, Said::Status(t) if t.starts_with("✅ Done")),
     )
     .await;
-    feed.until(&mut seen, |s| *s == Said::Mark(Mark::Succeeded))
+    feed.until(&harness, &mut seen, |s| *s == Said::Mark(Mark::Succeeded))
         .await;
     feed.until(
+        &harness,
         &mut seen,
         |s| matches!(s, Said::Moment(t) if t.starts_with("Finished")),
     )
@@ -261,7 +289,7 @@ async fn a_command_on_a_new_surface_runs_to_a_final_status() {
 
 #[tokio::test]
 async fn the_surface_policy_refuses_in_its_own_words() {
-    let (harness, mut feed) = board().await;
+    let (harness, mut feed) = board(Drive::Caller).await;
     let pipeline = &harness.app.as_ref().expect("app").pipeline;
     pipeline
         .accept("board:m-2", &command("outsider", "do something"))
@@ -269,7 +297,7 @@ async fn the_surface_policy_refuses_in_its_own_words() {
         .expect("stored");
     let mut seen = Vec::new();
     let refusal = feed
-        .until(&mut seen, |s| matches!(s, Said::Private(_)))
+        .until(&harness, &mut seen, |s| matches!(s, Said::Private(_)))
         .await;
     assert_eq!(
         refusal,
@@ -279,7 +307,9 @@ async fn the_surface_policy_refuses_in_its_own_words() {
         .accept("board:m-3", &command("ana", "help"))
         .await
         .expect("stored");
-    let help = feed.until(&mut seen, |s| matches!(s, Said::Reply(_))).await;
+    let help = feed
+        .until(&harness, &mut seen, |s| matches!(s, Said::Reply(_)))
+        .await;
     assert!(
         matches!(&help, Said::Reply(t) if t.ends_with("Members of the board can start agents. Options go anywhere on the command's line; write `--` to end them.")),
         "{help:?}"
@@ -289,7 +319,7 @@ async fn the_surface_policy_refuses_in_its_own_words() {
 
 #[tokio::test]
 async fn a_step_that_panics_is_reported_and_the_worker_goes_on() {
-    let (harness, mut feed) = board().await;
+    let (harness, mut feed) = board(Drive::Workers).await;
     let pipeline = &harness.app.as_ref().expect("app").pipeline;
     let mut steps = pipeline.activity.watch();
     let mut crash = command("crasher", "fix it");
@@ -311,8 +341,48 @@ async fn a_step_that_panics_is_reported_and_the_worker_goes_on() {
         .expect("stored");
     let mut seen = Vec::new();
     feed.until(
+        &harness,
         &mut seen,
         |s| matches!(s, Said::Status(t) if t.starts_with("✅ Done")),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_command_whose_handling_panics_is_parked_and_its_thread_told() {
+    use futures_util::FutureExt;
+    let (harness, mut feed) = board(Drive::Caller).await;
+    let pipeline = harness.pipeline();
+    let mut crash = command("crasher", "fix it");
+    if let Origin::Custom(origin) = &mut crash.origin {
+        origin.thread = "topic-9".into();
+    }
+    pipeline.accept("board:m-9", &crash).await.expect("stored");
+    let panic = std::panic::AssertUnwindSafe(harness.run_until_idle())
+        .catch_unwind()
+        .await
+        .expect_err("the step panics");
+    assert_eq!(
+        panic.downcast_ref::<&str>(),
+        Some(&"the board's member list exploded")
+    );
+    // Put aside, not taken again: the next rounds do not panic, and its thread hears why.
+    let mut seen = Vec::new();
+    let told = feed
+        .until(&harness, &mut seen, |s| matches!(s, Said::Reply(_)))
+        .await;
+    assert!(
+        matches!(&told, Said::Reply(t) if t.starts_with("~crasher, sorry: something went wrong inside ozbridge") && t.contains("ozbridge admin retry")),
+        "{told:?}"
+    );
+    let parked = harness.store().parked().await.expect("store readable");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0]
+            .reason
+            .contains("panicked: the board's member list exploded"),
+        "{parked:?}"
+    );
+    harness.settle().await;
+    assert!(harness.sim.create_requests().is_empty(), "nothing started");
 }

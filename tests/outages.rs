@@ -1,6 +1,11 @@
 //! Outages and lost answers: creates answered too late are never made twice, outages
 //! are ridden out or parked (never dropped by a retry count), calls are spaced out
 //! while an upstream fails, and the tracker never skips a change.
+//!
+//! Tests of answers that come after the client's time-out run on the app's own workers
+//! and the system clock: a time-out is real time, and a doubt window is a promise about
+//! real time (a driving harness would move its held clock past a window while a fake's
+//! late answer is still on its way in real time).
 
 mod common;
 
@@ -21,7 +26,7 @@ fn create_fault(kind: FaultKind, times: u32) -> Fault {
 /// until that create can no longer land, finds it, and creates nothing more.
 #[tokio::test]
 async fn a_create_answered_after_the_client_timeout_is_not_created_twice() {
-    let mut h = Harness::start_with(None, &[("OZ_REQUEST_TIMEOUT_SECS", "1")])
+    let mut h = Harness::start_with_workers(None, &[("OZ_REQUEST_TIMEOUT_SECS", "1")])
         .await
         .unwrap();
     h.sim.inject(create_fault(
@@ -43,7 +48,7 @@ async fn a_create_answered_after_the_client_timeout_is_not_created_twice() {
 /// is noticed by the tracker, cancelled, and the thread is told.
 #[tokio::test]
 async fn a_duplicate_that_lands_after_all_is_cancelled_and_said_so() {
-    let mut h = Harness::start_with(None, &[("OZ_REQUEST_TIMEOUT_SECS", "1")])
+    let mut h = Harness::start_with_workers(None, &[("OZ_REQUEST_TIMEOUT_SECS", "1")])
         .await
         .unwrap();
     h.sim.inject(create_fault(
@@ -70,7 +75,9 @@ async fn a_duplicate_that_lands_after_all_is_cancelled_and_said_so() {
 /// by its marker once it can no longer land, not posted a second time.
 #[tokio::test]
 async fn a_status_comment_answered_after_the_timeout_is_posted_once() {
-    let mut h = Harness::start().await;
+    let mut h = Harness::start_with_workers(None, &[])
+        .await
+        .expect("harness");
     h.github
         .land_next_creates_late(1, Duration::from_millis(2500));
     let comment = h.command(92, "alice", "/oz fix it").await;
@@ -174,7 +181,7 @@ async fn a_whole_oz_outage_spaces_calls_out_and_work_resumes() {
 #[tokio::test]
 async fn the_tracker_never_skips_a_run_listed_before_it_was_recorded() {
     // The client waits out the slow create answer below.
-    let mut h = Harness::start_with(None, &[("OZ_REQUEST_TIMEOUT_SECS", "10")])
+    let mut h = Harness::start_with_workers(None, &[("OZ_REQUEST_TIMEOUT_SECS", "10")])
         .await
         .expect("sqlite harness");
     let first = h.command(96, "alice", "/oz keep going [sim:endless]").await;

@@ -30,7 +30,7 @@ async fn two_replicas_share_the_work_without_duplicates() {
     let Some(url) = database_url(&dir, true).await else {
         return;
     };
-    let Some(mut h) = Harness::start_with(Some(url), &[]).await else {
+    let Some(mut h) = Harness::start_with_workers(Some(url), &[]).await else {
         return;
     };
     // A second replica on the same database.
@@ -42,7 +42,7 @@ async fn two_replicas_share_the_work_without_duplicates() {
         .await
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        ozbridge::app::start(&h.config, pipeline, listener)
+        ozbridge::app::start(&h.config, pipeline, listener, ozbridge::app::Drive::Workers)
             .await
             .unwrap()
     };

@@ -6,7 +6,9 @@ use common::Harness;
 
 #[tokio::test]
 async fn crash_right_after_the_webhook_is_answered() {
-    let mut h = Harness::start().await;
+    let mut h = Harness::start_with_workers(None, &[])
+        .await
+        .expect("harness");
     let comment = h.command(30, "alice", "/oz fix").await;
     h.crash_and_restart().await;
     h.wait_reaction(comment, "rocket").await;
@@ -17,7 +19,9 @@ async fn crash_right_after_the_webhook_is_answered() {
 
 #[tokio::test]
 async fn crashes_at_every_stage_of_a_run() {
-    let mut h = Harness::start().await;
+    let mut h = Harness::start_with_workers(None, &[])
+        .await
+        .expect("harness");
     let comment = h.command(31, "alice", "/oz fix the login test").await;
     // While queued / starting.
     h.wait_status_contains(31, "Oz run `").await;
@@ -43,7 +47,9 @@ async fn crashes_at_every_stage_of_a_run() {
 
 #[tokio::test]
 async fn repeated_crashes_during_a_burst_of_commands() {
-    let mut h = Harness::start().await;
+    let mut h = Harness::start_with_workers(None, &[])
+        .await
+        .expect("harness");
     let mut comments = Vec::new();
     for number in 40..50 {
         comments.push((number, h.command(number, "alice", "/oz fix").await));

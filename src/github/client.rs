@@ -166,6 +166,14 @@ struct RefBody {
     name: String,
 }
 
+fn breaker(clock: crate::clock::Clock) -> std::sync::Arc<crate::retry::Breaker> {
+    std::sync::Arc::new(crate::retry::Breaker::new(
+        "github",
+        crate::retry::upstream_backoff(),
+        clock,
+    ))
+}
+
 impl GithubClient {
     /// A client for `api_url` with the configured authentication.
     pub fn new(
@@ -188,11 +196,16 @@ impl GithubClient {
             http,
             api: api_url.trim_end_matches('/').to_owned(),
             auth: std::sync::Arc::new(auth),
-            breaker: std::sync::Arc::new(crate::retry::Breaker::new(
-                "github",
-                crate::retry::upstream_backoff(),
-            )),
+            breaker: breaker(crate::clock::Clock::system()),
         })
+    }
+
+    /// The same client, whose breaker goes by `clock`.
+    pub fn with_clock(self, clock: crate::clock::Clock) -> Self {
+        Self {
+            breaker: breaker(clock),
+            ..self
+        }
     }
 
     /// Adds a reaction to an issue comment or a review comment (idempotent on GitHub).

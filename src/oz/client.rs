@@ -185,6 +185,10 @@ pub struct ListAgentsQuery {
     pub include_malformed_skills: Option<bool>,
 }
 
+fn oz_breaker(clock: crate::clock::Clock) -> std::sync::Arc<Breaker> {
+    std::sync::Arc::new(Breaker::new("oz", crate::retry::upstream_backoff(), clock))
+}
+
 /// The Oz API client. Cheap to clone.
 #[derive(Clone)]
 pub struct OzClient {
@@ -193,6 +197,7 @@ pub struct OzClient {
     api_key: SecretString,
     backoff: Backoff,
     breaker: std::sync::Arc<Breaker>,
+    clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for OzClient {
@@ -223,8 +228,18 @@ impl OzClient {
             base: base_url.trim_end_matches('/').to_owned(),
             api_key,
             backoff,
-            breaker: std::sync::Arc::new(Breaker::new("oz", crate::retry::upstream_backoff())),
+            breaker: oz_breaker(crate::clock::Clock::system()),
+            clock: crate::clock::Clock::system(),
         })
+    }
+
+    /// The same client, whose breaker and retry waits go by `clock`.
+    pub fn with_clock(self, clock: crate::clock::Clock) -> Self {
+        Self {
+            breaker: oz_breaker(clock.clone()),
+            clock,
+            ..self
+        }
     }
 
     /// The breaker that spaces out calls while the API fails.
@@ -407,7 +422,7 @@ impl OzClient {
                 {
                     let wait = self.backoff.delay(attempt, error.retry_after());
                     tracing::debug!(path, attempt, ?wait, %error, "retrying Oz call");
-                    tokio::time::sleep(wait).await;
+                    self.clock.sleep(wait).await;
                 }
                 other => return other,
             }

@@ -101,7 +101,7 @@ impl Dispatcher {
         let command = &command;
         work_on("command", self.dispatch(command), |reason| async move {
             tracing::error!(command = %command.id, %reason, "command parked: handling it panicked");
-            self.park(command, &reason).await
+            self.park(command, &reason, texts::broke).await
         })
         .await;
         true
@@ -147,7 +147,7 @@ impl Dispatcher {
         let give_up_at = self.retries.give_up_at(claimed.give_up_at);
         if self.retries.now() >= give_up_at {
             tracing::warn!(command = %claimed.id, %reason, "command parked: its retry budget is spent");
-            return self.park(claimed, reason).await;
+            return self.park(claimed, reason, texts::parked).await;
         }
         tracing::info!(command = %claimed.id, attempt = claimed.attempts, %reason, "command will be retried");
         let attempt = u32::try_from(claimed.attempts).unwrap_or(u32::MAX);
@@ -157,12 +157,18 @@ impl Dispatcher {
             .await
     }
 
-    /// Parks a command and tells its thread; `ozbridge admin retry` takes it again.
-    async fn park(&self, claimed: &ClaimedCommand, reason: &str) -> crate::store::StoreResult<()> {
+    /// Parks a command and tells its thread (in words `say` writes for the requester
+    /// and the command's id); `ozbridge admin retry` takes it again.
+    async fn park(
+        &self,
+        claimed: &ClaimedCommand,
+        reason: &str,
+        say: fn(&str, &str) -> String,
+    ) -> crate::store::StoreResult<()> {
         crate::telemetry::command("any", "parked");
         let origin = &claimed.command.origin;
         let who = self.mention(origin, &claimed.command.author);
-        let text = texts::parked(&who, claimed.id.as_str());
+        let text = say(&who, claimed.id.as_str());
         self.outbox
             .reply(format!("parked:{}", claimed.id), origin, text)
             .await?;

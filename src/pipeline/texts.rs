@@ -116,6 +116,16 @@ pub fn parked(who: &str, id: &str) -> String {
     )
 }
 
+/// A command set aside because handling it failed inside ozbridge (a bug): taking it
+/// again would fail the same way.
+pub fn broke(who: &str, id: &str) -> String {
+    format!(
+        "{who}, sorry: something went wrong inside ozbridge while handling this command, so I \
+         set it aside. Its operator has the details and can resume it \
+         (`ozbridge admin retry {id}`) once it is fixed."
+    )
+}
+
 /// New runs are refused because an operator paused ozbridge.
 pub fn paused(who: &str) -> String {
     format!(

@@ -119,8 +119,18 @@ pub struct SlackClient {
     api: String,
     token: SecretString,
     response_prefix: String,
-    next_post: std::sync::Arc<Mutex<HashMap<String, Instant>>>,
+    /// When each channel's next turn to post comes.
+    next_post: std::sync::Arc<Mutex<HashMap<String, crate::clock::Millis>>>,
     breaker: std::sync::Arc<crate::retry::Breaker>,
+    clock: crate::clock::Clock,
+}
+
+fn breaker(clock: crate::clock::Clock) -> std::sync::Arc<crate::retry::Breaker> {
+    std::sync::Arc::new(crate::retry::Breaker::new(
+        "slack",
+        crate::retry::upstream_backoff(),
+        clock,
+    ))
 }
 
 /// The metadata event type ozbridge stamps on its messages, to find them again.
@@ -144,11 +154,23 @@ impl SlackClient {
             token,
             response_prefix: response_prefix.to_owned(),
             next_post: Default::default(),
-            breaker: std::sync::Arc::new(crate::retry::Breaker::new(
-                "slack",
-                crate::retry::upstream_backoff(),
-            )),
+            breaker: breaker(crate::clock::Clock::system()),
+            clock: crate::clock::Clock::system(),
         })
+    }
+
+    /// The same client, whose breaker and pacing go by `clock`.
+    pub fn with_clock(self, clock: crate::clock::Clock) -> Self {
+        Self {
+            breaker: breaker(clock.clone()),
+            clock,
+            ..self
+        }
+    }
+
+    /// The clock its pacing goes by (a near turn is waited for on it).
+    pub fn clock(&self) -> &crate::clock::Clock {
+        &self.clock
     }
 
     /// The breaker that spaces out Web API calls while Slack fails.
@@ -330,17 +352,17 @@ impl SlackClient {
     /// its work back for that long rather than hold a claim while it waits).
     pub fn take_turn(&self, channel: &str) -> Result<Duration, Duration> {
         let mut next = self.next_post.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         let slot = next
             .get(channel)
             .copied()
             .filter(|t| *t > now)
             .unwrap_or(now);
-        let wait = slot - now;
+        let wait = self.clock.until(slot).unwrap_or_default();
         if wait > MAX_TURN_WAIT {
             return Err(wait);
         }
-        next.insert(channel.to_owned(), slot + POST_INTERVAL);
+        next.insert(channel.to_owned(), slot + crate::clock::ms(POST_INTERVAL));
         Ok(wait)
     }
 

@@ -267,7 +267,7 @@ impl Surface for SlackSurface {
         };
         let wait = self.client.take_turn(&s.channel)?;
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            self.client.clock().sleep(wait).await;
         }
         Ok(())
     }

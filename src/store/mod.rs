@@ -21,17 +21,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// Milliseconds since the Unix epoch, the unit of every time column.
-pub use crate::clock::Millis;
+pub use crate::clock::{Millis, ms};
 
 /// Text for a TEXT column: PostgreSQL cannot store U+0000, so a NUL that got past
 /// intake is replaced rather than failing the write again and again.
 pub(crate) fn clean(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
-}
-
-/// Converts a duration to [`Millis`].
-pub fn ms(duration: Duration) -> Millis {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A store error; callers only log and retry these.

@@ -110,8 +110,8 @@ struct SimState {
     faults: Vec<Fault>,
     next_scenarios: VecDeque<Scenario>,
     calls: BTreeMap<String, u64>,
-    /// When each call of an operation came, in order.
-    call_times: BTreeMap<String, Vec<std::time::Instant>>,
+    /// When each call of an operation came (on the simulator's clock), in order.
+    call_times: BTreeMap<String, Vec<crate::clock::Millis>>,
     requests: Vec<RunAgentRequest>,
     counter: u64,
 }
@@ -227,8 +227,8 @@ impl OzSim {
         lock(&self.state).calls.get(operation).copied().unwrap_or(0)
     }
 
-    /// When each call of `operation` came, oldest first.
-    pub fn call_times(&self, operation: &str) -> Vec<std::time::Instant> {
+    /// When each call of `operation` came on the simulator's clock, oldest first.
+    pub fn call_times(&self, operation: &str) -> Vec<crate::clock::Millis> {
         lock(&self.state)
             .call_times
             .get(operation)
@@ -528,7 +528,7 @@ async fn gate(
             .call_times
             .entry(operation.clone())
             .or_default()
-            .push(std::time::Instant::now());
+            .push(sim.clock.now_ms());
         *state.calls.entry(operation).or_default() += 1;
         if authorized {
             state.take_fault(&method, &path)

@@ -1,10 +1,19 @@
-//! Test harness: ozbridge through its real router and workers, against the in-crate Oz
-//! simulator and fake GitHub on loopback, with a fresh database per test.
+//! Test harness: ozbridge through its real router and pipeline, against the in-crate Oz
+//! simulator and fake GitHub and Slack on loopback, with a fresh database per test.
+//!
+//! By default the harness drives the pipeline itself: no worker runs in the background;
+//! each wait runs every stage until none finds work ([`Pipeline::run_until_idle`]),
+//! checks what it waits for, and moves a held clock on (the store's leases and retry
+//! times, the simulator's runs, the clients' breakers and pacing all go by it), so a test
+//! sees each consequence of what it did in order, without sleeping and without races. A
+//! harness started `with_workers` runs the service's own workers on the system clock
+//! instead, for tests that crash the app mid-work or run several replicas.
 #![allow(dead_code)]
 
 pub mod output;
 
-use ozbridge::app::{RunningApp, build_pipeline_with, start};
+use ozbridge::app::{Drive, Extras, RunningApp, build_pipeline_with, start};
+use ozbridge::clock::Clock;
 use ozbridge::config::Config;
 use ozbridge::intake::signature::sign_github;
 use ozbridge::testkit::github::{FakeComment, FakeGithub};
@@ -59,6 +68,12 @@ fn uuid_simple() -> String {
     ozbridge::ids::new_uuid().replace('-', "")
 }
 
+/// How far a driving harness moves its clock between rounds: less than any step of the
+/// simulator's runs, so every state a run goes through is seen.
+const MOMENT: Duration = Duration::from_millis(50);
+/// How long (on the held clock) a driving harness waits for what it was asked to.
+const PATIENCE: Duration = Duration::from_secs(600);
+
 pub const SLACK_SECRET: &str = "test-slack-signing-secret";
 pub const SLACK_OLD_SECRET: &str = "previous-slack-signing-secret";
 pub const SLACK_TOKEN: &str = "xoxb-test-token";
@@ -78,6 +93,11 @@ pub struct Harness {
     pub tune: fn(&mut ozbridge::pipeline::PipelineSettings),
     /// Surfaces beside GitHub and Slack (a test's own), given to every boot.
     pub surfaces: Vec<std::sync::Arc<dyn ozbridge::surface::Surface>>,
+    /// Who moves the pipeline: the harness (the default) or the app's workers.
+    pub drive: Drive,
+    /// The time the app and the simulator go by: held and moved by the harness when it
+    /// drives, the system's when workers do.
+    pub clock: Clock,
     next_comment: u64,
     _dir: tempfile::TempDir,
 }
@@ -92,20 +112,30 @@ impl Harness {
         Self::start_tuned(database, extra, |_| {}).await
     }
 
+    /// [`Self::start_with`], with the app's own workers moving the pipeline on the
+    /// system clock: for tests that crash the app mid-work or add replicas.
+    pub async fn start_with_workers(
+        database: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Option<Self> {
+        Self::start_full(database, extra, |_| {}, Vec::new(), Drive::Workers).await
+    }
+
     /// [`Self::start_with`], with `tune` applied to the pipeline settings of every boot.
     pub async fn start_tuned(
         database: Option<String>,
         extra: &[(&str, &str)],
         tune: fn(&mut ozbridge::pipeline::PipelineSettings),
     ) -> Option<Self> {
-        Self::start_full(database, extra, tune, Vec::new()).await
+        Self::start_full(database, extra, tune, Vec::new(), Drive::Caller).await
     }
 
-    /// A SQLite harness whose app also serves `surface`.
+    /// A SQLite harness whose app also serves `surface`, moved as `drive` says.
     pub async fn start_with_surface(
         surface: std::sync::Arc<dyn ozbridge::surface::Surface>,
+        drive: Drive,
     ) -> Self {
-        Self::start_full(None, &[], |_| {}, vec![surface])
+        Self::start_full(None, &[], |_| {}, vec![surface], drive)
             .await
             .expect("sqlite harness")
     }
@@ -115,6 +145,7 @@ impl Harness {
         extra: &[(&str, &str)],
         tune: fn(&mut ozbridge::pipeline::PipelineSettings),
         surfaces: Vec<std::sync::Arc<dyn ozbridge::surface::Surface>>,
+        drive: Drive,
     ) -> Option<Self> {
         ozbridge::install_crypto();
         ozbridge::telemetry::init_logging(ozbridge::config::LogFormat::Text);
@@ -123,7 +154,13 @@ impl Harness {
             Some(url) => url,
             None => database_url(&dir, false).await?,
         };
-        let sim = OzSim::new(Duration::from_millis(150)).with_api_key("test-oz-key");
+        let clock = match drive {
+            Drive::Caller => Clock::held(),
+            Drive::Workers => Clock::system(),
+        };
+        let sim = OzSim::new(Duration::from_millis(150))
+            .with_api_key("test-oz-key")
+            .with_clock(clock.clone());
         let oz_url = sim
             .serve(TcpListener::bind("127.0.0.1:0").await.ok()?)
             .await
@@ -189,6 +226,8 @@ impl Harness {
             http: reqwest::Client::new(),
             tune,
             surfaces,
+            drive,
+            clock,
             next_comment: 0,
             _dir: dir,
         };
@@ -209,16 +248,52 @@ impl Harness {
                 s.backoff.max = Duration::from_millis(800);
                 tune(s);
             },
-            self.surfaces.clone(),
+            Extras {
+                surfaces: self.surfaces.clone(),
+                clock: self.clock.clone(),
+            },
         )
         .await
         .expect("pipeline");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         self.app = Some(
-            start(&self.config, pipeline, listener)
+            start(&self.config, pipeline, listener, self.drive)
                 .await
                 .expect("start"),
         );
+    }
+
+    /// The running app's pipeline.
+    pub fn pipeline(&self) -> &ozbridge::pipeline::Pipeline {
+        &self.app.as_ref().expect("app running").pipeline
+    }
+
+    /// One round of driving: every stage runs until none finds work.
+    pub async fn run_until_idle(&self) -> usize {
+        assert_eq!(
+            self.drive,
+            Drive::Caller,
+            "the app's workers drive this harness"
+        );
+        self.pipeline().run_until_idle().await
+    }
+
+    /// Drives the pipeline until `check` holds: runs every stage until none finds work,
+    /// checks, and moves the held clock on by a moment, again and again. Fails after
+    /// ten minutes of the held clock's time without `check` holding, naming what it
+    /// waited for; a step that panics fails the test with its message.
+    pub async fn drive_until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let started = self.clock.now_ms();
+        loop {
+            self.run_until_idle().await;
+            if check() {
+                return;
+            }
+            if self.clock.now_ms() - started > PATIENCE.as_millis() as i64 {
+                panic!("not within {PATIENCE:?} of the held clock: {what}");
+            }
+            self.clock.advance(MOMENT);
+        }
     }
 
     /// Kills the app mid-work (like `kill -9`) and starts a new one on the same database.
@@ -485,7 +560,11 @@ impl Harness {
     /// worker step did work, the fake GitHub or Slack saw a call), never on a timer.
     /// Fails at once when a worker step panicked, with the panic's message, and after
     /// 15 s without `check` holding, naming what it waited for.
+    /// A harness that drives the pipeline drives it until `check` holds instead.
     pub async fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
+        if self.drive == Drive::Caller {
+            return self.drive_until(what, check).await;
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let mut changes = self.changes();
@@ -558,13 +637,28 @@ impl Harness {
     }
 
     /// The first event of `feed` that `pick` takes, within 15 s; fails at once when a
-    /// worker panicked.
+    /// worker panicked. A harness that drives the pipeline drives it until then.
     async fn next_on<E: Clone, T>(
         &self,
         mut feed: tokio::sync::broadcast::Receiver<E>,
         what: String,
         mut pick: impl FnMut(E) -> Option<T>,
     ) -> T {
+        if self.drive == Drive::Caller {
+            let mut found = None;
+            self.drive_until(&what, || {
+                while found.is_none() {
+                    match feed.try_recv() {
+                        Ok(event) => found = pick(event),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
+                }
+                found.is_some()
+            })
+            .await;
+            return found.expect("found above");
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             self.fail_on_panic();
@@ -613,6 +707,20 @@ impl Harness {
     /// next is final: nothing more happens until a new command arrives. Panics after
     /// 15 s, naming what is still pending.
     pub async fn settle(&self) {
+        if self.drive == Drive::Caller {
+            let started = self.clock.now_ms();
+            loop {
+                self.run_until_idle().await;
+                let pending = self.store().pending_work().await.expect("store readable");
+                if pending == 0 {
+                    return;
+                }
+                if self.clock.now_ms() - started > PATIENCE.as_millis() as i64 {
+                    panic!("the pipeline did not settle: {pending} items still pending");
+                }
+                self.clock.advance(MOMENT);
+            }
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let mut changes = self.changes();
