@@ -360,6 +360,21 @@ pub fn key_at(text: &str, at: usize) -> Option<String> {
     })
 }
 
+/// Where the key that serde calls unknown in `message` ("unknown field `name`…") is
+/// set in `text`: the start of its line.
+pub fn unknown_key_at(text: &str, message: &str) -> Option<usize> {
+    let name = message.strip_prefix("unknown field `")?.split('`').next()?;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        if line.contains('=') && key.trim_matches('"') == name {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
+}
+
 fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
     let mut parts = key.split('.');
     let first = table.get(parts.next()?)?;

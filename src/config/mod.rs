@@ -326,10 +326,11 @@ impl Config {
         let text = toml::to_string(&merged.table)
             .map_err(|e| config_error("configuration", e.to_string()))?;
         let file: FileConfig = toml::from_str(&text).map_err(|e| {
-            let name = match e
-                .span()
-                .and_then(|span| declared::key_at(&text, span.start))
-            {
+            // An unknown key under a flattened table is placed at its whole table: find
+            // its own line.
+            let at = declared::unknown_key_at(&text, e.message())
+                .or_else(|| e.span().map(|span| span.start));
+            let name = match at.and_then(|at| declared::key_at(&text, at)) {
                 // A declared setting is named where its value came from.
                 Some(key) if declared::is_declared(&key) => merged.name(&key).to_owned(),
                 Some(key) => key,
@@ -778,7 +779,11 @@ mod tests {
         let err = load(&[("GITHUB_APP_ID", "12")], None).err().unwrap();
         assert_eq!(err.key, "GITHUB_APP_PRIVATE_KEY");
         let err = load(&[], Some("[github]\nfrobnicate = 1\n")).err().unwrap();
-        assert!(err.reason.contains("frobnicate"), "{err}");
+        assert_eq!(err.key, "github.frobnicate", "{err}");
+        let err = load(&[], Some("[slack]\nallowd_users = [\"U1\"]\n"))
+            .err()
+            .unwrap();
+        assert_eq!(err.key, "slack.allowd_users", "{err}");
         let err = load(&[], Some("workers = \"many\"\n")).err().unwrap();
         assert_eq!(err.key, "workers", "{err}");
         let err = load(&[("OZBRIDGE_WORKERS", "65")], None).err().unwrap();

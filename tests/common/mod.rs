@@ -283,10 +283,19 @@ impl Harness {
     /// ten minutes of the held clock's time without `check` holding, naming what it
     /// waited for; a step that panics fails the test with its message.
     pub async fn drive_until(&self, what: &str, mut check: impl FnMut() -> bool) {
+        self.drive(what, || std::future::ready(check())).await
+    }
+
+    /// [`Self::drive_until`] with a check that awaits.
+    async fn drive<F: std::future::Future<Output = bool>>(
+        &self,
+        what: &str,
+        mut check: impl FnMut() -> F,
+    ) {
         let started = self.clock.now_ms();
         loop {
             self.run_until_idle().await;
-            if check() {
+            if check().await {
                 return;
             }
             if self.clock.now_ms() - started > PATIENCE.as_millis() as i64 {
@@ -705,21 +714,11 @@ impl Harness {
     /// Waits until the pipeline has nothing left to do (no pending command, message,
     /// starting or followed run, or status post behind), so that what a test asserts
     /// next is final: nothing more happens until a new command arrives. Panics after
-    /// 15 s, naming what is still pending.
+    /// 15 s (a driving harness: ten minutes of its held clock), naming what is pending.
     pub async fn settle(&self) {
         if self.drive == Drive::Caller {
-            let started = self.clock.now_ms();
-            loop {
-                self.run_until_idle().await;
-                let pending = self.store().pending_work().await.expect("store readable");
-                if pending == 0 {
-                    return;
-                }
-                if self.clock.now_ms() - started > PATIENCE.as_millis() as i64 {
-                    panic!("the pipeline did not settle: {pending} items still pending");
-                }
-                self.clock.advance(MOMENT);
-            }
+            let idle = || async { self.store().pending_work().await.expect("store readable") == 0 };
+            return self.drive("the pipeline to settle", idle).await;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
