@@ -776,3 +776,55 @@ async fn the_tracker_honours_retry_after_on_the_list_call() {
         "the longest pause between list calls was {longest:?}, though Oz asked for 2 s (tick is 0.1 s)"
     );
 }
+
+/// Finished work is deleted once it is older than the retention time (30 days by
+/// default); a run still going on keeps everything it needs, and its thread still works.
+#[tokio::test]
+async fn finished_work_is_forgotten_after_its_retention_and_the_rest_is_kept() {
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(url) = common::database_url(&dir, postgres).await else {
+            continue;
+        };
+        let mut h = Harness::start_with(Some(url), &[]).await.unwrap();
+        forget_finished_work(&mut h).await;
+    }
+}
+
+async fn forget_finished_work(h: &mut Harness) {
+    let done = h.command(60, "alice", "/oz fix it").await;
+    h.wait_reaction(done, "rocket").await;
+    h.command(61, "alice", "/oz keep going [sim:endless]").await;
+    h.wait_status_contains(61, "🏃 Working").await;
+    h.wait_status_contains(60, "✅ Done").await;
+    h.run_until_idle().await;
+    let (finished, going) = (h.sim_run_id(0), h.sim_run_id(1));
+    let store = h.store().clone();
+    assert_eq!(
+        store
+            .runs_by_oz_ids(&[finished.clone()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.pipeline().forget_finished().await,
+        0,
+        "nothing is old yet"
+    );
+
+    h.clock.advance(std::time::Duration::from_secs(31 * 86_400));
+    assert!(h.pipeline().forget_finished().await > 0);
+    assert!(store.runs_by_oz_ids(&[finished]).await.unwrap().is_empty());
+    assert_eq!(store.runs_by_oz_ids(&[going]).await.unwrap().len(), 1);
+    assert_eq!(store.command_count().await.unwrap(), 0, "both were handled");
+    assert_eq!(
+        h.pipeline().forget_finished().await,
+        0,
+        "all of it went at once"
+    );
+    // The going run is still followed and cancelled from its thread.
+    h.command(61, "alice", "/oz cancel").await;
+    h.wait_status_contains(61, "Cancelled").await;
+}

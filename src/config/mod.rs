@@ -140,6 +140,10 @@ pub struct Config {
     /// How long work keeps being retried while a service fails before it is parked
     /// (`OZBRIDGE_RETRY_FOR_SECS`, `retry_for_secs`; default 30 minutes).
     pub retry_for: Duration,
+    /// How long finished work (handled commands, delivered messages, finished runs) is
+    /// kept before a background task deletes it (`OZBRIDGE_RETENTION_DAYS`,
+    /// `retention_days`; default 30; 0 keeps it forever).
+    pub retention: Option<Duration>,
     /// Limits of the HTTP server.
     pub http: HttpLimits,
     /// How long claimed work stays claimed if its replica dies (`OZBRIDGE_LEASE_SECS`,
@@ -209,6 +213,7 @@ struct FileConfig {
     templates: FileTemplates,
     retry_for_secs: Option<u64>,
     lease_secs: Option<u64>,
+    retention_days: Option<u64>,
     #[serde(default)]
     http: FileHttp,
     #[serde(default)]
@@ -511,6 +516,8 @@ impl Config {
             file.retry_for_secs,
             1..=7 * 24 * 3600,
         )?;
+        let retention_days = number(name("retention_days"), file.retention_days, 0..=36_500)?;
+        let retention = (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
         let http = HttpLimits {
             header_timeout: seconds(
                 name("http.header_timeout_secs"),
@@ -542,6 +549,7 @@ impl Config {
             slack_prompt_template,
             workers,
             retry_for,
+            retention,
             http,
             lease: seconds(name("lease_secs"), file.lease_secs, 2..=3600)?,
             limits: RunLimits {

@@ -49,6 +49,8 @@ pub struct PipelineSettings {
     pub backoff: Backoff,
     /// How long failing work is retried before it is parked.
     pub retry_for: Duration,
+    /// How long finished work is kept (`None`: forever).
+    pub retention: Option<Duration>,
     /// New runs are refused (`OZBRIDGE_PAUSED`); the database's switch is read too.
     pub paused: bool,
     /// Caps on runs per person, per place and per day.
@@ -81,6 +83,7 @@ impl PipelineSettings {
                 max: Duration::from_secs(60),
             },
             retry_for: config.retry_for,
+            retention: config.retention,
             outage_notice_after: Duration::from_secs(60),
             paused: config.paused,
             limits: config.limits,
@@ -100,6 +103,11 @@ fn hostname() -> String {
         .or_else(|_| std::env::var("FLY_MACHINE_ID"))
         .unwrap_or_else(|_| "ozbridge".into())
 }
+
+/// How often finished work past its retention is looked for.
+const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+/// Rows of each kind deleted per statement.
+const RETENTION_BATCH: i64 = 500;
 
 /// Wakes idle workers when new work is written.
 #[derive(Default)]
@@ -276,6 +284,16 @@ impl Pipeline {
             Pace::Every(self.settings.tick),
         ));
         stages.push((
+            "retention",
+            |p| {
+                Box::pin(async move {
+                    p.forget_finished().await;
+                    false
+                })
+            },
+            Pace::Every(RETENTION_PERIOD),
+        ));
+        stages.push((
             "gauges",
             |p| {
                 Box::pin(async move {
@@ -312,6 +330,47 @@ impl Pipeline {
         self.wake.dispatch.notify_waiters();
         self.wake.start.notify_waiters();
         self.wake.notify.notify_waiters();
+    }
+
+    /// Deletes finished work older than the retention time, a batch at a time, on the
+    /// replica that holds the retention lease; how many rows went.
+    pub async fn forget_finished(&self) -> u64 {
+        let Some(retention) = self.settings.retention else {
+            return 0;
+        };
+        match (self.store)
+            .try_lease("retention", &self.settings.worker_id, RETENTION_PERIOD)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return 0,
+            Err(error) => {
+                tracing::warn!(%error, "could not take the retention lease");
+                return 0;
+            }
+        }
+        let before = self.store.clock().now_ms() - crate::clock::ms(retention);
+        let mut forgotten = 0;
+        loop {
+            match self.store.forget_finished(before, RETENTION_BATCH).await {
+                Ok(0) => break,
+                Ok(rows) => forgotten += rows,
+                Err(error) => {
+                    tracing::warn!(%error, "could not delete finished work");
+                    break;
+                }
+            }
+            // Small batches, each its own statement: other writers go in between.
+            tokio::task::yield_now().await;
+        }
+        if forgotten > 0 {
+            tracing::info!(
+                rows = forgotten,
+                ?retention,
+                "deleted finished work past its retention"
+            );
+        }
+        forgotten
     }
 
     async fn report_gauges(&self) {

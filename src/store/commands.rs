@@ -20,6 +20,21 @@ pub struct ClaimedCommand {
     pub give_up_at: Millis,
 }
 
+/// Commands due: the oldest due command whose thread has no older pending command.
+pub(super) const COMMAND_CLAIM: Claimable<'static> = Claimable {
+        table: "commands",
+        owner_column: "lease_owner",
+        lease_column: "lease_until",
+        also_set: ", attempts = attempts + 1",
+        // The oldest command of its thread: a thread's commands run in order.
+        due: "c.status = 'pending' AND c.next_attempt_at <= $3
+              AND NOT EXISTS (
+                SELECT 1 FROM commands o WHERE o.thread_key = c.thread_key AND o.status = 'pending'
+                  AND (o.received_at < c.received_at OR (o.received_at = c.received_at AND o.id < c.id)))",
+        order_by: "received_at",
+        returning: "id, payload, attempts, received_at, give_up_at",
+    };
+
 impl Store {
     /// Stores a command unless one with the same dedupe key exists; its id when stored.
     /// Returns only once the row is committed.
@@ -49,20 +64,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<ClaimedCommand>> {
-        let work = Claimable {
-            table: "commands",
-            owner_column: "lease_owner",
-            lease_column: "lease_until",
-            also_set: ", attempts = attempts + 1",
-            // The oldest command of its thread: a thread's commands run in order.
-            due: "c.status = 'pending' AND c.next_attempt_at <= $3
-                  AND NOT EXISTS (
-                    SELECT 1 FROM commands o WHERE o.thread_key = c.thread_key AND o.status = 'pending'
-                      AND (o.received_at < c.received_at OR (o.received_at = c.received_at AND o.id < c.id)))",
-            order_by: "received_at",
-            returning: "id, payload, attempts, received_at, give_up_at",
-        };
-        let row = self.claim_due(&work, owner, lease).await?;
+        let row = self.claim_due(&COMMAND_CLAIM, owner, lease).await?;
         let Some(row) = row else { return Ok(None) };
         let payload: String = row.try_get("payload")?;
         Ok(Some(ClaimedCommand {

@@ -41,6 +41,17 @@ pub struct OutboxItem {
     pub give_up_at: Millis,
 }
 
+/// Messages due, oldest first.
+pub(super) const OUTBOX_CLAIM: Claimable<'static> = Claimable {
+    table: "outbox",
+    owner_column: "lease_owner",
+    lease_column: "lease_until",
+    also_set: ", attempts = attempts + 1",
+    due: "c.status = 'pending' AND c.next_attempt_at <= $3",
+    order_by: "created_at",
+    returning: "id, payload, attempts, attempted, give_up_at",
+};
+
 impl Store {
     /// Queues a message unless one with the same key exists.
     pub async fn enqueue(&self, dedupe_key: &str, message: &OutboxMessage) -> StoreResult<()> {
@@ -64,16 +75,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<OutboxItem>> {
-        let work = Claimable {
-            table: "outbox",
-            owner_column: "lease_owner",
-            lease_column: "lease_until",
-            also_set: ", attempts = attempts + 1",
-            due: "c.status = 'pending' AND c.next_attempt_at <= $3",
-            order_by: "created_at",
-            returning: "id, payload, attempts, attempted, give_up_at",
-        };
-        let row = self.claim_due(&work, owner, lease).await?;
+        let row = self.claim_due(&OUTBOX_CLAIM, owner, lease).await?;
         let Some(row) = row else { return Ok(None) };
         let payload: String = row.try_get("payload")?;
         Ok(Some(OutboxItem {

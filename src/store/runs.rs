@@ -176,6 +176,28 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
     })
 }
 
+/// Runs to create in Oz, oldest first (a run that posts first waits for its post).
+pub(super) const START_CLAIM: Claimable<'static> = Claimable {
+    table: "runs",
+    owner_column: "start_owner",
+    lease_column: "start_lease_until",
+    also_set: "",
+    due: "c.phase = 'starting' AND (c.post_first = 0 OR c.status_post IS NOT NULL) AND c.start_next_at <= $3",
+    order_by: "created_at",
+    returning: COLUMNS,
+};
+
+/// Runs whose status post is behind their view, least recently changed first.
+pub(super) const POST_CLAIM: Claimable<'static> = Claimable {
+    table: "runs",
+    owner_column: "notify_owner",
+    lease_column: "notify_lease_until",
+    also_set: "",
+    due: "c.posted_version < c.version AND c.notify_next_at <= $3",
+    order_by: "updated_at",
+    returning: COLUMNS,
+};
+
 impl Store {
     /// Records a new run (one per command); false when the command already has one.
     pub async fn insert_run(&self, run: &RunRecord) -> StoreResult<bool> {
@@ -367,16 +389,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<RunRecord>> {
-        let work = Claimable {
-            table: "runs",
-            owner_column: "start_owner",
-            lease_column: "start_lease_until",
-            also_set: "",
-            due: "c.phase = 'starting' AND (c.post_first = 0 OR c.status_post IS NOT NULL) AND c.start_next_at <= $3",
-            order_by: "created_at",
-            returning: COLUMNS,
-        };
-        let row = self.claim_due(&work, owner, lease).await?;
+        let row = self.claim_due(&START_CLAIM, owner, lease).await?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -541,16 +554,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<RunRecord>> {
-        let work = Claimable {
-            table: "runs",
-            owner_column: "notify_owner",
-            lease_column: "notify_lease_until",
-            also_set: "",
-            due: "c.posted_version < c.version AND c.notify_next_at <= $3",
-            order_by: "updated_at",
-            returning: COLUMNS,
-        };
-        let row = self.claim_due(&work, owner, lease).await?;
+        let row = self.claim_due(&POST_CLAIM, owner, lease).await?;
         row.as_ref().map(decode).transpose()
     }
 

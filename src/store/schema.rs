@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -107,6 +107,22 @@ const V3: &[&str] = &[
        WHERE status_post IS NOT NULL AND status_post NOT LIKE '{%' AND origin LIKE '{"platform":"github"%'"#,
     r#"UPDATE runs SET status_post = '{"kind":"slack_message","ts":"' || status_post || '"}'
        WHERE status_post IS NOT NULL AND status_post NOT LIKE '{%' AND origin LIKE '{"platform":"slack"%'"#,
+];
+
+/// Every claim an indexed lookup, whatever the size of the backlog and of history:
+/// partial indexes hold only what may be due (pending commands and messages, runs whose
+/// status post is behind), in the order they are claimed; the old indexes that led with
+/// the status are dropped. Finished work is found by when it finished, for retention.
+const V4: &[&str] = &[
+    "DROP INDEX IF EXISTS commands_due",
+    "CREATE INDEX IF NOT EXISTS commands_pending ON commands (received_at) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS commands_finished ON commands (finished_at) WHERE status IN ('done', 'failed')",
+    "DROP INDEX IF EXISTS outbox_due",
+    "CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (sent_at) WHERE status IN ('sent', 'dead')",
+    "DROP INDEX IF EXISTS runs_dirty",
+    "CREATE INDEX IF NOT EXISTS runs_unposted ON runs (updated_at) WHERE posted_version < version",
+    "CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts (run_id)",
 ];
 
 /// Which database engine the statements run on.
