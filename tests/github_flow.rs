@@ -802,7 +802,7 @@ async fn forget_finished_work(h: &mut Harness) {
     let store = h.store().clone();
     assert_eq!(
         store
-            .runs_by_oz_ids(&[finished.clone()])
+            .runs_by_oz_ids(std::slice::from_ref(&finished))
             .await
             .unwrap()
             .len(),
