@@ -828,3 +828,48 @@ async fn forget_finished_work(h: &mut Harness) {
     h.command(61, "alice", "/oz cancel").await;
     h.wait_status_contains(61, "Cancelled").await;
 }
+
+/// A run the list no longer mentions (it has not changed for a long time) is fetched on
+/// its own at most once per ten minutes, however long it runs and however often the
+/// tracker ticks; each tick is one list call.
+#[tokio::test]
+async fn a_quiet_run_is_fetched_on_its_own_at_most_once_per_ten_minutes() {
+    let mut h = Harness::start().await;
+    h.command(24, "alice", "/oz keep going [sim:endless]").await;
+    h.wait_status_contains(24, "🏃 Working").await;
+    let (fetches, lists) = ("GET /agent/runs/{id}", "GET /agent/runs");
+    let (fetched_before, listed_before) = (h.sim.calls(fetches), h.sim.calls(lists));
+    // An hour of the held clock, with a tick every five seconds.
+    let ticks = 720;
+    for _ in 0..ticks {
+        h.clock.advance(std::time::Duration::from_secs(5));
+        h.run_until_idle().await;
+    }
+    let fetched = h.sim.calls(fetches) - fetched_before;
+    assert!(
+        (5..=7).contains(&fetched),
+        "{fetched} fetches of the one quiet run in an hour"
+    );
+    assert_eq!(
+        h.sim.calls(lists) - listed_before,
+        ticks,
+        "one list call per tick"
+    );
+    assert!(h.status_comment(24).unwrap().body.contains("🏃 Working"));
+}
+
+/// A comment without a command is answered from what the request holds: nothing is
+/// written, and nobody is called.
+#[tokio::test]
+async fn a_comment_without_a_command_writes_nothing() {
+    let mut h = Harness::start().await;
+    let (_, payload) = h.comment(25, "alice", "Thanks, the fix works. Maybe /oz later?");
+    let response = h.deliver("issue_comment", &payload).await;
+    assert_eq!(response.status(), 202);
+    let store = h.store();
+    assert_eq!(store.command_count().await.unwrap(), 0);
+    assert_eq!(store.pending_work().await.unwrap(), 0);
+    h.settle().await;
+    assert_eq!(h.sim.total_calls(), 0);
+    assert!(h.bot_comments(25).is_empty());
+}
