@@ -91,7 +91,11 @@ pub async fn build_pipeline_with(
         surfaces: extra,
         clock,
     } = extras;
-    let store = Store::connect_with_clock(&config.database_url, clock.clone()).await?;
+    let options = crate::store::StoreOptions {
+        clock: clock.clone(),
+        durable: config.durable,
+    };
+    let store = Store::connect_with(&config.database_url, options).await?;
     let api_key = config
         .oz
         .api_key

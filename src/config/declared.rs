@@ -99,6 +99,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("retry_for_secs", "OZBRIDGE_RETRY_FOR_SECS", Integer, "1800"),
     setting("lease_secs", "OZBRIDGE_LEASE_SECS", Integer, "60"),
     setting("retention_days", "OZBRIDGE_RETENTION_DAYS", Integer, "30"),
+    setting("durable", "OZBRIDGE_DURABLE", Switch, "0"),
     setting(
         "http.header_timeout_secs",
         "OZBRIDGE_HEADER_TIMEOUT_SECS",

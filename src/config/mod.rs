@@ -144,6 +144,10 @@ pub struct Config {
     /// kept before a background task deletes it (`OZBRIDGE_RETENTION_DAYS`,
     /// `retention_days`; default 30; 0 keeps it forever).
     pub retention: Option<Duration>,
+    /// Every commit reaches the disk before it is acknowledged (`OZBRIDGE_DURABLE`,
+    /// `durable`; default off): SQLite syncs each commit (`synchronous = FULL`), and
+    /// concurrent webhooks share a sync through group commit.
+    pub durable: bool,
     /// Limits of the HTTP server.
     pub http: HttpLimits,
     /// How long claimed work stays claimed if its replica dies (`OZBRIDGE_LEASE_SECS`,
@@ -214,6 +218,7 @@ struct FileConfig {
     retry_for_secs: Option<u64>,
     lease_secs: Option<u64>,
     retention_days: Option<u64>,
+    durable: Option<bool>,
     #[serde(default)]
     http: FileHttp,
     #[serde(default)]
@@ -550,6 +555,7 @@ impl Config {
             workers,
             retry_for,
             retention,
+            durable: given(file.durable, "durable")?,
             http,
             lease: seconds(name("lease_secs"), file.lease_secs, 2..=3600)?,
             limits: RunLimits {

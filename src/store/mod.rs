@@ -55,11 +55,24 @@ pub struct Store {
 impl Store {
     /// Connects, creating a SQLite file (and its folder) if missing, and migrates.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        Self::connect_with_clock(url, Clock::system()).await
+        Self::connect_with(url, StoreOptions::default()).await
     }
 
     /// [`Store::connect`], with the times of leases, retries and ages read from `clock`.
     pub async fn connect_with_clock(url: &str, clock: Clock) -> anyhow::Result<Self> {
+        Self::connect_with(
+            url,
+            StoreOptions {
+                clock,
+                durable: false,
+            },
+        )
+        .await
+    }
+
+    /// [`Store::connect`] as `options` say.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> anyhow::Result<Self> {
+        let StoreOptions { clock, durable } = options;
         sqlx::any::install_default_drivers();
         let is_sqlite = url.starts_with("sqlite:");
         let url = if is_sqlite {
@@ -74,10 +87,17 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if is_sqlite {
-                        // WAL lets readers run beside the writer; NORMAL is durable in WAL
-                        // mode except for the last transactions on power loss.
+                        // WAL lets readers run beside the writer. NORMAL loses the last
+                        // transactions on power loss (never on a crash of the process);
+                        // FULL syncs each commit before it is acknowledged, and group
+                        // commit lets concurrent webhooks share one sync.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute(if durable {
+                            "PRAGMA synchronous = FULL"
+                        } else {
+                            "PRAGMA synchronous = NORMAL"
+                        })
+                        .await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
@@ -220,6 +240,17 @@ impl Store {
     }
 }
 
+/// How a store connects.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// The time leases, retries and ages are read from.
+    pub clock: Clock,
+    /// Every commit reaches the disk before it is acknowledged, so a power loss loses
+    /// nothing acknowledged (SQLite's `synchronous = FULL`; PostgreSQL is durable by its
+    /// own `synchronous_commit`, which this leaves alone).
+    pub durable: bool,
+}
+
 /// One kind of claimable work, for [`Store::claim_due`]: its rows, the columns of their
 /// claim, and which rows are due (`c` is the candidate row, `$3` the time now).
 struct Claimable<'a> {
@@ -285,6 +316,30 @@ mod tests {
     /// claim order: no scan of the table, no sort of the backlog. So a claim costs the
     /// same with ten pending commands or a hundred thousand, and a hundred thousand
     /// finished runs cost nothing.
+    #[tokio::test]
+    async fn a_durable_store_syncs_every_commit_on_every_connection() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (durable, expected) in [(false, 1), (true, 2)] {
+            let url = format!("sqlite://{}/durable-{durable}.db", dir.path().display());
+            let options = StoreOptions {
+                durable,
+                ..StoreOptions::default()
+            };
+            let store = Store::connect_with(&url, options).await.expect("store");
+            // Hold several connections at once, so that each is asked.
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                let mut conn = store.pool.acquire().await.expect("connection");
+                let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .expect("pragma");
+                assert_eq!(level, expected, "durable: {durable}");
+                held.push(conn);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn every_claim_is_an_indexed_lookup_in_claim_order() {
         let dir = tempfile::tempdir().expect("temp dir");
