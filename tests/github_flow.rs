@@ -856,6 +856,11 @@ async fn a_quiet_run_is_fetched_on_its_own_at_most_once_per_ten_minutes() {
         "one list call per tick"
     );
     assert!(h.status_comment(24).unwrap().body.contains("🏃 Working"));
+    let states = h.store().active_states().await.unwrap();
+    assert_eq!(
+        states.into_iter().collect::<Vec<_>>(),
+        vec![("INPROGRESS".to_owned(), 1)]
+    );
 }
 
 /// A comment without a command is answered from what the request holds: nothing is

@@ -21,7 +21,6 @@ use crate::surface::Surfaces;
 use dispatcher::Dispatcher;
 use notifier::Notifier;
 use starter::Starter;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -379,16 +378,7 @@ impl Pipeline {
                 crate::telemetry::runs_in_phase(phase, count);
             }
         }
-        if let Ok(active) = self.store.active_runs().await {
-            let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
-            for run in active {
-                let state = run
-                    .view
-                    .state
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "NONE".into());
-                *by_state.entry(state).or_default() += 1;
-            }
+        if let Ok(by_state) = self.store.active_states().await {
             crate::telemetry::active_runs_by_state(&by_state);
         }
         if let (Ok(commands), Ok(outbox)) = (

@@ -5,8 +5,10 @@ use super::{Claimable, Millis, Store, StoreResult, clean, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
+use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A run the tracker has not seen in a list for this long is fetched on its own.
@@ -307,17 +309,27 @@ impl Store {
         Ok(())
     }
 
-    /// Every run the tracker follows (for the gauges).
-    /// The records leave out the request and the asked text (the prompt is the bulk of a
-    /// row, and no reader of many runs needs it).
-    pub async fn active_runs(&self) -> StoreResult<Vec<RunRecord>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM runs WHERE phase = 'active'",
-            light_columns()
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
+    /// How many followed runs are in each Oz state (`NONE` before Oz named one), for
+    /// the gauges: the views are read as a stream, one row at a time, and only their
+    /// state is decoded, so the memory this takes does not grow with the runs.
+    pub async fn active_states(&self) -> StoreResult<BTreeMap<String, i64>> {
+        use futures_util::TryStreamExt;
+        #[derive(Deserialize)]
+        struct StateOnly {
+            state: Option<crate::oz::types::RunState>,
+        }
+        let mut rows =
+            sqlx::query("SELECT view FROM runs WHERE phase = 'active'").fetch(&self.pool);
+        let mut counts = BTreeMap::new();
+        while let Some(row) = rows.try_next().await? {
+            let view: String = row.try_get("view")?;
+            let state = serde_json::from_str::<StateOnly>(&view)
+                .ok()
+                .and_then(|v| v.state)
+                .map_or_else(|| "NONE".to_owned(), |s| s.to_string());
+            *counts.entry(state).or_default() += 1;
+        }
+        Ok(counts)
     }
 
     /// The runs whose Oz ids are among `ids` (one list page), without their prompts.
