@@ -1,5 +1,7 @@
 //! Prints ozbridge's figures on this machine: signed webhooks accepted per second with
-//! p99 latency, Oz requests per tracker tick with 1,000 tracked runs, and the bridge's
+//! p50/p99/max latency, with the intake alone and with the whole pipeline running (and
+//! what became of the notifications the pipeline queued: sent, pending, dead, with the
+//! reasons), Oz requests per tracker tick with 1,000 tracked runs, and the bridge's
 //! resident memory. The bridge runs as its own process (`target/release/ozbridge serve`);
 //! the load generator, the Oz simulator and the fake GitHub run in this one, on loopback.
 //!
@@ -68,6 +70,7 @@ impl Drop for Bridge {
 }
 
 async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
+    let durable = std::env::var("OZBRIDGE_DURABLE").unwrap_or_default();
     let dir = tempfile::tempdir()?;
     let sim = OzSim::new(Duration::from_millis(200));
     let oz_url = sim.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
@@ -101,6 +104,7 @@ async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
         .env("OZBRIDGE_WORKERS", workers.to_string())
         .env("OZBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .env("OZBRIDGE_DURABLE", durable)
         .spawn()?;
     let bridge = Bridge {
         child,
@@ -117,9 +121,16 @@ async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
     anyhow::bail!("the bridge did not start")
 }
 
-async fn webhook_throughput() -> anyhow::Result<()> {
-    // Intake alone: workers off, so the figure is verify + parse + one inbox row.
-    let (_sim, _github, bridge) = setup(0).await?;
+/// Signed webhooks at concurrency 32; `workers` 0 is the intake alone (verify + parse +
+/// one inbox row), 4 is how the service runs (every command then goes through the
+/// pipeline: permission check, run or "busy" reply, status comment).
+async fn webhook_throughput(workers: usize) -> anyhow::Result<()> {
+    let (_sim, _github, bridge) = setup(workers).await?;
+    let label = if workers == 0 {
+        "intake only"
+    } else {
+        "full pipeline"
+    };
     println!("bridge idle RSS: {:.1} MB", rss_mb(bridge.child.id()));
     let url = format!("http://{}/github/webhook", bridge.addr);
     let bodies: Arc<Vec<(String, String)>> = Arc::new(
@@ -172,13 +183,45 @@ async fn webhook_throughput() -> anyhow::Result<()> {
     latencies.sort();
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
-        "webhooks: {REQUESTS} signed deliveries, concurrency {CONCURRENCY}: {:.0} req/s, p50 {:?}, p99 {:?}, RSS {:.1} MB",
+        "webhooks, {label}: {REQUESTS} signed deliveries, concurrency {CONCURRENCY}: {:.0} req/s, p50 {:?}, p99 {:?}, max {:?}, RSS {:.1} MB",
         REQUESTS as f64 / elapsed.as_secs_f64(),
         p(0.50),
         p(0.99),
+        latencies.last().copied().unwrap_or_default(),
         rss_mb(bridge.child.id())
     );
+    if workers > 0 {
+        for wait in [0, 30] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            println!(
+                "  notifications {wait} s after the load: {}",
+                outbox_report(&bridge).await?
+            );
+        }
+    }
     Ok(())
+}
+
+/// What became of the notifications the bridge queued: how many by status, and why the
+/// dead ones died.
+async fn outbox_report(bridge: &Bridge) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}/bench.db?mode=ro", bridge._dir.path().display());
+    let mut conn = sqlx::AnyConnection::connect(&url).await?;
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+            .fetch_all(&mut conn)
+            .await?;
+    let reasons: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT COALESCE(error, ''), COUNT(*) FROM outbox WHERE status = 'dead' GROUP BY error",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let (runs,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM runs")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(format!("{counts:?}, dead because {reasons:?}; {runs} runs"))
 }
 
 async fn tracking() -> anyhow::Result<()> {
@@ -231,7 +274,12 @@ async fn tracking() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     ozbridge::install_crypto();
-    webhook_throughput().await?;
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    webhook_throughput(0).await?;
+    webhook_throughput(4).await?;
     tracking().await?;
     Ok(())
 }

@@ -285,7 +285,7 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
         for statement in [
             format!("UPDATE runs SET status_post = '123', view = '{view}'"),
             "DELETE FROM artifacts".to_owned(),
-            "DELETE FROM ozbridge_schema WHERE version = 3".to_owned(),
+            "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
         ] {
             sqlx::query(&statement).execute(&mut conn).await.unwrap();
         }

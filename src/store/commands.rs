@@ -52,8 +52,8 @@ impl Store {
             now: self.clock.now_ms(),
         };
         let stored = match &self.inbox {
-            Some(group) => group.insert(row).await?,
-            None => bind(&row).execute(&self.pool).await?.rows_affected() == 1,
+            super::Inbox::GroupCommit(group) => group.insert(row).await?,
+            super::Inbox::Direct(pool) => bind(&row).execute(pool).await?.rows_affected() == 1,
         };
         Ok(stored.then_some(id))
     }

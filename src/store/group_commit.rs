@@ -25,14 +25,20 @@ type Job = (NewCommandRow, oneshot::Sender<StoreResult<bool>>);
 #[derive(Clone, Debug)]
 pub struct GroupCommit {
     jobs: mpsc::Sender<Job>,
+    pool: AnyPool,
 }
 
 impl GroupCommit {
     /// Starts the writer task on `pool`.
     pub fn start(pool: AnyPool) -> Self {
         let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(pool, receiver));
-        Self { jobs }
+        tokio::spawn(writer(pool.clone(), receiver));
+        Self { jobs, pool }
+    }
+
+    /// The pool its writer commits on.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Inserts a row; true when stored, false when its dedupe key was seen before.

@@ -46,8 +46,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    /// Inbox inserts go through one writer on SQLite; PostgreSQL takes them directly.
-    inbox: Option<group_commit::GroupCommit>,
+    /// Inbox inserts: the request's answer waits for them, so they have connections of
+    /// their own and never queue behind the pipeline for one.
+    inbox: Inbox,
     /// The time every stored time is read against.
     clock: Clock,
 }
@@ -81,32 +82,15 @@ impl Store {
             url.to_owned()
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if is_sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if is_sqlite {
-                        // WAL lets readers run beside the writer. NORMAL loses the last
-                        // transactions on power loss (never on a crash of the process);
-                        // FULL syncs each commit before it is acknowledged, and group
-                        // commit lets concurrent webhooks share one sync.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute(if durable {
-                            "PRAGMA synchronous = FULL"
-                        } else {
-                            "PRAGMA synchronous = NORMAL"
-                        })
-                        .await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        let inbox = is_sqlite.then(|| group_commit::GroupCommit::start(pool.clone()));
+        let pool = open_pool(&options, if is_sqlite { 8 } else { 16 }, is_sqlite, durable).await?;
+        let inbox_pool =
+            open_pool(&options, if is_sqlite { 1 } else { 4 }, is_sqlite, durable).await?;
+        let inbox = if is_sqlite {
+            // One writer at a time on SQLite: concurrent inserts commit together.
+            Inbox::GroupCommit(group_commit::GroupCommit::start(inbox_pool))
+        } else {
+            Inbox::Direct(inbox_pool)
+        };
         let engine = if is_sqlite {
             schema::Engine::Sqlite
         } else {
@@ -234,10 +218,63 @@ impl Store {
             .await?)
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.inbox.pool().close().await;
     }
+}
+
+/// Where inbox inserts go.
+#[derive(Clone, Debug)]
+enum Inbox {
+    /// SQLite: one writer task commits every insert waiting at that moment together.
+    GroupCommit(group_commit::GroupCommit),
+    /// PostgreSQL: each insert on its own, from a pool of their own.
+    Direct(AnyPool),
+}
+
+impl Inbox {
+    fn pool(&self) -> &AnyPool {
+        match self {
+            Self::GroupCommit(group) => group.pool(),
+            Self::Direct(pool) => pool,
+        }
+    }
+}
+
+/// A pool of up to `max` connections; SQLite connections get their pragmas.
+async fn open_pool(
+    options: &AnyConnectOptions,
+    max: u32,
+    is_sqlite: bool,
+    durable: bool,
+) -> anyhow::Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // WAL lets readers run beside the writer. NORMAL loses the last
+                    // transactions on power loss (never on a crash of the process);
+                    // FULL syncs each commit before it is acknowledged, and group
+                    // commit lets concurrent webhooks share one sync.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute(if durable {
+                        "PRAGMA synchronous = FULL"
+                    } else {
+                        "PRAGMA synchronous = NORMAL"
+                    })
+                    .await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options.clone())
+        .await?)
 }
 
 /// How a store connects.
