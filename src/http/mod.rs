@@ -65,13 +65,30 @@ impl HttpState {
     }
 }
 
+/// Counts a platform request as in flight until it is answered (the pipeline's workers
+/// step aside while many are).
+async fn count_in_flight(
+    axum::extract::State(state): axum::extract::State<HttpState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let _in_flight = state.pipeline.intake.enter();
+    next.run(request).await
+}
+
 /// The service's router.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let intake = Router::new()
         .route("/github/webhook", post(github::webhook))
         .route("/slack/commands", post(slack::commands))
         .route("/slack/events", post(slack::events))
         .route("/slack/interactions", post(slack::interactions))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_in_flight,
+        ));
+    Router::new()
+        .merge(intake)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

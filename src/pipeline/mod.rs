@@ -6,6 +6,7 @@ pub mod activity;
 mod adopt;
 mod catalog;
 mod dispatcher;
+pub mod load;
 mod notifier;
 mod outbox;
 pub mod prompt;
@@ -103,6 +104,8 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "ozbridge".into())
 }
 
+/// Longest a worker steps aside for a busy intake before its next step.
+const STEP_ASIDE: Duration = Duration::from_millis(100);
 /// How often finished work past its retention is looked for.
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 /// Rows of each kind deleted per statement.
@@ -123,6 +126,8 @@ pub struct Pipeline {
     pub settings: PipelineSettings,
     /// What the workers did: steps that found work, and panics.
     pub activity: activity::Activity,
+    /// The intake's requests in flight, which the workers step aside for.
+    pub intake: Arc<load::IntakeLoad>,
     surfaces: Surfaces,
     wake: Wakers,
     dispatcher: Dispatcher,
@@ -200,6 +205,7 @@ impl Pipeline {
             oz,
             settings,
             activity: activity::Activity::default(),
+            intake: Arc::default(),
             surfaces,
             wake,
         }
@@ -454,6 +460,10 @@ fn spawn_loop(
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if let Pace::OnWake(_) = pace {
+                // Answers to GitHub and Slack first; the work is stored and waits.
+                pipeline.intake.step_aside(STEP_ASIDE).await;
             }
             match std::panic::AssertUnwindSafe(step(pipeline.clone()))
                 .catch_unwind()

@@ -200,6 +200,13 @@ pub(super) const POST_CLAIM: Claimable<'static> = Claimable {
     returning: COLUMNS,
 };
 
+/// Runs of one person starting or working now (`$1`: the person).
+pub(super) const GOING_OF_ACTOR: &str =
+    "SELECT COUNT(*) FROM runs WHERE actor = $1 AND phase IN ('starting', 'active')";
+/// Runs in one place starting or working now (`$1`: the place).
+pub(super) const GOING_IN_PLACE: &str =
+    "SELECT COUNT(*) FROM runs WHERE place = $1 AND phase IN ('starting', 'active')";
+
 impl Store {
     /// Records a new run (one per command); false when the command already has one.
     pub async fn insert_run(&self, run: &RunRecord) -> StoreResult<bool> {
@@ -669,23 +676,19 @@ impl Store {
 
     /// Runs of `actor` starting or working now.
     pub async fn active_runs_of(&self, actor: &str) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM runs WHERE actor = $1 AND phase IN ('starting', 'active')",
-        )
-        .bind(actor)
-        .fetch_one(&self.pool)
-        .await?;
+        let (n,): (i64,) = sqlx::query_as(GOING_OF_ACTOR)
+            .bind(actor)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 
     /// Runs of `place` starting or working now.
     pub async fn active_runs_in(&self, place: &str) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM runs WHERE place = $1 AND phase IN ('starting', 'active')",
-        )
-        .bind(place)
-        .fetch_one(&self.pool)
-        .await?;
+        let (n,): (i64,) = sqlx::query_as(GOING_IN_PLACE)
+            .bind(place)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 

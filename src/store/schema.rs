@@ -123,6 +123,10 @@ const V4: &[&str] = &[
     "DROP INDEX IF EXISTS runs_dirty",
     "CREATE INDEX IF NOT EXISTS runs_unposted ON runs (updated_at) WHERE posted_version < version",
     "CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts (run_id)",
+    // The abuse limits count the runs going on per person and per place for every new
+    // command: from the runs going on, not from everything each one ever started.
+    "CREATE INDEX IF NOT EXISTS runs_actor_going ON runs (actor) WHERE phase IN ('starting', 'active')",
+    "CREATE INDEX IF NOT EXISTS runs_place_going ON runs (place) WHERE phase IN ('starting', 'active')",
 ];
 
 /// Which database engine the statements run on.
