@@ -1,6 +1,8 @@
 //! The pipeline after intake, driven entirely from the database so that a restart at
 //! any point resumes: the dispatcher turns commands into run intents, the starter
-//! creates them in Oz, the tracker follows them, the notifier tells the thread.
+//! creates them in Oz, the tracker follows them, the notifier tells the thread. Each
+//! stage is a struct that holds only what it uses; `Pipeline` composes them and runs
+//! them as workers, or steps them until idle for a caller that drives it (the tests).
 
 pub mod activity;
 mod adopt;
