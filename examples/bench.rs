@@ -1,7 +1,8 @@
 //! Prints ozbridge's figures on this machine: signed webhooks accepted per second with
-//! p50/p99/max latency, with the intake alone and with the whole pipeline running (and
-//! what became of the notifications the pipeline queued: sent, pending, dead, with the
-//! reasons), Oz requests per tracker tick with 1,000 tracked runs, and the bridge's
+//! p50/p99/max latency, beside a minimal axum + SQLite floor measured in the same run
+//! (every comment a command, and one in ten), with the intake alone and with the whole
+//! pipeline running (and what became of the notifications the pipeline queued: sent,
+//! pending, dead, with the reasons), Oz requests per tracker tick with 1,000 tracked runs, and the bridge's
 //! resident memory. The bridge runs as its own process (`target/release/ozbridge serve`);
 //! the load generator, the Oz simulator and the fake GitHub run in this one, on loopback.
 //!
@@ -44,18 +45,17 @@ fn rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn payload(comment_id: u64, number: u64) -> String {
+fn payload(comment_id: u64, number: u64, command: bool) -> String {
     // About 9.5 KB, like a real issue_comment delivery with a long issue body.
     let body = "The login test fails about one run in five on CI. ".repeat(170);
+    let text = if command {
+        "/oz fix the flaky login test [sim:endless]"
+    } else {
+        "Thanks, that reproduces it here too; see the second log."
+    };
     CommentEventSpec {
         issue_body: &body,
-        ..CommentEventSpec::created(
-            "acme/widgets",
-            number,
-            comment_id,
-            "alice",
-            "/oz fix the flaky login test [sim:endless]",
-        )
+        ..CommentEventSpec::created("acme/widgets", number, comment_id, "alice", text)
     }
     .payload()
     .to_string()
@@ -132,28 +132,64 @@ async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
     anyhow::bail!("the bridge did not start")
 }
 
-/// Signed webhooks at concurrency 32; `workers` 0 is the intake alone (verify + parse +
-/// one inbox row), 4 is how the service runs (every command then goes through the
-/// pipeline: permission check, run or "busy" reply, status comment).
-async fn webhook_throughput(workers: usize) -> anyhow::Result<()> {
-    let (_sim, _github, bridge) = setup(workers).await?;
-    let label = if workers == 0 {
-        "intake only"
-    } else {
-        "full pipeline"
-    };
-    println!("bridge idle RSS: {:.1} MB", rss_mb(bridge.child.id()));
-    let url = format!("http://{}/github/webhook", bridge.addr);
-    let bodies: Arc<Vec<(String, String)>> = Arc::new(
+/// What share of the comments hold a command.
+#[derive(Clone, Copy)]
+enum Mix {
+    /// Every comment is a `/oz` command.
+    AllCommands,
+    /// One comment in ten is; the others are conversation.
+    TenthCommands,
+}
+
+impl Mix {
+    fn name(self) -> &'static str {
+        match self {
+            Mix::AllCommands => "100 % commands",
+            Mix::TenthCommands => "10 % commands",
+        }
+    }
+}
+
+/// `REQUESTS` signed deliveries of `mix`, with distinct comment ids.
+fn deliveries(mix: Mix, first_comment: u64) -> Arc<Vec<(String, String)>> {
+    Arc::new(
         (0..REQUESTS as u64)
             .map(|i| {
-                let body = payload(1_000_000 + i, 1 + i % 500);
+                let command = match mix {
+                    Mix::AllCommands => true,
+                    Mix::TenthCommands => i % 10 == 0,
+                };
+                let body = payload(first_comment + i, 1 + i % 500, command);
                 let signature = sign_github(SECRET, body.as_bytes());
                 (body, signature)
             })
             .collect(),
-    );
-    println!("webhook body size: {} bytes", bodies[0].0.len());
+    )
+}
+
+/// Throughput and latencies of one load.
+struct Figures {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.per_second,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.max.as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Sends `bodies` to `url` in a closed loop at concurrency 32; every answer must be 2xx.
+async fn load(url: &str, bodies: Arc<Vec<(String, String)>>) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()?;
@@ -162,7 +198,7 @@ async fn webhook_throughput(workers: usize) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
         let (client, url, bodies, next) =
-            (client.clone(), url.clone(), bodies.clone(), next.clone());
+            (client.clone(), url.to_owned(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -193,23 +229,175 @@ async fn webhook_throughput(workers: usize) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     latencies.sort();
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok(Figures {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: p(0.50),
+        p99: p(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+    })
+}
+
+/// Webhooks to the minimal axum floor and to ozbridge's intake alone (workers off), one
+/// after the other in this run, for each mix; then to ozbridge with its pipeline.
+async fn webhook_throughput() -> anyhow::Result<()> {
+    for (round, mix) in [Mix::AllCommands, Mix::TenthCommands]
+        .into_iter()
+        .enumerate()
+    {
+        let first = 1_000_000 * (round as u64 + 1);
+        let floor = Floor::start()?;
+        let floor_figures = load(&floor.url().await?, deliveries(mix, first)).await?;
+        drop(floor);
+        println!(
+            "floor (axum, verify + parse + one SQLite row), {}: {floor_figures}",
+            mix.name()
+        );
+        let (_sim, _github, bridge) = setup(0).await?;
+        let url = format!("http://{}/github/webhook", bridge.addr);
+        let figures = load(&url, deliveries(mix, first)).await?;
+        println!(
+            "ozbridge intake only, {}: {figures} ({:.0} % of the floor), RSS {:.1} MB",
+            mix.name(),
+            100.0 * figures.per_second / floor_figures.per_second,
+            rss_mb(bridge.child.id())
+        );
+    }
+    let (_sim, _github, bridge) = setup(4).await?;
+    println!("bridge idle RSS: {:.1} MB", rss_mb(bridge.child.id()));
+    let url = format!("http://{}/github/webhook", bridge.addr);
+    let figures = load(&url, deliveries(Mix::AllCommands, 9_000_000)).await?;
     println!(
-        "webhooks, {label}: {REQUESTS} signed deliveries, concurrency {CONCURRENCY}: {:.0} req/s, p50 {:?}, p99 {:?}, max {:?}, RSS {:.1} MB",
-        REQUESTS as f64 / elapsed.as_secs_f64(),
-        p(0.50),
-        p(0.99),
-        latencies.last().copied().unwrap_or_default(),
+        "ozbridge full pipeline, {}: {figures}, RSS {:.1} MB",
+        Mix::AllCommands.name(),
         rss_mb(bridge.child.id())
     );
-    if workers > 0 {
-        for wait in [0, 30] {
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-            println!(
-                "  notifications {wait} s after the load: {}",
-                outbox_report(&bridge).await?
-            );
+    for wait in [0, 30] {
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        println!(
+            "  notifications {wait} s after the load: {}",
+            outbox_report(&bridge).await?
+        );
+    }
+    Ok(())
+}
+
+/// The floor to compare the intake with: a minimal axum service that verifies the
+/// signature, parses the JSON and stores one SQLite row (WAL, synchronous NORMAL) for a
+/// comment that holds a command; its own process (this program with `--floor`).
+struct Floor {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Floor {
+    fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg("--floor")
+            .arg(port.to_string())
+            .arg(dir.path().join("floor.db"))
+            .spawn()?;
+        Ok(Self {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// Its webhook URL, once it answers.
+    async fn url(&self) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{}/github/webhook", self.port);
+        for _ in 0..100 {
+            if reqwest::get(&url).await.is_ok() {
+                return Ok(url);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("the floor did not start")
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves the floor (see [`Floor`]) until killed.
+async fn serve_floor(port: u16, database: &str) -> anyhow::Result<()> {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use hmac::{Hmac, Mac};
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(database)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    sqlx::query("CREATE TABLE inbox (delivery TEXT PRIMARY KEY, command TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    async fn webhook(
+        State(pool): State<sqlx::SqlitePool>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let signature = headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha256="))
+            .and_then(|v| hex::decode(v).ok())
+            .unwrap_or_default();
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()) else {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        };
+        mac.update(&body);
+        if mac.verify_slice(&signature).is_err() {
+            return StatusCode::UNAUTHORIZED;
+        }
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return StatusCode::BAD_REQUEST;
+        };
+        let text = event["comment"]["body"].as_str().unwrap_or_default();
+        let Some(command) = text.lines().find(|line| line.starts_with("/oz")) else {
+            return StatusCode::ACCEPTED;
+        };
+        let delivery = headers
+            .get("x-github-delivery")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        match sqlx::query(
+            "INSERT INTO inbox (delivery, command) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(delivery)
+        .bind(command)
+        .execute(&pool)
+        .await
+        {
+            Ok(_) => StatusCode::ACCEPTED,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
+    let app = axum::Router::new()
+        .route(
+            "/github/webhook",
+            axum::routing::post(webhook).get(|| async { "floor" }),
+        )
+        .with_state(pool);
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
@@ -241,7 +429,7 @@ async fn tracking() -> anyhow::Result<()> {
     let url = format!("http://{}/github/webhook", bridge.addr);
     for i in 0..tracked() as u64 {
         sim.push_scenario(Scenario::Endless);
-        let body = payload(5_000_000 + i, 10_000 + i);
+        let body = payload(5_000_000 + i, 10_000 + i, true);
         let signature = sign_github(SECRET, body.as_bytes());
         client
             .post(&url)
@@ -284,14 +472,19 @@ async fn tracking() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, port, database] = args.as_slice()
+        && flag == "--floor"
+    {
+        return serve_floor(port.parse()?, database).await;
+    }
     ozbridge::install_crypto();
     println!(
         "cores: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     if std::env::var("BENCH_ONLY").as_deref() != Ok("tracking") {
-        webhook_throughput(0).await?;
-        webhook_throughput(4).await?;
+        webhook_throughput().await?;
     }
     tracking().await?;
     Ok(())
