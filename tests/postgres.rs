@@ -35,9 +35,12 @@ async fn two_replicas_share_the_work_without_duplicates() {
     };
     // A second replica on the same database.
     let second = {
+        // Tuned as the harness tunes its own replica.
         let pipeline = ozbridge::app::build_pipeline(&h.config, |s| {
             s.poll = std::time::Duration::from_millis(50);
             s.lease = std::time::Duration::from_millis(1500);
+            s.backoff.base = std::time::Duration::from_millis(100);
+            s.backoff.max = std::time::Duration::from_millis(800);
         })
         .await
         .unwrap();

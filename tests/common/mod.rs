@@ -73,6 +73,10 @@ fn uuid_simple() -> String {
 const MOMENT: Duration = Duration::from_millis(50);
 /// How long (on the held clock) a driving harness waits for what it was asked to.
 const PATIENCE: Duration = Duration::from_secs(600);
+/// How long (real time) a harness whose workers drive waits for what it was asked to.
+/// Generous: what these waits catch (a change skipped, work lost) never comes at all,
+/// and a machine loaded with other work may take many times the usual few seconds.
+const REAL_PATIENCE: Duration = Duration::from_secs(60);
 
 pub const SLACK_SECRET: &str = "test-slack-signing-secret";
 pub const SLACK_OLD_SECRET: &str = "previous-slack-signing-secret";
@@ -568,13 +572,13 @@ impl Harness {
     /// Waits until `check` holds: it is checked again each time something happens (a
     /// worker step did work, the fake GitHub or Slack saw a call), never on a timer.
     /// Fails at once when a worker step panicked, with the panic's message, and after
-    /// 15 s without `check` holding, naming what it waited for.
+    /// [`REAL_PATIENCE`] without `check` holding, naming what it waited for.
     /// A harness that drives the pipeline drives it until `check` holds instead.
     pub async fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) {
         if self.drive == Drive::Caller {
             return self.drive_until(what, check).await;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + REAL_PATIENCE;
         loop {
             let mut changes = self.changes();
             if check() {
@@ -645,7 +649,7 @@ impl Harness {
         )
     }
 
-    /// The first event of `feed` that `pick` takes, within 15 s; fails at once when a
+    /// The first event of `feed` that `pick` takes, within [`REAL_PATIENCE`]; fails at once when a
     /// worker panicked. A harness that drives the pipeline drives it until then.
     async fn next_on<E: Clone, T>(
         &self,
@@ -668,7 +672,7 @@ impl Harness {
             .await;
             return found.expect("found above");
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + REAL_PATIENCE;
         loop {
             self.fail_on_panic();
             let event = tokio::time::timeout_at(deadline, feed.recv())
@@ -714,13 +718,14 @@ impl Harness {
     /// Waits until the pipeline has nothing left to do (no pending command, message,
     /// starting or followed run, or status post behind), so that what a test asserts
     /// next is final: nothing more happens until a new command arrives. Panics after
-    /// 15 s (a driving harness: ten minutes of its held clock), naming what is pending.
+    /// [`REAL_PATIENCE`] (a driving harness: ten minutes of its held clock), naming what is
+    /// pending.
     pub async fn settle(&self) {
         if self.drive == Drive::Caller {
             let idle = || async { self.store().pending_work().await.expect("store readable") == 0 };
             return self.drive("the pipeline to settle", idle).await;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + REAL_PATIENCE;
         loop {
             let mut changes = self.changes();
             let pending = self.store().pending_work().await.expect("store readable");
