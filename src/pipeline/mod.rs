@@ -419,7 +419,7 @@ type Step = fn(Arc<Pipeline>) -> Pin<Box<dyn Future<Output = bool> + Send>>;
 enum Pace {
     /// On a wake-up for its stage, or after the poll interval (retries, other replicas).
     OnWake(fn(&Pipeline) -> &Notify),
-    /// Periodically.
+    /// Periodically: a step starts every period (at once after a step that overran it).
     Every(Duration),
 }
 
@@ -467,6 +467,7 @@ fn spawn_loop(
                 // Answers to GitHub and Slack first; the work is stored and waits.
                 pipeline.intake.step_aside(STEP_ASIDE).await;
             }
+            let started = tokio::time::Instant::now();
             match std::panic::AssertUnwindSafe(step(pipeline.clone()))
                 .catch_unwind()
                 .await
@@ -479,8 +480,9 @@ fn spawn_loop(
                 Err(payload) => pipeline.activity.panicked(stage, payload.as_ref()),
             }
             match pace {
+                // A fixed period: the step's own time is part of it.
                 Pace::Every(period) => tokio::select! {
-                    _ = tokio::time::sleep(period) => {}
+                    _ = tokio::time::sleep_until(started + period) => {}
                     _ = shutdown.changed() => {}
                 },
                 Pace::OnWake(wake) => tokio::select! {
