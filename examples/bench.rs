@@ -12,12 +12,18 @@ use ozbridge::intake::signature::sign_github;
 use ozbridge::testkit::github::FakeGithub;
 use ozbridge::testkit::oz::{OzSim, Scenario};
 use ozbridge::testkit::payloads::github::CommentEventSpec;
+use ozbridge::testkit::payloads::slack::slash_command_body;
+use ozbridge::testkit::slack::FakeSlack;
 use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 const SECRET: &str = "bench-secret";
+const SLACK_TOKEN: &str = "xoxb-bench";
+const SLACK_SECRET: &str = "bench-signing-secret";
+/// Channels the slash commands are spread over (the bot is in each).
+const SLACK_CHANNELS: usize = 24;
 const REQUESTS: usize = 20_000;
 const CONCURRENCY: usize = 32;
 /// Runs tracked in the tracking figures (`BENCH_TRACKED` to change it).
@@ -75,7 +81,17 @@ impl Drop for Bridge {
     }
 }
 
-async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
+/// The bridge and the fakes it talks to.
+struct Setup {
+    sim: OzSim,
+    github: FakeGithub,
+    _slack: FakeSlack,
+    bridge: Bridge,
+    /// Where slash commands' private answers go (the fake Slack's hooks).
+    response_url: String,
+}
+
+async fn setup(workers: usize) -> anyhow::Result<Setup> {
     let durable = std::env::var("OZBRIDGE_DURABLE").unwrap_or_default();
     let dir = tempfile::tempdir()?;
     let sim = OzSim::new(Duration::from_millis(200));
@@ -85,6 +101,11 @@ async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
         .serve(TcpListener::bind("127.0.0.1:0").await?)
         .await?;
     github.set_permission("acme/widgets", "alice", "write");
+    let slack = FakeSlack::new(SLACK_TOKEN);
+    let (slack_api, hooks) = slack.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
+    for channel in 0..SLACK_CHANNELS {
+        slack.add_channel(&format!("C{channel}"), true);
+    }
     let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
     let binary = std::env::current_exe()?
         .parent()
@@ -102,6 +123,10 @@ async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
         .env("GITHUB_API_URL", github_url)
         .env("GITHUB_TOKEN", "t")
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("SLACK_BOT_TOKEN", SLACK_TOKEN)
+        .env("SLACK_SIGNING_SECRET", SLACK_SECRET)
+        .env("SLACK_API_URL", slack_api)
+        .env("SLACK_RESPONSE_URL_PREFIX", &hooks)
         .env(
             "DATABASE_URL",
             format!("sqlite://{}/bench.db", dir.path().display()),
@@ -125,7 +150,13 @@ async fn setup(workers: usize) -> anyhow::Result<(OzSim, FakeGithub, Bridge)> {
     let health = format!("http://{}/healthz", bridge.addr);
     for _ in 0..100 {
         if reqwest::get(&health).await.is_ok() {
-            return Ok((sim, github, bridge));
+            return Ok(Setup {
+                sim,
+                github,
+                _slack: slack,
+                bridge,
+                response_url: format!("{hooks}commands/T0ACME/bench"),
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -150,8 +181,14 @@ impl Mix {
     }
 }
 
-/// `REQUESTS` signed deliveries of `mix`, with distinct comment ids.
-fn deliveries(mix: Mix, first_comment: u64) -> Arc<Vec<(String, String)>> {
+/// One request of a load: its body and headers.
+struct Delivery {
+    body: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+/// `REQUESTS` signed GitHub deliveries of `mix`, with distinct comment ids.
+fn deliveries(mix: Mix, first_comment: u64) -> Arc<Vec<Delivery>> {
     Arc::new(
         (0..REQUESTS as u64)
             .map(|i| {
@@ -160,8 +197,42 @@ fn deliveries(mix: Mix, first_comment: u64) -> Arc<Vec<(String, String)>> {
                     Mix::TenthCommands => i % 10 == 0,
                 };
                 let body = payload(first_comment + i, 1 + i % 500, command);
-                let signature = sign_github(SECRET, body.as_bytes());
-                (body, signature)
+                let headers = vec![
+                    ("X-GitHub-Event", "issue_comment".to_owned()),
+                    ("X-GitHub-Delivery", format!("bench-{first_comment}-{i}")),
+                    ("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes())),
+                ];
+                Delivery { body, headers }
+            })
+            .collect(),
+    )
+}
+
+/// `REQUESTS` signed `/oz` slash commands over the channels.
+fn slash_commands(response_url: &str) -> Arc<Vec<Delivery>> {
+    let now = chrono::Utc::now().timestamp();
+    Arc::new(
+        (0..REQUESTS)
+            .map(|i| {
+                let body = slash_command_body(
+                    &format!("C{}", i % SLACK_CHANNELS),
+                    "U1",
+                    "fix the flaky login test [sim:endless]",
+                    response_url,
+                    &format!("trigger.{i}"),
+                );
+                let headers = vec![
+                    (
+                        "Content-Type",
+                        "application/x-www-form-urlencoded".to_owned(),
+                    ),
+                    ("X-Slack-Request-Timestamp", now.to_string()),
+                    (
+                        "X-Slack-Signature",
+                        ozbridge::slack::intake::sign(SLACK_SECRET, now, body.as_bytes()),
+                    ),
+                ];
+                Delivery { body, headers }
             })
             .collect(),
     )
@@ -189,7 +260,7 @@ impl std::fmt::Display for Figures {
 }
 
 /// Sends `bodies` to `url` in a closed loop at concurrency 32; every answer must be 2xx.
-async fn load(url: &str, bodies: Arc<Vec<(String, String)>>) -> anyhow::Result<Figures> {
+async fn load(url: &str, bodies: Arc<Vec<Delivery>>) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()?;
@@ -203,18 +274,15 @@ async fn load(url: &str, bodies: Arc<Vec<(String, String)>>) -> anyhow::Result<F
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((body, signature)) = bodies.get(i) else {
+                let Some(delivery) = bodies.get(i) else {
                     break;
                 };
                 let t = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("X-GitHub-Event", "issue_comment")
-                    .header("X-GitHub-Delivery", i.to_string())
-                    .header("X-Hub-Signature-256", signature)
-                    .body(body.clone())
-                    .send()
-                    .await;
+                let mut request = client.post(&url).body(delivery.body.clone());
+                for (name, value) in &delivery.headers {
+                    request = request.header(*name, value);
+                }
+                let response = request.send().await;
                 let ok = response.map(|r| r.status().is_success()).unwrap_or(false);
                 assert!(ok, "webhook {i} failed");
                 latencies.push(t.elapsed());
@@ -252,30 +320,41 @@ async fn webhook_throughput() -> anyhow::Result<()> {
             "floor (axum, verify + parse + one SQLite row), {}: {floor_figures}",
             mix.name()
         );
-        let (_sim, _github, bridge) = setup(0).await?;
-        let url = format!("http://{}/github/webhook", bridge.addr);
+        let up = setup(0).await?;
+        let url = format!("http://{}/github/webhook", up.bridge.addr);
         let figures = load(&url, deliveries(mix, first)).await?;
         println!(
             "ozbridge intake only, {}: {figures} ({:.0} % of the floor), RSS {:.1} MB",
             mix.name(),
             100.0 * figures.per_second / floor_figures.per_second,
-            rss_mb(bridge.child.id())
+            rss_mb(up.bridge.child.id())
         );
     }
-    let (_sim, _github, bridge) = setup(4).await?;
-    println!("bridge idle RSS: {:.1} MB", rss_mb(bridge.child.id()));
-    let url = format!("http://{}/github/webhook", bridge.addr);
+    for workers in [0, 4] {
+        let up = setup(workers).await?;
+        let url = format!("http://{}/slack/commands", up.bridge.addr);
+        let figures = load(&url, slash_commands(&up.response_url)).await?;
+        let label = if workers == 0 {
+            "intake only"
+        } else {
+            "full pipeline"
+        };
+        println!("ozbridge Slack slash commands, {label}: {figures}");
+    }
+    let up = setup(4).await?;
+    println!("bridge idle RSS: {:.1} MB", rss_mb(up.bridge.child.id()));
+    let url = format!("http://{}/github/webhook", up.bridge.addr);
     let figures = load(&url, deliveries(Mix::AllCommands, 9_000_000)).await?;
     println!(
         "ozbridge full pipeline, {}: {figures}, RSS {:.1} MB",
         Mix::AllCommands.name(),
-        rss_mb(bridge.child.id())
+        rss_mb(up.bridge.child.id())
     );
     for wait in [0, 30] {
         tokio::time::sleep(Duration::from_secs(wait)).await;
         println!(
             "  notifications {wait} s after the load: {}",
-            outbox_report(&bridge).await?
+            outbox_report(&up.bridge).await?
         );
     }
     Ok(())
@@ -424,7 +503,12 @@ async fn outbox_report(bridge: &Bridge) -> anyhow::Result<String> {
 }
 
 async fn tracking() -> anyhow::Result<()> {
-    let (sim, github, bridge) = setup(4).await?;
+    let Setup {
+        sim,
+        github,
+        bridge,
+        ..
+    } = setup(4).await?;
     let client = reqwest::Client::new();
     let url = format!("http://{}/github/webhook", bridge.addr);
     for i in 0..tracked() as u64 {
