@@ -30,25 +30,12 @@ async fn two_replicas_share_the_work_without_duplicates() {
     let Some(url) = database_url(&dir, true).await else {
         return;
     };
-    let Some(mut h) = Harness::start_with_workers(Some(url), &[]).await else {
+    let Some(mut h) = Harness::start_with(Some(url), &[]).await else {
         return;
     };
-    // A second replica on the same database.
-    let second = {
-        // Tuned as the harness tunes its own replica.
-        let pipeline = ozbridge::app::build_pipeline(&h.config, |s| {
-            s.poll = std::time::Duration::from_millis(50);
-            s.lease = std::time::Duration::from_millis(1500);
-            s.backoff.base = std::time::Duration::from_millis(100);
-            s.backoff.max = std::time::Duration::from_millis(800);
-        })
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        ozbridge::app::start(&h.config, pipeline, listener, ozbridge::app::Drive::Workers)
-            .await
-            .unwrap()
-    };
+    // A second replica on the same database and clock, stepped at once with the first:
+    // both claim from the same tables.
+    h.add_replica().await;
     let mut comments = Vec::new();
     for number in 70..80 {
         comments.push((number, h.command(number, "alice", "/oz fix").await));
@@ -61,7 +48,6 @@ async fn two_replicas_share_the_work_without_duplicates() {
     for (number, _) in comments {
         assert_eq!(h.bot_comments(number).len(), 1);
     }
-    second.shutdown().await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! times, the simulator's runs, the clients' breakers and pacing all go by it), so a test
 //! sees each consequence of what it did in order, without sleeping and without races. A
 //! harness started `with_workers` runs the service's own workers on the system clock
-//! instead, for tests that crash the app mid-work or run several replicas.
+//! instead, for tests that crash the app mid-work or whose subject is real time.
 #![allow(dead_code)]
 
 pub mod output;
@@ -99,6 +99,8 @@ pub struct Harness {
     pub surfaces: Vec<std::sync::Arc<dyn ozbridge::surface::Surface>>,
     /// Who moves the pipeline: the harness (the default) or the app's workers.
     pub drive: Drive,
+    /// More replicas of the app on the same database and clock ([`Self::add_replica`]).
+    pub replicas: Vec<RunningApp>,
     /// The time the app and the simulator go by: held and moved by the harness when it
     /// drives, the system's when workers do.
     pub clock: Clock,
@@ -117,7 +119,7 @@ impl Harness {
     }
 
     /// [`Self::start_with`], with the app's own workers moving the pipeline on the
-    /// system clock: for tests that crash the app mid-work or add replicas.
+    /// system clock: for tests that crash the app mid-work or whose subject is real time.
     pub async fn start_with_workers(
         database: Option<String>,
         extra: &[(&str, &str)],
@@ -231,6 +233,7 @@ impl Harness {
             tune,
             surfaces,
             drive,
+            replicas: Vec::new(),
             clock,
             next_comment: 0,
             _dir: dir,
@@ -241,6 +244,18 @@ impl Harness {
 
     /// Starts a new app process on the same database.
     pub async fn boot(&mut self) {
+        self.app = Some(self.launch().await);
+    }
+
+    /// Starts one more replica of the app on the same database and clock; a harness
+    /// that drives steps every replica at once, so that they compete for the work.
+    pub async fn add_replica(&mut self) {
+        let replica = self.launch().await;
+        self.replicas.push(replica);
+    }
+
+    /// An app on the harness's database, clock and settings.
+    async fn launch(&self) -> RunningApp {
         let tune = self.tune;
         let pipeline = build_pipeline_with(
             &self.config,
@@ -260,11 +275,9 @@ impl Harness {
         .await
         .expect("pipeline");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        self.app = Some(
-            start(&self.config, pipeline, listener, self.drive)
-                .await
-                .expect("start"),
-        );
+        start(&self.config, pipeline, listener, self.drive)
+            .await
+            .expect("start")
     }
 
     /// The running app's pipeline.
@@ -272,14 +285,20 @@ impl Harness {
         &self.app.as_ref().expect("app running").pipeline
     }
 
-    /// One round of driving: every stage runs until none finds work.
+    /// One round of driving: every stage of every replica runs until none finds work
+    /// (the replicas at once).
     pub async fn run_until_idle(&self) -> usize {
         assert_eq!(
             self.drive,
             Drive::Caller,
             "the app's workers drive this harness"
         );
-        self.pipeline().run_until_idle().await
+        let replicas =
+            std::iter::once(self.pipeline()).chain(self.replicas.iter().map(|r| &*r.pipeline));
+        futures_util::future::join_all(replicas.map(|p| p.run_until_idle()))
+            .await
+            .into_iter()
+            .sum()
     }
 
     /// Drives the pipeline until `check` holds: runs every stage until none finds work,
