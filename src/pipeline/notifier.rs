@@ -210,6 +210,16 @@ impl Notifier {
                 self.store
                     .mark_posted(&run.id, run.version, &posted.id, &posted.digest)
                     .await?;
+                if posted.created {
+                    // Answered: no earlier create of it can land any more.
+                    self.store.clear_post_doubt(&run.id).await?;
+                } else if run.status_post.is_some()
+                    && let Some(until) = run.post_lookup_after.filter(|at| *at > self.retries.now())
+                {
+                    // An earlier edit got no answer and may still land over this one:
+                    // the latest rendering is sent again once it no longer can.
+                    self.store.repost_at(&run.id, until).await?;
+                }
                 if posted.created && run.post_first {
                     self.starter.notify_one();
                 }
@@ -249,8 +259,19 @@ impl Notifier {
                     .await
             }
             Err(Unposted::Failed(error)) => {
-                if !error.in_doubt {
-                    self.store.clear_post_doubt(&run.id).await?;
+                match (&run.status_post, error.in_doubt) {
+                    // An edit without an answer may still land, after a newer one.
+                    (Some(_), true) => {
+                        let window = self
+                            .surfaces
+                            .of(&run.origin)
+                            .map_or(Duration::from_secs(60), |surface| surface.doubt_window());
+                        let until = self.retries.now() + ms(window);
+                        self.store.note_edit_in_doubt(&run.id, until).await?;
+                    }
+                    // A create that was answered did not land.
+                    (None, false) => self.store.clear_post_doubt(&run.id).await?,
+                    _ => {}
                 }
                 let wait = if error.retryable {
                     self.retries.wait(run.notify_attempts + 1, &error)

@@ -606,6 +606,34 @@ impl Store {
         Ok(())
     }
 
+    /// Records that an edit of the run's status post got no answer and may still land
+    /// until `until`: landing late, it would show an older rendering over a newer one.
+    pub async fn note_edit_in_doubt(&self, id: &RunRef, until: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET post_attempted = CASE WHEN post_attempted > $1 THEN post_attempted ELSE $1 END
+             WHERE id = $2",
+        )
+        .bind(until)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Has the run's status post sent again at `at`, even unchanged: whatever an edit
+    /// in doubt left behind is then overwritten by the latest rendering.
+    pub async fn repost_at(&self, id: &RunRef, at: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET version = version + 1, posted_digest = NULL, notify_next_at = $1
+             WHERE id = $2",
+        )
+        .bind(at)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records the status post as up to date with `version`.
     pub async fn mark_posted(
         &self,
