@@ -95,6 +95,35 @@ async fn a_status_comment_answered_after_the_timeout_is_posted_once() {
     assert_eq!(statuses.len(), 1, "{statuses:?}");
 }
 
+/// GitHub carries out a status comment's edit after the client gave up, after newer
+/// edits were answered: the comment must not be left showing the older state. The
+/// latest rendering is sent once more when the late edit can no longer land.
+#[tokio::test]
+async fn a_status_edit_that_lands_late_is_overwritten_by_the_latest() {
+    let mut h = Harness::start_with_workers(None, &[])
+        .await
+        .expect("harness");
+    h.command(93, "alice", "/oz fix it [sim:endless]").await;
+    h.wait_status_contains(93, "Oz run `").await;
+    // The next edit (the run starting to work) lands after the client's 2 s time-out.
+    h.github
+        .land_next_edits_late(1, Duration::from_millis(2500));
+    h.wait_status_contains(93, "🏃 Working").await;
+    h.command(93, "alice", "/oz cancel").await;
+    h.wait_for("the late edit to land", || {
+        h.github.late_creates_in_flight() == 0
+    })
+    .await;
+    h.settle().await;
+    let status = h.status_comment(93).expect("status comment");
+    let shown: Vec<String> = status
+        .revisions
+        .iter()
+        .map(|r| r.lines().nth(1).unwrap_or_default().to_owned())
+        .collect();
+    assert!(status.body.contains("Cancelled"), "{shown:?}");
+}
+
 /// Creates refused for longer than the old limit of eight attempts: the command waits,
 /// its thread says so once, and it runs when Oz accepts it again.
 #[tokio::test]

@@ -260,7 +260,9 @@ impl Notifier {
             }
             Err(Unposted::Failed(error)) => {
                 match (&run.status_post, error.in_doubt) {
-                    // An edit without an answer may still land, after a newer one.
+                    // An edit without an answer may still land, after a newer one (sent
+                    // meanwhile by this or another worker): the latest rendering is sent
+                    // again once it no longer can.
                     (Some(_), true) => {
                         let window = self
                             .surfaces
@@ -268,6 +270,7 @@ impl Notifier {
                             .map_or(Duration::from_secs(60), |surface| surface.doubt_window());
                         let until = self.retries.now() + ms(window);
                         self.store.note_edit_in_doubt(&run.id, until).await?;
+                        self.store.repost_at(&run.id, until).await?;
                     }
                     // A create that was answered did not land.
                     (None, false) => self.store.clear_post_doubt(&run.id).await?,

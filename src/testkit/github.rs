@@ -62,6 +62,8 @@ struct FakeState {
     /// Comment creations answered only after this pause, landing even when the client
     /// has given up waiting (a request stuck behind GitHub's own queue).
     late_creates: u32,
+    /// Comment edits carried out late, like [`Self::late_creates`].
+    late_edits: u32,
     late_create_pause: std::time::Duration,
     /// Late creations not carried out yet.
     late_in_flight: u32,
@@ -222,7 +224,16 @@ impl FakeGithub {
         state.late_create_pause = pause;
     }
 
-    /// Late creations (see [`Self::land_next_creates_late`]) not carried out yet.
+    /// Carries out the next `count` comment edits only after `pause`, answering then
+    /// (as [`Self::land_next_creates_late`] does for creations): a client that gave up
+    /// sees the edit land after the ones it sent next.
+    pub fn land_next_edits_late(&self, count: u32, pause: std::time::Duration) {
+        let mut state = lock(&self.state);
+        state.late_edits = count;
+        state.late_create_pause = pause;
+    }
+
+    /// Late creations and edits not carried out yet.
     pub fn late_creates_in_flight(&self) -> u32 {
         lock(&self.state).late_in_flight
     }
@@ -327,8 +338,18 @@ async fn gate(
         let creates_comment = request.method() == axum::http::Method::POST
             && path.ends_with("/comments")
             && path.contains("/issues/");
-        (creates_comment && state.late_creates > 0).then(|| {
+        let edits_comment =
+            request.method() == axum::http::Method::PATCH && path.contains("/issues/comments/");
+        let late = if creates_comment && state.late_creates > 0 {
             state.late_creates -= 1;
+            true
+        } else if edits_comment && state.late_edits > 0 {
+            state.late_edits -= 1;
+            true
+        } else {
+            false
+        };
+        late.then(|| {
             state.late_in_flight += 1;
             state.late_create_pause
         })
