@@ -270,7 +270,6 @@ impl Notifier {
                             .map_or(Duration::from_secs(60), |surface| surface.doubt_window());
                         let until = self.retries.now() + ms(window);
                         self.store.note_edit_in_doubt(&run.id, until).await?;
-                        self.store.repost_at(&run.id, until).await?;
                     }
                     // A create that was answered did not land.
                     (None, false) => self.store.clear_post_doubt(&run.id).await?,

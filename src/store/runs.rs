@@ -607,10 +607,12 @@ impl Store {
     }
 
     /// Records that an edit of the run's status post got no answer and may still land
-    /// until `until`: landing late, it would show an older rendering over a newer one.
+    /// until `until` (landing late, it would show an older rendering over a newer one),
+    /// and has the latest rendering sent again then ([`Store::repost_at`]).
     pub async fn note_edit_in_doubt(&self, id: &RunRef, until: Millis) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE runs SET post_attempted = CASE WHEN post_attempted > $1 THEN post_attempted ELSE $1 END
+            "UPDATE runs SET post_attempted = CASE WHEN post_attempted > $1 THEN post_attempted ELSE $1 END,
+                version = version + 1, posted_digest = NULL, notify_next_at = $1
              WHERE id = $2",
         )
         .bind(until)
