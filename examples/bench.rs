@@ -411,7 +411,7 @@ impl Drop for Floor {
 async fn serve_floor(port: u16, database: &str) -> anyhow::Result<()> {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     use sqlx::sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
     };

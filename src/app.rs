@@ -96,6 +96,10 @@ pub async fn build_pipeline_with(
         durable: config.durable,
     };
     let store = Store::connect_with(&config.database_url, options).await?;
+    match store.transport().await {
+        Ok(transport) => tracing::info!(%transport, "database connected"),
+        Err(error) => tracing::warn!(%error, "database connected; its transport is unknown"),
+    }
     let api_key = config
         .oz
         .api_key

@@ -228,8 +228,12 @@ async fn check_online(config: &Config) -> bool {
             false
         }
     };
+    let database = crate::store::Store::probe_transport(&config.database_url)
+        .await
+        .map(|transport| transport.to_string());
+    let database_ok = report("Database", "", Some(database));
     let oz_ok = report("Oz API", "WARP_API_KEY not set", oz);
     let github_ok = report("GitHub", "no credentials", github);
     let slack_ok = report("Slack", "SLACK_BOT_TOKEN not set", slack);
-    oz_ok && github_ok && slack_ok
+    database_ok && oz_ok && github_ok && slack_ok
 }

@@ -27,5 +27,5 @@ pub mod text;
 /// Installs the process-wide rustls crypto provider (two are linked; one must be chosen
 /// before any TLS client is built). Safe to call more than once.
 pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

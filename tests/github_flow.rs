@@ -652,6 +652,7 @@ async fn check_config_online_checks_each_credential_and_redacts_secrets() {
     let output = run(command).await;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
+    assert!(text.contains("Database: ok (embedded SQLite)"), "{text}");
     assert!(text.contains("Oz API: ok (5 models available)"), "{text}");
     assert!(text.contains("GitHub: ok (token accepted"), "{text}");
     assert!(
@@ -687,6 +688,19 @@ async fn check_config_online_checks_each_credential_and_redacts_secrets() {
         .env("OZBRIDGE_LISTEN", "nowhere");
     let bad = run(command).await;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("OZBRIDGE_LISTEN"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ozbridge"));
+    command.args(["check-config"]).env_clear().env(
+        "DATABASE_URL",
+        "postgres://app:pg-password@db.example.com/ozbridge?sslmode=required",
+    );
+    let bad = run(command).await;
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(
+        text.contains("DATABASE_URL") && text.contains("sslmode `required` is not one of"),
+        "{text}"
+    );
+    assert!(!text.contains("pg-password"), "{text}");
 }
 
 #[tokio::test]

@@ -121,3 +121,114 @@ async fn slack_threads_and_artifact_links_on_postgres() {
         404
     );
 }
+
+/// `url` with one more query setting.
+fn with_setting(url: &str, key: &str, value: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    url.query_pairs_mut().append_pair(key, value);
+    url.into()
+}
+
+#[tokio::test]
+async fn sslmode_require_gives_an_encrypted_session_and_disable_a_plain_one() {
+    use ozbridge::store::{Store, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database_url(&dir, true).await else {
+        return;
+    };
+    let store = Store::connect(&with_setting(&url, "sslmode", "require"))
+        .await
+        .expect("the local PostgreSQL runs with TLS on");
+    let transport = store.transport().await.unwrap();
+    assert!(
+        matches!(&transport, Transport::Tls { version } if version.starts_with("TLSv")),
+        "{transport}"
+    );
+    store.close().await;
+    let probed = Store::probe_transport(&with_setting(&url, "sslmode", "require"))
+        .await
+        .unwrap();
+    assert_eq!(probed, transport);
+
+    let plain = Store::connect(&with_setting(&url, "sslmode", "disable"))
+        .await
+        .unwrap();
+    assert_eq!(plain.transport().await.unwrap(), Transport::Plaintext);
+    plain.close().await;
+}
+
+#[tokio::test]
+async fn verify_full_checks_the_servers_name_against_the_given_root() {
+    use ozbridge::store::{Store, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = database_url(&dir, true).await else {
+        return;
+    };
+    // The server's own (self-signed) certificate is the root to trust.
+    let cert_file: String = {
+        use sqlx::Connection;
+        let mut connection = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let (file,): (String,) = sqlx::query_as("SHOW ssl_cert_file")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        file
+    };
+    let Ok(cert) = std::fs::read_to_string(&cert_file) else {
+        eprintln!("skipped: the server's certificate {cert_file} cannot be read here");
+        return;
+    };
+    let root = dir.path().join("root.pem");
+    std::fs::write(&root, cert).unwrap();
+    let root = root.display().to_string();
+    let names = names_in_certificate(&cert_file);
+    let Some(name) = names.first() else {
+        eprintln!("skipped: no host name could be read from the server's certificate");
+        return;
+    };
+    let mut by_name = url::Url::parse(&url).unwrap();
+    by_name.set_host(Some(name)).unwrap();
+    let verified = with_setting(
+        &with_setting(by_name.as_str(), "sslmode", "verify-full"),
+        "sslrootcert",
+        &root,
+    );
+    let transport = Store::probe_transport(&verified).await.unwrap();
+    assert!(matches!(transport, Transport::Tls { .. }), "{transport}");
+
+    // The same root, but the address is not a name the certificate holds.
+    let mut by_other = url::Url::parse(&url).unwrap();
+    by_other.set_host(Some("127.0.0.1")).unwrap();
+    by_other.set_password(Some("not-a-real-secret")).unwrap();
+    if !names.iter().any(|n| n == "127.0.0.1") {
+        let wrong = with_setting(
+            &with_setting(by_other.as_str(), "sslmode", "verify-full"),
+            "sslrootcert",
+            &root,
+        );
+        let error = Store::probe_transport(&wrong).await.unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.to_lowercase().contains("certificate"), "{text}");
+        assert!(!text.contains("not-a-real-secret"), "{text}");
+    }
+}
+
+/// The DNS names and addresses a certificate file holds (read with the `openssl` tool;
+/// empty when it is not installed).
+fn names_in_certificate(file: &str) -> Vec<String> {
+    let Ok(output) = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in", file])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .split([',', '\n'])
+        .filter_map(|item| {
+            let item = item.trim();
+            item.strip_prefix("DNS:")
+                .or_else(|| item.strip_prefix("IP Address:"))
+                .map(str::to_owned)
+        })
+        .collect()
+}

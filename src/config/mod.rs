@@ -369,6 +369,10 @@ impl Config {
                 "must start with sqlite:, postgres: or postgresql:",
             ));
         }
+        if !database_url.starts_with("sqlite:") {
+            crate::store::prepare_postgres_url(&database_url)
+                .map_err(|e| config_error(name("database_url"), e.to_string()))?;
+        }
         let log_format = match given(file.log_format, "log_format")?.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,

@@ -1,7 +1,7 @@
 //! HMAC-SHA256 request signatures, checked in constant time against every configured
 //! secret (several at once during a rotation).
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 

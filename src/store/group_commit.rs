@@ -58,7 +58,7 @@ pub const INSERT_COMMAND: &str = "INSERT INTO commands (id, dedupe_key, thread_k
      VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// Binds one row to [`INSERT_COMMAND`].
-pub fn bind(row: &NewCommandRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+pub fn bind(row: &NewCommandRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(INSERT_COMMAND)
         .bind(row.id.as_str())
         .bind(row.dedupe_key.as_str())

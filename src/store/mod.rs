@@ -9,11 +9,13 @@ mod outbox;
 mod retention;
 mod runs;
 mod schema;
+mod tls;
 
 pub use admin::{ParkedItem, ParkedKind};
 pub use commands::ClaimedCommand;
 pub use outbox::{OutboxItem, OutboxMessage};
 pub use runs::{RunIntent, RunPhase, RunRecord, STALE_MS};
+pub use tls::{TlsSettingError, Transport, prepare_postgres_url};
 
 use crate::clock::Clock;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -51,6 +53,8 @@ pub struct Store {
     inbox: Inbox,
     /// The time every stored time is read against.
     clock: Clock,
+    /// SQLite or PostgreSQL.
+    engine: schema::Engine,
 }
 
 impl Store {
@@ -79,7 +83,7 @@ impl Store {
         let url = if is_sqlite {
             prepare_sqlite_url(url)?
         } else {
-            url.to_owned()
+            prepare_postgres_url(url)?
         };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = open_pool(&options, if is_sqlite { 8 } else { 16 }, is_sqlite, durable).await?;
@@ -96,7 +100,12 @@ impl Store {
         } else {
             schema::Engine::Postgres
         };
-        let store = Self { pool, inbox, clock };
+        let store = Self {
+            pool,
+            inbox,
+            clock,
+            engine,
+        };
         schema::migrate(&store.pool, engine).await?;
         Ok(store)
     }
@@ -104,6 +113,34 @@ impl Store {
     /// The time this store goes by.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// How this store's connections reach the database: for PostgreSQL, whether the
+    /// server sees this session encrypted (`pg_stat_ssl`).
+    pub async fn transport(&self) -> StoreResult<Transport> {
+        if self.engine == schema::Engine::Sqlite {
+            return Ok(Transport::Embedded);
+        }
+        let session = sqlx::query_as(tls::SESSION_TLS)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Transport::of_session(session))
+    }
+
+    /// How a store at `url` would reach its database, found with one connection and
+    /// without touching the schema (for `check-config --online`).
+    pub async fn probe_transport(url: &str) -> anyhow::Result<Transport> {
+        use sqlx::Connection;
+        if url.starts_with("sqlite:") {
+            return Ok(Transport::Embedded);
+        }
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&prepare_postgres_url(url)?).await?;
+        let session = sqlx::query_as(tls::SESSION_TLS)
+            .fetch_one(&mut connection)
+            .await?;
+        connection.close().await?;
+        Ok(Transport::of_session(session))
     }
 
     /// True when the database answers.
@@ -152,7 +189,7 @@ impl Store {
     /// ($5). True when written.
     async fn note_fenced_attempt(
         &self,
-        sql: &str,
+        sql: &'static str,
         id: &str,
         owner: &str,
         lookup_after: Millis,
@@ -210,7 +247,7 @@ impl Store {
              RETURNING {returning}"
         );
         let now = self.clock.now_ms();
-        Ok(sqlx::query(&sql)
+        Ok(sqlx::query(composed(sql))
             .bind(owner)
             .bind(now + ms(lease))
             .bind(now)
@@ -277,6 +314,12 @@ async fn open_pool(
         .await?)
 }
 
+/// SQL put together at run time from this module's own constants (column lists, table
+/// names, numbered placeholders); every value is bound, never written into the text.
+fn composed(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
 /// How a store connects.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -322,18 +365,18 @@ impl Claimable<'_> {
 fn prepare_sqlite_url(url: &str) -> anyhow::Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or_default();
-    if !path.is_empty() && path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path)
+    if !path.is_empty()
+        && path != ":memory:"
+        && let Some(parent) = std::path::Path::new(path)
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create the database folder {}: {e}",
-                    parent.display()
-                )
-            })?;
-        }
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the database folder {}: {e}",
+                parent.display()
+            )
+        })?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()
@@ -414,7 +457,7 @@ mod tests {
         for (what, statement, index) in claims {
             let statement = statement.replace("$3", "0").replace("$1", "'x'");
             let sql = format!("EXPLAIN QUERY PLAN {statement}");
-            let plan: Vec<String> = sqlx::query(&sql)
+            let plan: Vec<String> = sqlx::query(composed(sql))
                 .fetch_all(&store.pool)
                 .await
                 .expect("plan")

@@ -3,7 +3,7 @@
 //! their artifact links. Deleted in small batches by a background task, never on the
 //! path of a request; what is pending, active or parked is never touched.
 
-use super::{Millis, Store, StoreResult};
+use super::{Millis, Store, StoreResult, composed};
 
 /// Statements that each delete up to `$2` finished rows of one kind older than `$1`
 /// (runs apart: their artifacts go with them, in one transaction).
@@ -55,7 +55,7 @@ impl Store {
                 "DELETE FROM runs WHERE id IN ({list}) AND phase = 'done' AND posted_version >= version"
             ),
         ] {
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(composed(sql));
             for (id,) in &ids {
                 query = query.bind(id.as_str());
             }

@@ -1,7 +1,7 @@
 //! Runs: the intent recorded before Oz is called, the view followed by the tracker,
 //! and the status post kept in step with it (a version counter per visible change).
 
-use super::{Claimable, Millis, Store, StoreResult, clean, ms};
+use super::{Claimable, Millis, Store, StoreResult, clean, composed, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
@@ -237,7 +237,7 @@ impl Store {
 
     /// One run by id.
     pub async fn get_run(&self, id: &RunRef) -> StoreResult<Option<RunRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE id = $1"))
+        let row = sqlx::query(composed(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -246,7 +246,7 @@ impl Store {
 
     /// The run created for a command, if any.
     pub async fn run_for_command(&self, command: &CommandId) -> StoreResult<Option<RunRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE command_id = $1"))
+        let row = sqlx::query(composed(format!("SELECT {COLUMNS} FROM runs WHERE command_id = $1")))
             .bind(command.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -255,9 +255,9 @@ impl Store {
 
     /// The newest run of a thread.
     pub async fn latest_run_in_thread(&self, thread: &ThreadKey) -> StoreResult<Option<RunRecord>> {
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(composed(format!(
             "SELECT {COLUMNS} FROM runs WHERE thread_key = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
-        ))
+        )))
         .bind(thread.as_str())
         .fetch_optional(&self.pool)
         .await?;
@@ -267,9 +267,9 @@ impl Store {
     /// The newest run whose thread key starts with `prefix` (a Slack channel's runs).
     pub async fn latest_run_with_prefix(&self, prefix: &str) -> StoreResult<Option<RunRecord>> {
         let pattern = format!("{}%", prefix.replace('%', "").replace('_', "\\_"));
-        let row = sqlx::query(&format!(
+        let row = sqlx::query(composed(format!(
             "SELECT {COLUMNS} FROM runs WHERE thread_key LIKE $1 ESCAPE '\\' ORDER BY created_at DESC, id DESC LIMIT 1"
-        ))
+        )))
         .bind(pattern)
         .fetch_optional(&self.pool)
         .await?;
@@ -350,7 +350,7 @@ impl Store {
             light_columns(),
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(composed(sql));
         for id in ids {
             query = query.bind(id.as_str());
         }
@@ -361,11 +361,11 @@ impl Store {
     /// Active runs due for a fetch of their own (not seen in a list for a long time, or
     /// asked to be checked again soon), the most overdue first.
     pub async fn runs_due_check(&self, limit: i64) -> StoreResult<Vec<RunRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = sqlx::query(composed(format!(
             "SELECT {} FROM runs WHERE phase = 'active' AND check_at <= $1
              ORDER BY check_at LIMIT $2",
             light_columns()
-        ))
+        )))
         .bind(self.clock.now_ms())
         .bind(limit)
         .fetch_all(&self.pool)

@@ -190,7 +190,7 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error
             continue;
         }
         for statement in *statements {
-            sqlx::query(statement).execute(&mut *conn).await?;
+            sqlx::query(*statement).execute(&mut *conn).await?;
         }
         if version == 3 {
             backfill_artifacts(conn).await?;

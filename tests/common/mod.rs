@@ -55,7 +55,7 @@ pub async fn database_url(dir: &tempfile::TempDir, postgres: bool) -> Option<Str
         .await
         .expect("TEST_DATABASE_URL must be reachable");
     let name = format!("ozb_{}", uuid_simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("create database");
