@@ -91,6 +91,11 @@ async fn slash_command_posts_a_root_message_kept_current_with_thread_replies() {
             .unwrap_or_default()
             .starts_with("Slack #eng: fix the flaky login test")
     );
+    assert_eq!(
+        h.slack.posts_without_charset(),
+        0,
+        "every JSON post to Slack says it is UTF-8"
+    );
 }
 
 #[tokio::test]
@@ -449,6 +454,8 @@ async fn informational_slash_commands_answer_privately() {
     h.slash(CHANNEL, "U1", "status").await;
     h.wait_private("No Oz agent has run").await;
     assert!(h.slack_roots(CHANNEL).is_empty());
+    assert!(!h.slack.responses().is_empty(), "answered through response_url");
+    assert_eq!(h.slack.posts_without_charset(), 0, "JSON says it is UTF-8");
 }
 
 #[tokio::test]

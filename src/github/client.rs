@@ -1,10 +1,18 @@
 //! A small typed GitHub REST client over reqwest.
 //!
-//! Written here rather than with octocrab because ozbridge needs three things octocrab
-//! does not give per call: the rate-limit headers of a refused request (`retry-after`,
-//! `x-ratelimit-reset`) to schedule the retry, a guarantee that creating calls are sent
-//! exactly once (octocrab retries every method, POST included), and the handful of
-//! endpoints below without its compile cost.
+//! Written here rather than with octocrab (whose errors do carry the response headers
+//! since 0.54, so rate limits are not the reason):
+//! - creates are sent exactly once: a comment or reply whose answer is lost is looked up
+//!   before it is sent again, where octocrab's retry layer would send a POST again;
+//! - installation tokens are minted single-flight (`auth.rs`): concurrent workers wait
+//!   for one token rather than each buying their own;
+//! - GitHub Enterprise with App auth: every call, each page of a listing included, goes
+//!   to the configured API base (`https://HOST/api/v3`) with the token of the
+//!   repository's installation, minted through that same base; pages are asked for by
+//!   number under that base, never by following a `Link` URL to another host or prefix;
+//! - one HTTP/TLS stack in the binary (reqwest, shared with the Oz and Slack clients);
+//! - several webhook secrets during a rotation are checked by the intake
+//!   (`src/intake/signature.rs`), which octocrab does not cover.
 
 use super::auth::{AppAuth, InstallationToken};
 use crate::config::GithubAuthSettings;

@@ -1,10 +1,17 @@
 //! A small typed Slack Web API client over reqwest.
 //!
-//! Written here rather than with slack-morphism because ozbridge needs, per call, the
-//! `Retry-After` of a refused request to reschedule it durably (slack-morphism's rate
-//! control sleeps in memory and is off by default), exactly-once creates with a lookup
-//! instead of retries, a configurable API base for the fake Slack, and only seven
-//! methods; it also keeps one HTTP/TLS stack (reqwest) in the binary.
+//! Written here rather than with slack-morphism, whose client would do the calls (its
+//! API base is configurable and its throttling is opt-in, so neither is the reason):
+//! - creates are sent exactly once: a `chat.postMessage` whose answer is lost is looked
+//!   up (`conversations.history`/`replies`) before it is ever sent again, and the
+//!   `Retry-After` of a refused call goes back to the caller, which reschedules the
+//!   work durably in the database rather than sleep in memory;
+//! - the per-channel pace (one post a second) is taken from the shared clock, so the
+//!   deterministic tests drive it;
+//! - one HTTP/TLS stack in the binary: slack-morphism brings hyper's client and its own
+//!   rustls connector beside reqwest, for seven methods;
+//! - several signing secrets during a rotation are checked by the intake
+//!   (`src/intake/signature.rs`), which slack-morphism's verifier takes one at a time.
 
 use crate::retry::parse_retry_after;
 use reqwest::StatusCode;
@@ -19,6 +26,22 @@ use std::time::{Duration, Instant};
 const POST_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest a worker waits for a channel's turn while holding its claim.
 const MAX_TURN_WAIT: Duration = Duration::from_secs(1);
+
+/// A JSON body as Slack asks for it: with its charset (without one, Slack answers with a
+/// `missing_charset` warning and may read the text in another encoding).
+trait JsonBody {
+    fn with_json(self, body: &Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn with_json(self, body: &Value) -> Self {
+        self.header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
+        .body(body.to_string())
+    }
+}
 
 /// A failed Slack call.
 #[derive(Debug, thiserror::Error)]
@@ -330,7 +353,7 @@ impl SlackClient {
         let response = self
             .http
             .post(response_url)
-            .json(&json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
+            .with_json(&json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
             .send()
             .await
             .map_err(SlackError::from_reqwest)?;
@@ -367,7 +390,7 @@ impl SlackClient {
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
-        let request = self.http.post(format!("{}{method}", self.api)).json(body);
+        let request = self.http.post(format!("{}{method}", self.api)).with_json(body);
         self.finish(method, request).await
     }
 

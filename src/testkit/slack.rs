@@ -70,6 +70,8 @@ struct State_ {
     clock: u64,
     rate_limited: HashMap<String, (u32, u64)>,
     calls: HashMap<String, u64>,
+    /// JSON posts that did not say their charset.
+    missing_charset: u64,
 }
 
 /// The fake. Clones share state.
@@ -224,6 +226,11 @@ impl FakeSlack {
         lock(&self.state).responses.clone()
     }
 
+    /// JSON posts (Web API and `response_url`) that did not say they are UTF-8.
+    pub fn posts_without_charset(&self) -> u64 {
+        lock(&self.state).missing_charset
+    }
+
     /// Calls received per Web API method.
     pub fn calls(&self, method: &str) -> u64 {
         lock(&self.state).calls.get(method).copied().unwrap_or(0)
@@ -257,8 +264,20 @@ async fn web_api(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    if !has_json_charset(&headers) {
+        lock(&fake.state).missing_charset += 1;
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({}));
     dispatch(fake, method, headers, body).await
+}
+
+/// Whether a POST says its JSON is UTF-8, as Slack asks (it answers a POST without the
+/// charset with a `missing_charset` warning).
+fn has_json_charset(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().replace(' ', "") == "application/json;charset=utf-8")
 }
 
 async fn dispatch(fake: FakeSlack, method: String, headers: HeaderMap, body: Value) -> Response {
@@ -487,8 +506,17 @@ struct ResponseBody {
     text: String,
 }
 
-async fn respond(State(fake): State<FakeSlack>, Json(body): Json<ResponseBody>) -> Response {
-    lock(&fake.state).responses.push(body.text.clone());
+async fn respond(
+    State(fake): State<FakeSlack>,
+    headers: HeaderMap,
+    Json(body): Json<ResponseBody>,
+) -> Response {
+    let mut state = lock(&fake.state);
+    if !has_json_charset(&headers) {
+        state.missing_charset += 1;
+    }
+    state.responses.push(body.text.clone());
+    drop(state);
     let _ = fake.events.send(SlackEvent::Responded { text: body.text });
     (StatusCode::OK, "ok").into_response()
 }
