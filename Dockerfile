@@ -18,5 +18,8 @@ ENV OZBRIDGE_LISTEN=0.0.0.0:8080 \
     LOG_FORMAT=json
 VOLUME ["/data"]
 EXPOSE 8080
+# The binary asks its own /healthz on the configured listen address (no curl needed).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/ozbridge", "healthcheck", "--timeout", "3"]
 ENTRYPOINT ["/usr/local/bin/ozbridge"]
 CMD ["serve"]

@@ -178,7 +178,7 @@ pub async fn start(
     drive: Drive,
 ) -> anyhow::Result<RunningApp> {
     let addr = listener.local_addr()?;
-    if crate::telemetry::prometheus().is_none() {
+    if !crate::telemetry::install_metrics() {
         tracing::warn!("another metrics recorder is installed; /metrics will be unavailable");
     }
     let (shutdown, stop) = watch::channel(false);

@@ -1,4 +1,5 @@
-//! Command line: `serve`, `demo`, `check-config`, `admin`, `slack-manifest`, `sim-oz`.
+//! Command line: `serve`, `demo`, `check-config`, `healthcheck`, `admin`, `setup`,
+//! `slack-manifest`, `sim-oz`.
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,13 @@ enum Commands {
         /// Also check each credential against its API.
         #[arg(long)]
         online: bool,
+    },
+    /// Ask the service on this machine whether it is up (`GET /healthz` on the configured
+    /// listen address), for a container's HEALTHCHECK: exit 0 when it answers.
+    Healthcheck {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
     },
     /// Operator commands against the configured database (the service may be running).
     Admin {
@@ -119,6 +127,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            })
+        }
+        Commands::Healthcheck { timeout } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let mut addr = config.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            let answer = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(timeout))
+                .build()?
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status);
+            Ok(match answer {
+                Ok(_) => {
+                    println!("ok: ozbridge answers on {addr}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    println!("unhealthy: no answer from ozbridge on {addr}: {error}");
+                    ExitCode::FAILURE
+                }
             })
         }
         Commands::Admin { command } => {

@@ -1,12 +1,45 @@
-//! Logs (tracing, text or JSON) and Prometheus metrics: webhooks by source and outcome,
-//! commands, runs by phase, outbound calls by service and status, notification lag.
+//! Logs (tracing, text or JSON) and Prometheus metrics: answer times, webhooks by source
+//! and outcome, commands, runs by phase, outbound calls, status-post delay, the
+//! process's CPU, memory and file descriptors.
+//!
+//! Names follow Prometheus's conventions: the unit in the name (`_seconds`), counters
+//! end in `_total`, and every histogram has buckets (so replicas' histograms add up;
+//! a summary's quantiles would not).
 
 use crate::config::LogFormat;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::Unit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static PROMETHEUS: OnceLock<Option<Exporter>> = OnceLock::new();
+
+/// The recorder's handle and the collector of `process_*` metrics.
+struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+/// Time to answer an HTTP request, by route, method and status.
+const HTTP_SECONDS: &str = "ozbridge_http_request_duration_seconds";
+/// Time of a call to Oz, GitHub or Slack, by service.
+const OUTBOUND_SECONDS: &str = "ozbridge_outbound_request_duration_seconds";
+/// Time from a run's change to the status post that shows it.
+const STATUS_POST_DELAY: &str = "ozbridge_status_post_delay_seconds";
+
+/// Answers take milliseconds (a signed insert) and must stay within Slack's 3 s.
+const HTTP_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Remote calls take tens of milliseconds up to their time-out (20–30 s by default).
+const OUTBOUND_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+];
+/// A change is seen within a tracker tick (3 s) and posted within seconds, or minutes
+/// when a platform rate-limits.
+const DELAY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 /// Starts logging once per process; `RUST_LOG` filters (default `info`).
 pub fn init_logging(format: LogFormat) {
@@ -21,11 +54,111 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// The process-wide metrics recorder, installed on first use.
-pub fn prometheus() -> Option<&'static PrometheusHandle> {
-    PROMETHEUS
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .as_ref()
+/// Installs the process-wide metrics recorder on first use; false when another recorder
+/// was installed first (then `/metrics` is unavailable).
+pub fn install_metrics() -> bool {
+    exporter().is_some()
+}
+
+fn exporter() -> Option<&'static Exporter> {
+    PROMETHEUS.get_or_init(build_exporter).as_ref()
+}
+
+fn build_exporter() -> Option<Exporter> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_SECONDS.into()), HTTP_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full(OUTBOUND_SECONDS.into()), OUTBOUND_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full(STATUS_POST_DELAY.into()), DELAY_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    describe();
+    let process = metrics_process::Collector::default();
+    process.describe();
+    Some(Exporter { handle, process })
+}
+
+/// The help text of each metric, shown as `# HELP` lines.
+fn describe() {
+    metrics::describe_histogram!(
+        HTTP_SECONDS,
+        Unit::Seconds,
+        "Time to answer an HTTP request"
+    );
+    metrics::describe_histogram!(
+        OUTBOUND_SECONDS,
+        Unit::Seconds,
+        "Time of a call to Oz, GitHub or Slack"
+    );
+    metrics::describe_histogram!(
+        STATUS_POST_DELAY,
+        Unit::Seconds,
+        "Time from a run's change to the status post that shows it"
+    );
+    metrics::describe_counter!("ozbridge_webhooks_total", "Platform requests by outcome");
+    metrics::describe_counter!(
+        "ozbridge_commands_total",
+        "Commands handled, by kind and result"
+    );
+    metrics::describe_counter!(
+        "ozbridge_outbound_requests_total",
+        "Calls to Oz, GitHub and Slack, by status"
+    );
+    metrics::describe_gauge!("ozbridge_runs", "Runs by phase");
+    metrics::describe_gauge!("ozbridge_active_runs", "Runs followed at Oz, by Oz state");
+    metrics::describe_gauge!(
+        "ozbridge_notification_lag_seconds",
+        Unit::Seconds,
+        "Age of the oldest run change not yet posted"
+    );
+    metrics::describe_gauge!(
+        "ozbridge_pending_commands",
+        "Commands waiting to be handled"
+    );
+    metrics::describe_gauge!(
+        "ozbridge_pending_notifications",
+        "Reactions, replies and notes waiting to be sent"
+    );
+    metrics::describe_gauge!("ozbridge_parked", "Work set aside for an operator, by kind");
+    metrics::describe_gauge!(
+        "ozbridge_upstream_paused",
+        "1 while calls to an upstream are paused by its breaker"
+    );
+    metrics::describe_counter!(
+        "ozbridge_upstream_held_back_total",
+        "Calls a breaker held back"
+    );
+    metrics::describe_counter!(
+        "ozbridge_duplicate_runs_cancelled_total",
+        "Extra Oz runs found and cancelled"
+    );
+    metrics::describe_counter!("ozbridge_worker_panics_total", "Worker steps that panicked");
+}
+
+/// The metrics in Prometheus's text format, with the process's figures read now; `None`
+/// when the recorder could not be installed.
+pub fn render_metrics() -> Option<String> {
+    let exporter = exporter()?;
+    exporter.process.collect();
+    Some(exporter.handle.render())
+}
+
+/// Records how long an HTTP request took to answer.
+pub fn http_answer(route: &str, method: &str, status: u16, elapsed: Duration) {
+    metrics::histogram!(
+        HTTP_SECONDS,
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// Records how long a run's change waited for the status post that shows it.
+pub fn status_post_delay(delay: Duration) {
+    metrics::histogram!(STATUS_POST_DELAY).record(delay.as_secs_f64());
 }
 
 /// Counts a webhook by source (`github`, `slack`) and outcome.
@@ -43,8 +176,7 @@ pub fn command(kind: &'static str, result: &'static str) {
 pub fn outbound(service: &'static str, status: &str, elapsed: Duration) {
     metrics::counter!("ozbridge_outbound_requests_total", "service" => service, "status" => status.to_owned())
         .increment(1);
-    metrics::histogram!("ozbridge_outbound_seconds", "service" => service)
-        .record(elapsed.as_secs_f64());
+    metrics::histogram!(OUTBOUND_SECONDS, "service" => service).record(elapsed.as_secs_f64());
 }
 
 /// Sets the number of runs in a phase.

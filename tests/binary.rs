@@ -116,6 +116,10 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     log.wait_for("ozbridge is listening").await;
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert!(ready.status().is_success(), "ready once listening");
+    // The container's HEALTHCHECK: the listen address as configured (all interfaces)
+    // is asked on loopback.
+    let health = healthcheck(&format!("0.0.0.0:{port}")).await;
+    assert!(health.status.success(), "{health:?}");
 
     let comment = github.add_user_comment("acme/widgets", 1, "alice", "/oz fix");
     let body = CommentEventSpec {
@@ -204,6 +208,12 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     .await;
     child.kill().await.unwrap();
     let _ = child.wait().await;
+    let health = healthcheck(&format!("0.0.0.0:{port}")).await;
+    assert!(!health.status.success(), "nothing answers after the kill");
+    assert!(
+        String::from_utf8_lossy(&health.stdout).contains("unhealthy"),
+        "{health:?}"
+    );
     for reader in readers {
         reader.await.unwrap();
     }
@@ -241,4 +251,15 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
             assert!(!post.contains(secret), "a secret reached a post: {secret}");
         }
     }
+}
+
+/// `ozbridge healthcheck` with `OZBRIDGE_LISTEN=listen`.
+async fn healthcheck(listen: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ozbridge"))
+        .args(["healthcheck", "--timeout", "5"])
+        .env_clear()
+        .env("OZBRIDGE_LISTEN", listen)
+        .output()
+        .await
+        .unwrap()
 }

@@ -502,11 +502,51 @@ async fn health_readiness_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("ozbridge_commands_total"), "{metrics}");
+    // Histograms have buckets, so replicas' figures add up.
+    let buckets = |name: &str, label: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_bucket{{")) && l.contains(label))
+            .count()
+    };
     assert!(
-        metrics.contains("ozbridge_pending_commands")
-            || metrics.contains("ozbridge_webhooks_total"),
+        buckets(
+            "ozbridge_http_request_duration_seconds",
+            "route=\"/github/webhook\""
+        ) > 5,
         "{metrics}"
     );
+    assert!(
+        buckets(
+            "ozbridge_outbound_request_duration_seconds",
+            "service=\"oz\""
+        ) > 5,
+        "{metrics}"
+    );
+    assert!(
+        buckets("ozbridge_status_post_delay_seconds", "le=\"+Inf\"") == 1,
+        "{metrics}"
+    );
+    assert!(!metrics.contains(" summary\n"), "{metrics}");
+    // Prometheus's naming: counters end in _total; the process's own figures are there.
+    for line in metrics.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.strip_suffix(" counter"))
+        {
+            assert!(name.ends_with("_total"), "counter {name} lacks _total");
+        }
+    }
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

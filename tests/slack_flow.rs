@@ -454,7 +454,10 @@ async fn informational_slash_commands_answer_privately() {
     h.slash(CHANNEL, "U1", "status").await;
     h.wait_private("No Oz agent has run").await;
     assert!(h.slack_roots(CHANNEL).is_empty());
-    assert!(!h.slack.responses().is_empty(), "answered through response_url");
+    assert!(
+        !h.slack.responses().is_empty(),
+        "answered through response_url"
+    );
     assert_eq!(h.slack.posts_without_charset(), 0, "JSON says it is UTF-8");
 }
 

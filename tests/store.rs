@@ -287,7 +287,10 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             "DELETE FROM artifacts".to_owned(),
             "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
         ] {
-            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
         conn.close().await.unwrap();
 

@@ -76,6 +76,28 @@ async fn count_in_flight(
     next.run(request).await
 }
 
+/// Records each answer's time by route (the route's pattern, so ids never become
+/// labels), method and status.
+async fn time_answer(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    crate::telemetry::http_answer(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
 /// The service's router.
 pub fn router(state: HttpState) -> Router {
     let intake = Router::new()
@@ -93,6 +115,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/artifacts/{uid}", get(ops::artifact))
+        .layer(axum::middleware::from_fn(time_answer))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(RequestBodyTimeoutLayer::new(state.body_timeout))

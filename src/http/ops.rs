@@ -21,12 +21,8 @@ pub async fn readyz(State(state): State<HttpState>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics() -> Response {
-    match crate::telemetry::prometheus() {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
+    match crate::telemetry::render_metrics() {
+        Some(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics recorder unavailable",

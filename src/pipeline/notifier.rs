@@ -210,6 +210,9 @@ impl Notifier {
                 self.store
                     .mark_posted(&run.id, run.version, &posted.id, &posted.digest)
                     .await?;
+                crate::telemetry::status_post_delay(Duration::from_millis(
+                    u64::try_from(self.store.clock().now_ms() - run.updated_at).unwrap_or(0),
+                ));
                 if posted.created {
                     // Answered: no earlier create of it can land any more.
                     self.store.clear_post_doubt(&run.id).await?;

@@ -353,7 +353,9 @@ impl SlackClient {
         let response = self
             .http
             .post(response_url)
-            .with_json(&json!({ "response_type": "ephemeral", "replace_original": false, "text": text }))
+            .with_json(
+                &json!({ "response_type": "ephemeral", "replace_original": false, "text": text }),
+            )
             .send()
             .await
             .map_err(SlackError::from_reqwest)?;
@@ -390,7 +392,10 @@ impl SlackClient {
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
-        let request = self.http.post(format!("{}{method}", self.api)).with_json(body);
+        let request = self
+            .http
+            .post(format!("{}{method}", self.api))
+            .with_json(body);
         self.finish(method, request).await
     }
 

@@ -85,6 +85,8 @@ pub struct RunRecord {
     /// bot can post in the channel, and it makes the thread).
     pub post_first: bool,
     pub created_at: Millis,
+    /// When the run last changed (what its status post has to show).
+    pub updated_at: Millis,
 }
 
 /// What a new run is: who asked what, where, and the request to send to Oz.
@@ -134,13 +136,14 @@ impl RunRecord {
             post_lookup_after: None,
             post_first,
             created_at,
+            updated_at: created_at,
         }
     }
 }
 
 const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, create_attempts,
     first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, cost,
-    status_post, posted_digest, post_attempted, post_first, created_at";
+    status_post, posted_digest, post_attempted, post_first, created_at, updated_at";
 
 /// [`COLUMNS`] without the prompt and the asked text (the bulk of a row, which no
 /// reader of many runs needs).
@@ -175,6 +178,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         post_lookup_after: Some(row.try_get::<i64, _>("post_attempted")?).filter(|t| *t != 0),
         post_first: row.try_get::<i64, _>("post_first")? != 0,
         created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -237,19 +241,23 @@ impl Store {
 
     /// One run by id.
     pub async fn get_run(&self, id: &RunRef) -> StoreResult<Option<RunRecord>> {
-        let row = sqlx::query(composed(format!("SELECT {COLUMNS} FROM runs WHERE id = $1")))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(composed(format!(
+            "SELECT {COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(decode).transpose()
     }
 
     /// The run created for a command, if any.
     pub async fn run_for_command(&self, command: &CommandId) -> StoreResult<Option<RunRecord>> {
-        let row = sqlx::query(composed(format!("SELECT {COLUMNS} FROM runs WHERE command_id = $1")))
-            .bind(command.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(composed(format!(
+            "SELECT {COLUMNS} FROM runs WHERE command_id = $1"
+        )))
+        .bind(command.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(decode).transpose()
     }
 

@@ -8,9 +8,7 @@ use thiserror::Error;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TlsSettingError {
     /// `sslmode` is not one libpq knows.
-    #[error(
-        "sslmode `{0}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
-    )]
+    #[error("sslmode `{0}` is not one of disable, allow, prefer, require, verify-ca, verify-full")]
     UnknownMode(String),
     /// libpq refuses the system's roots with a mode that would not check them.
     #[error(
@@ -210,9 +208,10 @@ mod tests {
 
     #[test]
     fn a_missing_root_file_is_an_error_before_connecting() {
-        let error =
-            prepare_postgres_url(&format!("{BASE}?sslmode=verify-ca&sslrootcert=/nowhere/ca.pem"))
-                .unwrap_err();
+        let error = prepare_postgres_url(&format!(
+            "{BASE}?sslmode=verify-ca&sslrootcert=/nowhere/ca.pem"
+        ))
+        .unwrap_err();
         assert!(
             matches!(&error, TlsSettingError::UnreadableRootCert { path, .. } if path == "/nowhere/ca.pem"),
             "{error}"

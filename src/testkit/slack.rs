@@ -277,7 +277,9 @@ fn has_json_charset(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().replace(' ', "") == "application/json;charset=utf-8")
+        .is_some_and(|v| {
+            v.to_ascii_lowercase().replace(' ', "") == "application/json;charset=utf-8"
+        })
 }
 
 async fn dispatch(fake: FakeSlack, method: String, headers: HeaderMap, body: Value) -> Response {
