@@ -42,6 +42,11 @@ enum Commands {
         #[command(subcommand)]
         command: AdminArgs,
     },
+    /// Register the GitHub App or the Slack app for a deployment.
+    Setup {
+        #[command(subcommand)]
+        what: SetupArgs,
+    },
     /// Print a Slack app manifest (slash command, events, interactivity, bot scopes).
     SlackManifest {
         /// Public base URL of this ozbridge, e.g. https://ozbridge.example.com
@@ -57,6 +62,47 @@ enum Commands {
         /// Time between the steps of a simulated run, in milliseconds.
         #[arg(long, default_value_t = 2000)]
         step_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetupArgs {
+    /// Register the GitHub App in one click (GitHub's manifest flow, from a page on this
+    /// machine), and write its id, private key and webhook secret to a file.
+    Github {
+        /// Public base URL of this ozbridge, e.g. https://ozbridge.example.com
+        #[arg(long)]
+        url: String,
+        /// Register the App for this organization (default: your account).
+        #[arg(long)]
+        org: Option<String>,
+        /// The App's name; GitHub App names are unique across GitHub (default:
+        /// `ozbridge-ORG`, or `ozbridge-` and six random characters).
+        #[arg(long)]
+        name: Option<String>,
+        /// Loopback port of the setup page (default: any free one; fix it to forward it
+        /// over SSH from a remote machine).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Where the credentials are written (mode 0600).
+        #[arg(long, default_value = "ozbridge.env")]
+        out: PathBuf,
+        /// Replace the credentials file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// GitHub's web address (GitHub Enterprise: https://HOST).
+        #[arg(long, env = "GITHUB_WEB_URL", default_value = "https://github.com")]
+        web_url: String,
+        /// GitHub's API base (GitHub Enterprise: https://HOST/api/v3).
+        #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+        api_url: String,
+    },
+    /// Print the link that creates the Slack app from its manifest and the steps that
+    /// remain; checks the bot token against Slack when it is set.
+    Slack {
+        /// Public base URL of this ozbridge, e.g. https://ozbridge.example.com
+        #[arg(long)]
+        url: String,
     },
 }
 
@@ -174,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", result?);
             Ok(ExitCode::SUCCESS)
         }
+        Commands::Setup { what } => setup(what, cli.config.as_deref()).await,
         Commands::SlackManifest { url } => {
             let parsed = url::Url::parse(&url)
                 .map_err(|e| anyhow::anyhow!("--url `{url}` is not a URL: {e}"))?;
@@ -198,6 +245,133 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn setup(what: SetupArgs, config: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    match what {
+        SetupArgs::Github {
+            url,
+            org,
+            name,
+            port,
+            out,
+            force,
+            web_url,
+            api_url,
+        } => {
+            let name = name.unwrap_or_else(|| match &org {
+                Some(org) => format!("ozbridge-{org}"),
+                None => format!(
+                    "ozbridge-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..6]
+                ),
+            });
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let options = crate::setup::github::GithubSetupOptions {
+                public_url: url,
+                org,
+                name,
+                web_url,
+                api_url,
+                env_file: out,
+                force,
+            };
+            let running = crate::setup::github::start(options, listener).await?;
+            println!(
+                "Open this page in a browser on this machine and press its button:\n\n  {}\n\n\
+                 (Waiting for GitHub; Ctrl-C stops.)",
+                running.page_url
+            );
+            let app = tokio::select! {
+                created = running.created() => created?,
+                _ = tokio::signal::ctrl_c() => {
+                    println!("Stopped; nothing was written.");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let file = app.env_file.display();
+            println!(
+                "\nGitHub App `{slug}` created (id {id}): {html}\n\
+                 Its id, private key and webhook secret are in {file} (readable by you only).\n\n\
+                 Next:\n\
+                 1. Install it on your repositories: {install}\n\
+                 2. Give the credentials to ozbridge. Fly.io:\n   \
+                    fly secrets set GITHUB_APP_ID={id} \\\n     \
+                    GITHUB_WEBHOOK_SECRET=\"$(sed -n 's/^GITHUB_WEBHOOK_SECRET=//p' {file})\" \\\n     \
+                    GITHUB_APP_PRIVATE_KEY=\"$(sed -n 's/^GITHUB_APP_PRIVATE_KEY=//p' {file})\"\n   \
+                    Docker: docker run --env-file {file} ...   (add WARP_API_KEY to the file or the environment)\n\
+                 3. Check: ozbridge check-config --online (with the file's settings in the environment)",
+                slug = app.slug,
+                id = app.id,
+                html = app.html_url,
+                install = app.install_url(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SetupArgs::Slack { url } => {
+            let parsed = url::Url::parse(&url)
+                .map_err(|e| anyhow::anyhow!("--url `{url}` is not a URL: {e}"))?;
+            anyhow::ensure!(
+                parsed.scheme() == "https",
+                "--url must be https: Slack only calls HTTPS endpoints"
+            );
+            print!("{}", crate::setup::slack::steps(&url));
+            let config = Config::load(config)?;
+            if config.slack.bot_token.is_none() || config.slack.signing_secrets.is_empty() {
+                println!(
+                    "\nSLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not both set here: nothing checked yet."
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!();
+            let ok = report(
+                "Slack",
+                "SLACK_BOT_TOKEN not set",
+                check_slack(&config).await,
+            );
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// Prints one online check's outcome; false when it failed.
+fn report(name: &str, missing: &str, result: Option<anyhow::Result<String>>) -> bool {
+    match result {
+        None => {
+            println!("{name}: skipped ({missing})");
+            true
+        }
+        Some(Ok(text)) => {
+            println!("{name}: ok ({text})");
+            true
+        }
+        Some(Err(error)) => {
+            println!("{name}: FAILED: {error}");
+            false
+        }
+    }
+}
+
+/// `auth.test` with the configured bot token; `None` when there is none.
+async fn check_slack(config: &Config) -> Option<anyhow::Result<String>> {
+    let token = config.slack.bot_token.as_ref()?;
+    Some(
+        async {
+            let client = crate::slack::SlackClient::new(
+                &config.slack.api_url,
+                token.clone(),
+                &config.slack.response_url_prefix,
+                std::time::Duration::from_secs(20),
+            )?;
+            let (team, user) = client.auth_test().await?;
+            anyhow::Ok(format!("workspace {team}, bot user {user}"))
+        }
+        .await,
+    )
 }
 
 async fn check_online(config: &Config) -> bool {
@@ -233,37 +407,7 @@ async fn check_online(config: &Config) -> bool {
             .await,
         ),
     };
-    let slack = match &config.slack.bot_token {
-        None => None,
-        Some(token) => Some(
-            async {
-                let prefix = &config.slack.response_url_prefix;
-                let client = crate::slack::SlackClient::new(
-                    &config.slack.api_url,
-                    token.clone(),
-                    prefix,
-                    Duration::from_secs(20),
-                )?;
-                let (team, user) = client.auth_test().await?;
-                anyhow::Ok(format!("workspace {team}, bot user {user}"))
-            }
-            .await,
-        ),
-    };
-    let report = |name: &str, missing: &str, result: Option<anyhow::Result<String>>| match result {
-        None => {
-            println!("{name}: skipped ({missing})");
-            true
-        }
-        Some(Ok(text)) => {
-            println!("{name}: ok ({text})");
-            true
-        }
-        Some(Err(error)) => {
-            println!("{name}: FAILED: {error}");
-            false
-        }
-    };
+    let slack = check_slack(config).await;
     let database = crate::store::Store::probe_transport(&config.database_url)
         .await
         .map(|transport| transport.to_string());

@@ -16,6 +16,7 @@ pub mod intake;
 pub mod oz;
 pub mod pipeline;
 pub mod retry;
+pub mod setup;
 pub mod slack;
 pub mod store;
 pub mod surface;

@@ -1,6 +1,11 @@
 //! An in-process fake of the GitHub REST API for the demo and the tests: comments,
 //! reactions, permissions, pull requests and installation tokens in memory, with
-//! GitHub's status codes, error bodies, size limit and secondary rate limits.
+//! GitHub's status codes, error bodies, size limit and secondary rate limits; and the
+//! App manifest flow (`apps.rs`).
+
+mod apps;
+
+pub use apps::{AppKeys, Registration};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -73,6 +78,8 @@ struct FakeState {
     /// required on repository calls.
     app: Option<(u64, jsonwebtoken::DecodingKey)>,
     issued_tokens: Vec<String>,
+    /// Apps registered through the manifest flow.
+    apps: apps::AppsState,
 }
 
 /// The fake. Clones share state.
@@ -144,6 +151,7 @@ impl FakeGithub {
                 crate::testkit::chaos::gate,
             ))
             .with_state(self.clone())
+            .merge(apps::router(self.clone()))
     }
 
     /// Serves the fake on `listener`; returns its base URL.
