@@ -28,7 +28,7 @@ fn installed(variable: &str, candidates: &[&str], program: &str) -> Option<PathB
                         .map(|p| p.join(program))
                         .collect()
                 })
-                .unwrap_or_else(Vec::new),
+                .unwrap_or_default(),
         )
         .find(|path| path.is_file())
 }
