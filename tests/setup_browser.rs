@@ -26,7 +26,7 @@ fn installed(variable: &str, candidates: &[&str], program: &str) -> Option<PathB
                 .map(|paths| {
                     std::env::split_paths(&paths)
                         .map(|p| p.join(program))
-                        .collect()
+                        .collect::<Vec<_>>()
                 })
                 .unwrap_or_default(),
         )
