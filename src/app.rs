@@ -3,7 +3,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::github::{GithubClient, GithubSurface, GithubSurfaceSettings};
-use crate::http::{HttpState, router};
+use crate::http::{HttpState, MetricsRoute, metrics_router, router};
 use crate::oz::OzClient;
 use crate::pipeline::{Pipeline, PipelineSettings, doubt_window};
 use crate::retry::Backoff;
@@ -22,7 +22,8 @@ pub struct RunningApp {
     pub addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    /// The service's HTTP server, and the metrics' when they are served apart.
+    servers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -30,9 +31,8 @@ impl RunningApp {
     /// Stops accepting requests, lets workers finish their current item, and waits.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        for worker in self.workers {
-            let _ = worker.await;
+        for task in self.servers.into_iter().chain(self.workers) {
+            let _ = task.await;
         }
         self.pipeline.store.close().await;
     }
@@ -40,13 +40,11 @@ impl RunningApp {
     /// Stops everything at once, mid-work, as `kill -9` would (for restart tests), and
     /// returns once every task is gone.
     pub async fn kill(self) {
-        self.server.abort();
-        for worker in &self.workers {
-            worker.abort();
+        for task in self.servers.iter().chain(&self.workers) {
+            task.abort();
         }
-        let _ = self.server.await;
-        for worker in self.workers {
-            let _ = worker.await;
+        for task in self.servers.into_iter().chain(self.workers) {
+            let _ = task.await;
         }
     }
 
@@ -190,7 +188,21 @@ pub async fn start(
         slack_secrets: Arc::new(config.slack.signing_secrets.clone()),
         body_timeout: config.http.body_timeout,
     };
-    let app = router(state);
+    let (metrics_route, metrics_server) = match config.metrics_listen {
+        None => (MetricsRoute::OnMain, None),
+        Some(address) => {
+            let metrics_listener = TcpListener::bind(address).await?;
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics are served apart");
+            let server = tokio::spawn(crate::http::serve(
+                metrics_listener,
+                metrics_router(),
+                config.http,
+                stop.clone(),
+            ));
+            (MetricsRoute::Apart, Some(server))
+        }
+    };
+    let app = router(state, metrics_route);
     let server = tokio::spawn(crate::http::serve(listener, app, config.http, stop.clone()));
     let workers = match drive {
         Drive::Workers => pipeline.spawn(stop),
@@ -200,7 +212,7 @@ pub async fn start(
         addr,
         pipeline,
         shutdown,
-        server,
+        servers: std::iter::once(server).chain(metrics_server).collect(),
         workers,
     })
 }

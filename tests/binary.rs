@@ -81,6 +81,12 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
         .local_addr()
         .unwrap()
         .port();
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ozbridge"))
         .arg("serve")
         .env_clear()
@@ -98,6 +104,10 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
             format!("sqlite://{}/db.sqlite", dir.path().display()),
         )
         .env("OZBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "OZBRIDGE_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
         .env("OZ_TICK_INTERVAL_SECS", "0.2")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "trace")
@@ -120,6 +130,20 @@ async fn serve_logs_json_and_never_a_secret_even_at_trace() {
     // is asked on loopback.
     let health = healthcheck(&format!("0.0.0.0:{port}")).await;
     assert!(health.status.success(), "{health:?}");
+    // Metrics on their own (private) port only, not beside the webhooks.
+    let public = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("ozbridge_http_request_duration_seconds_bucket{"),
+        "{metrics}"
+    );
 
     let comment = github.add_user_comment("acme/widgets", 1, "alice", "/oz fix");
     let body = CommentEventSpec {

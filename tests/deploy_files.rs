@@ -41,8 +41,19 @@ fn fly_creates_the_volume_checks_health_and_scrapes_metrics() {
     let checks = service["checks"].as_array().expect("http checks");
     assert_eq!(checks[0]["path"].as_str(), Some("/healthz"));
 
+    // Metrics on a port of their own, which the public proxy does not forward.
+    let metrics_listen = env["OZBRIDGE_METRICS_LISTEN"]
+        .as_str()
+        .expect("OZBRIDGE_METRICS_LISTEN");
+    let metrics_port = metrics_listen
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap();
+    assert_ne!(metrics_port, port);
     let metrics = fly["metrics"].as_table().expect("[metrics]");
-    assert_eq!(metrics["port"].as_integer(), Some(port));
+    assert_eq!(metrics["port"].as_integer(), Some(metrics_port));
     assert_eq!(metrics["path"].as_str(), Some("/metrics"));
 }
 

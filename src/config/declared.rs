@@ -93,6 +93,7 @@ pub const SETTINGS: &[Setting] = &[
         )
     },
     setting("public_url", "OZBRIDGE_PUBLIC_URL", Text, ""),
+    setting("metrics_listen", "OZBRIDGE_METRICS_LISTEN", Text, ""),
     setting("log_format", "LOG_FORMAT", Text, "text"),
     setting("workers", "OZBRIDGE_WORKERS", Integer, "4"),
     setting("paused", "OZBRIDGE_PAUSED", Switch, "0"),
@@ -436,6 +437,7 @@ mod tests {
     fn sample(setting: &Setting) -> &'static str {
         match setting.key {
             "public_url" => "https://oz.example.com",
+            "metrics_listen" => "127.0.0.1:9091",
             "templates.prompt" | "templates.slack_prompt" => "Work on {title}",
             "github.enabled_repos" => "acme/widgets,acme/gadgets",
             "github.app_id" | "github.app_private_key" => "",

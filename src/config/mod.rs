@@ -127,6 +127,9 @@ pub struct Config {
     pub database_url: String,
     /// Public base URL of this service, for links it writes (artifact downloads).
     pub public_url: Option<String>,
+    /// Where `/metrics` is served instead of on `listen` (a private port, so a public
+    /// listener does not show them).
+    pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub oz: OzSettings,
     pub github: GithubSettings,
@@ -204,6 +207,7 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     public_url: Option<String>,
+    metrics_listen: Option<String>,
     log_format: Option<String>,
     workers: Option<u64>,
     paused: Option<bool>,
@@ -359,6 +363,21 @@ impl Config {
                 format!("`{listen_text}` is not an address like 0.0.0.0:8080"),
             )
         })?;
+        let metrics_listen = match file.metrics_listen.filter(|text| !text.is_empty()) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                config_error(
+                    name("metrics_listen"),
+                    format!("`{text}` is not an address like 0.0.0.0:9091"),
+                )
+            })?),
+        };
+        if metrics_listen == Some(listen) {
+            return Err(config_error(
+                name("metrics_listen"),
+                "must differ from the listen address (leave it unset to serve /metrics there)",
+            ));
+        }
         let database_url = given(file.database_url, "database_url")?;
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres:")
@@ -550,6 +569,7 @@ impl Config {
             listen,
             database_url,
             public_url,
+            metrics_listen,
             log_format,
             oz,
             github,

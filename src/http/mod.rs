@@ -98,8 +98,24 @@ async fn time_answer(
     response
 }
 
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsRoute {
+    /// Beside the webhooks, on the service's listener.
+    OnMain,
+    /// Only on a listener of its own ([`metrics_router`]).
+    Apart,
+}
+
+/// `/metrics` alone, for a listener of its own.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .layer(axum::middleware::from_fn(time_answer))
+}
+
 /// The service's router.
-pub fn router(state: HttpState) -> Router {
+pub fn router(state: HttpState, metrics: MetricsRoute) -> Router {
     let intake = Router::new()
         .route("/github/webhook", post(github::webhook))
         .route("/slack/commands", post(slack::commands))
@@ -109,12 +125,14 @@ pub fn router(state: HttpState) -> Router {
             state.clone(),
             count_in_flight,
         ));
-    Router::new()
+    let mut main = Router::new()
         .merge(intake)
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/artifacts/{uid}", get(ops::artifact))
+        .route("/readyz", get(ops::readyz));
+    if metrics == MetricsRoute::OnMain {
+        main = main.route("/metrics", get(ops::metrics));
+    }
+    main.route("/artifacts/{uid}", get(ops::artifact))
         .layer(axum::middleware::from_fn(time_answer))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
