@@ -359,6 +359,59 @@ async fn failed_error_and_blocked_runs_are_rendered() {
 }
 
 #[tokio::test]
+async fn retry_restarts_a_retryable_failure_and_says_why_not_otherwise() {
+    let mut h = Harness::start().await;
+    h.command(14, "alice", "/oz retry").await;
+    h.wait_reply_contains(14, "nothing to retry").await;
+
+    h.sim.push_scenario(Scenario::Fail);
+    h.command(14, "alice", "/oz fix the missing test").await;
+    h.wait_status_contains(14, "❌ Failed").await;
+    h.command(14, "alice", "/oz retry").await;
+    let refused = h
+        .wait_reply_contains(
+            14,
+            "cannot be retried: its error is not one that retrying fixes",
+        )
+        .await;
+    assert!(refused.contains("Oz said: "), "{refused}");
+    assert_eq!(h.sim.run_count(), 1);
+
+    h.sim.push_scenario(Scenario::Endless);
+    h.command(16, "alice", "/oz keep going").await;
+    h.wait_status_contains(16, "🏃 Working").await;
+    h.command(16, "alice", "/oz retry").await;
+    h.wait_reply_contains(16, "still going").await;
+    assert_eq!(h.sim.run_count(), 2);
+
+    h.sim.push_scenario(Scenario::Error);
+    h.command(15, "alice", "/oz deploy the preview").await;
+    h.wait_status_contains(15, "⚠️ Errored").await;
+    let retry = h.command(15, "alice", "/oz retry").await;
+    h.wait_for("the retried run to finish", || {
+        h.bot_comments(15)
+            .iter()
+            .any(|c| c.body.contains("✅ Done"))
+    })
+    .await;
+    h.wait_reaction(retry, "rocket").await;
+    assert_eq!(h.sim.run_count(), 4);
+    let requests = h.sim.create_requests();
+    let (errored, retried) = (&requests[2], &requests[3]);
+    assert_ne!(
+        errored.prompt, retried.prompt,
+        "the retry carries its own reference"
+    );
+    assert_eq!(errored.title, retried.title);
+    h.wait_for("the failed run's note", || {
+        h.bot_comments(15)
+            .iter()
+            .any(|c| c.body.contains("Retried by @alice"))
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn artifacts_are_linked() {
     let mut h = Harness::start_with(
         None,

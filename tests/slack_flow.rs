@@ -413,6 +413,59 @@ async fn a_bot_outside_the_channel_tells_the_user_privately_and_starts_nothing()
 }
 
 #[tokio::test]
+async fn a_slash_command_in_a_direct_message_between_people_gets_advice_that_fits() {
+    let h = Harness::start().await;
+    // Slack sends `/oz` typed in a DM between two people with that DM's id; the bot
+    // cannot join it, so Slack answers its post with channel_not_found.
+    h.slash("D0PEOPLE1", "U1", "fix it").await;
+    h.wait_private("direct message between other people").await;
+    h.settle().await;
+    assert!(
+        h.slack.responses().iter().all(|r| !r.contains("/invite")),
+        "{:?}",
+        h.slack.responses()
+    );
+    assert_eq!(h.sim.run_count(), 0);
+}
+
+#[tokio::test]
+async fn a_mention_inside_a_sentence_starts_nothing() {
+    let h = Harness::start().await;
+    let named = h
+        .mention(
+            CHANNEL,
+            "U1",
+            "for reviews you can count on <@UOZBOT>",
+            None,
+        )
+        .await;
+    h.settle().await;
+    assert_eq!(h.sim.run_count(), 0);
+    assert!(h.slack.reactions(CHANNEL, &named).is_empty(), "not even 👀");
+    // The same message addressing the bot on a line of its own is a request.
+    let asked = h
+        .mention(
+            CHANNEL,
+            "U1",
+            "thanks!\n<@UOZBOT> fix the flaky login test",
+            None,
+        )
+        .await;
+    h.wait_for("the run", || {
+        h.slack
+            .reactions(CHANNEL, &asked)
+            .contains(&"white_check_mark".to_owned())
+    })
+    .await;
+    assert_eq!(h.sim.run_count(), 1);
+    let prompt = h.sim.create_requests()[0]
+        .prompt
+        .clone()
+        .unwrap_or_default();
+    assert!(prompt.contains("fix the flaky login test"), "{prompt}");
+}
+
+#[tokio::test]
 async fn a_slack_429_is_honoured() {
     let h = Harness::start().await;
     h.slack.rate_limit("chat.postMessage", 1, 1);

@@ -24,6 +24,8 @@ pub enum Command {
     Cancel,
     /// Report the thread's latest run.
     Status,
+    /// Start the thread's last run again, when it failed with a retryable error.
+    Retry,
     /// Show usage.
     Help,
     /// List models.
@@ -77,6 +79,7 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
         match words[0].to_ascii_lowercase().as_str() {
             "cancel" | "stop" => return Ok(Command::Cancel),
             "status" => return Ok(Command::Status),
+            "retry" => return Ok(Command::Retry),
             "help" => return Ok(Command::Help),
             "models" => return Ok(Command::Models),
             "agents" | "skills" => return Ok(Command::Agents),

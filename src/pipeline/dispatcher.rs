@@ -39,6 +39,15 @@ pub(super) struct Dispatcher {
     pub limits: RunLimits,
 }
 
+/// How a retry was asked for.
+#[derive(Clone, Copy)]
+enum RetryAsked {
+    /// `/oz retry` in the thread: the new run is its writer's.
+    ByCommand,
+    /// The Retry button on the run's status message.
+    ByButton,
+}
+
 /// Why a command was not finished.
 enum Failure {
     /// Try again later.
@@ -231,6 +240,13 @@ impl Dispatcher {
                     }
                 }
             }
+            Ok(Command::Retry) => match self.latest_run_here(origin).await? {
+                Some(run) => {
+                    self.retry(claimed, &run, &who, RetryAsked::ByCommand)
+                        .await?
+                }
+                None => reply(texts::nothing_to_retry(&who)).await?,
+            },
             Ok(Command::Run { prompt, options }) => {
                 self.record_run(claimed, line, &prompt, &options).await?
             }
@@ -321,7 +337,10 @@ impl Dispatcher {
                     .await?;
                 self.cancel(claimed, &record).await?;
             }
-            ButtonAction::Retry { .. } => self.retry(claimed, &record, &who).await?,
+            ButtonAction::Retry { .. } => {
+                self.retry(claimed, &record, &who, RetryAsked::ByButton)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -406,18 +425,21 @@ impl Dispatcher {
         }
     }
 
-    /// Starts a failed run's request again (Retry button).
+    /// Starts a failed run's request again (the Retry button, or `/oz retry` for the
+    /// thread's last run), when its failure may be retried; otherwise says why not.
     async fn retry(
         &self,
         claimed: &ClaimedCommand,
         old: &RunRecord,
         who: &str,
+        asked: RetryAsked,
     ) -> Result<(), Failure> {
         let origin = &claimed.command.origin;
         let key = format!("reply:{}", claimed.id);
         if old.phase != RunPhase::Done || !old.view.retry_may_help() {
-            let text = "Only a run that failed with a retryable error can be retried.";
-            self.outbox.private(key, origin, text.into()).await?;
+            let text =
+                texts::not_retryable(who, &old.view, old.phase != RunPhase::Done, &self.trigger);
+            self.outbox.private(key, origin, text).await?;
             return Ok(());
         }
         if self.store.run_for_command(&claimed.id).await?.is_some() {
@@ -449,12 +471,18 @@ impl Dispatcher {
             request.prompt =
                 Some(prompt.replace(&reference_line(&old.id), &reference_line(&run_ref)));
         }
+        // A typed retry is its writer's run, marked on their message; a button restarts
+        // the run where it was.
+        let (origin, requester) = match asked {
+            RetryAsked::ByCommand => (origin.clone(), claimed.command.author.clone()),
+            RetryAsked::ByButton => (old.origin.clone(), old.requester.clone()),
+        };
         let record = RunRecord::intent(
             RunIntent {
                 id: run_ref,
                 command_id: claimed.id.clone(),
-                origin: old.origin.clone(),
-                requester: old.requester.clone(),
+                origin,
+                requester,
                 asked: old.asked.clone(),
                 request,
                 post_first: old.post_first,

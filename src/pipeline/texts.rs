@@ -2,6 +2,7 @@
 //! turns into its own markup): help, command errors, status answers, lists, refusals.
 
 use crate::domain::RunView;
+use crate::oz::types::RunState;
 use crate::oz::types::{ListAgentsResponse, ListModelsResponse};
 
 /// Usage of the command, for `/oz help`; `who` is the surface's note on who may start
@@ -14,6 +15,7 @@ pub fn help(trigger: &str, who: &str) -> String {
            the thread's last run).\n\
          - `{t} cancel`: stop the agent working on this thread.\n\
          - `{t} status`: show the state of the thread's latest run.\n\
+         - `{t} retry`: start the thread's last run again, when it failed with an error that retrying may fix.\n\
          - `{t} models`: list the models you can pass to `--model`.\n\
          - `{t} agents`: list the skills you can pass to `--skill`.\n\
          - `{t} help`: this message.\n\n\
@@ -34,6 +36,38 @@ pub fn busy(who: &str, trigger: &str) -> String {
     format!(
         "{who}, an Oz agent is already working on this thread. Wait for it to finish, or write \
          `{trigger} cancel` to stop it, then ask again. Nothing new was started."
+    )
+}
+
+/// `/oz retry` where no run has been.
+pub fn nothing_to_retry(who: &str) -> String {
+    format!("{who}, no Oz agent has run on this thread yet, so there is nothing to retry.")
+}
+
+/// Why a run is not started again.
+pub fn not_retryable(who: &str, view: &RunView, active: bool, trigger: &str) -> String {
+    if active {
+        return format!(
+            "{who}, the last run here is still going, so there is nothing to retry. \
+             `{trigger} cancel` stops it."
+        );
+    }
+    let why = match view.state {
+        Some(RunState::Succeeded) => "it succeeded".to_owned(),
+        Some(RunState::Cancelled) => "it was cancelled".to_owned(),
+        Some(RunState::Failed | RunState::Error) => match &view.status_message {
+            Some(status) if !status.message.trim().is_empty() => format!(
+                "its error is not one that retrying fixes (Oz said: {})",
+                crate::text::truncate(&status.message.replace('\n', " "), 200)
+            ),
+            _ => "its error is not one that retrying fixes".to_owned(),
+        },
+        _ if view.start_error.is_some() => "it could not be started".to_owned(),
+        _ => "it did not fail".to_owned(),
+    };
+    format!(
+        "{who}, the last run here cannot be retried: {why}. Ask again with \
+         `{trigger} <what to do>` to start a new one."
     )
 }
 

@@ -233,6 +233,25 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D:
     serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
+/// The request of a mention: the text from the line that starts by addressing the bot
+/// (`<@BOT> fix …`, as `/oz` starts a line on GitHub); `None` when the bot is only named
+/// inside a sentence ("you can count on @oz"). Without the bot's id (older payloads),
+/// a line that starts with any mention counts.
+fn addressed<'a>(text: &'a str, bot: Option<&str>) -> Option<&'a str> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(after) = trimmed.strip_prefix("<@") {
+            let id = after.split(['>', '|']).next().unwrap_or_default();
+            if bot.is_none_or(|bot| bot == id) {
+                return Some(&text[offset + line.len() - trimmed.len()..]);
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// Removes the leading `<@BOT>` mentions of a message.
 fn strip_mentions(text: &str) -> &str {
     let mut rest = text.trim_start();
@@ -299,6 +318,16 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         Some(thread) => slack_ts(thread, "thread_ts")?,
         None => ts.clone(),
     };
+    // In a direct message everything is for the bot; elsewhere only a line that
+    // addresses it.
+    let request = if direct {
+        strip_mentions(&text)
+    } else {
+        match addressed(&text, bot_user) {
+            Some(from_mention) => strip_mentions(from_mention),
+            None => return Ok(SlackIntake::Ignored("the bot is named, not addressed")),
+        }
+    };
     let origin = Origin::Slack(SlackOrigin {
         team: team.clone(),
         channel: channel.clone(),
@@ -313,7 +342,7 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         origin,
         author: author(&user),
         request: Request::Typed {
-            line: line_of(strip_mentions(&text)),
+            line: line_of(request),
         },
         context: ThreadContext::default(),
         editor: None,
@@ -536,6 +565,35 @@ mod tests {
             command.origin.thread_key().as_str(),
             "slack:T0ACME:C1:100.0"
         );
+        // Addressed at the start of a later line: the request starts there.
+        let later = fake::mention_event(
+            "Ev3",
+            "C1",
+            "U1",
+            "Thanks all!\n  <@UOZBOT> fix the login\nit fails on Safari",
+            "112.1",
+            None,
+        );
+        let SlackIntake::Command { command, .. } =
+            parse_event(later.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        let line = command.typed_line().unwrap();
+        assert_eq!(line.args, "fix the login");
+        assert_eq!(line.continuation, "it fails on Safari");
+        // Named inside a sentence, or someone else addressed: not a request.
+        for text in [
+            "you can count on <@UOZBOT> for this",
+            "<@UALICE> could you ask <@UOZBOT>?",
+        ] {
+            let named = fake::mention_event("Ev4", "C1", "U1", text, "113.1", None);
+            assert_eq!(
+                parse_event(named.to_string().as_bytes()).unwrap(),
+                SlackIntake::Ignored("the bot is named, not addressed"),
+                "{text}"
+            );
+        }
         let mut bot = fake::mention_event("Ev2", "C1", "U1", "hi", "1.1", None);
         bot["event"]["bot_id"] = "B1".into();
         assert_eq!(
@@ -689,9 +747,9 @@ mod tests {
             panic!()
         };
         assert!(!command.typed_line().unwrap().full_text().contains(nul));
-        let event = fake::mention_event("E1", &bad_channel, "U1", "<@B> fix", "1.1", None);
+        let event = fake::mention_event("E1", &bad_channel, "U1", "<@UOZBOT> fix", "1.1", None);
         assert!(parse_event(event.to_string().as_bytes()).is_err());
-        let event = fake::mention_event("E1", "C1", "U1", "<@B> fix", "1.1", Some("x.y"));
+        let event = fake::mention_event("E1", "C1", "U1", "<@UOZBOT> fix", "1.1", Some("x.y"));
         assert!(parse_event(event.to_string().as_bytes()).is_err());
         let press = fake::button_body(
             ACTION_CANCEL,

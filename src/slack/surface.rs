@@ -65,6 +65,27 @@ impl From<SlackError> for SendError {
     }
 }
 
+/// A failed first post, with advice that fits the conversation: the bot cannot join a
+/// direct message between other people, so "invite me" would not help there.
+fn cannot_post_here(s: &SlackOrigin, error: SlackError) -> SendError {
+    let outside = matches!(&error, SlackError::Api(code) if matches!(code.as_str(), "not_in_channel" | "channel_not_found"));
+    let mut send_error = SendError::from(error);
+    // A DM with the bot is always open to it: a DM it cannot post in is between others.
+    let between_people = s.channel.starts_with('D');
+    let group_message = s
+        .channel_name
+        .as_deref()
+        .is_some_and(|name| name.starts_with("mpdm-"));
+    if outside && (between_people || group_message) {
+        send_error.user_text = Some(
+            "I cannot post in a direct message between other people. Use `/oz` in a channel I am in, \
+             or send me a direct message."
+                .into(),
+        );
+    }
+    send_error
+}
+
 fn slack(origin: &Origin) -> Result<&SlackOrigin, SendError> {
     match origin {
         Origin::Slack(s) => Ok(s),
@@ -443,7 +464,8 @@ impl Surface for SlackSurface {
                 body.blocks.as_ref(),
                 &status_key(run),
             )
-            .await?;
+            .await
+            .map_err(|error| cannot_post_here(s, error))?;
         Ok(PostId::SlackMessage { ts })
     }
 
