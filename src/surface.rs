@@ -56,6 +56,8 @@ pub struct PlaceDefaults {
     pub environment_id: Option<String>,
     pub model_id: Option<String>,
     pub skill: Option<String>,
+    pub harness: Option<crate::oz::types::HarnessKind>,
+    pub session_access: Option<crate::oz::types::PublicAccess>,
 }
 
 /// The pieces of a run's prompt a surface gives: its template and the values of the

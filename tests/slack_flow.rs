@@ -546,7 +546,8 @@ async fn a_direct_message_starts_a_run_in_its_thread() {
 
 #[tokio::test]
 async fn channel_defaults_apply_and_options_override_them() {
-    let settings = "[slack.channels.CENG]\nenvironment_id = \"env-web\"\nmodel_id = \"gpt-5\"\n";
+    use ozbridge::oz::types::{HarnessKind, PublicAccess};
+    let settings = "[oz]\nharness = \"gemini\"\n[slack.channels.CENG]\nenvironment_id = \"env-web\"\nmodel_id = \"gpt-5\"\nharness = \"claude\"\nsession_access = \"viewer\"\n";
     let h = Harness::start_with(None, &[("CONFIG_TOML", settings)])
         .await
         .unwrap();
@@ -555,6 +556,24 @@ async fn channel_defaults_apply_and_options_override_them() {
     let config = h.sim.create_requests()[0].config.clone().unwrap();
     assert_eq!(config.environment_id.as_deref(), Some("env-web"));
     assert_eq!(config.model_id.as_deref(), Some("claude-4-opus"));
+    assert_eq!(config.harness.map(|h| h.kind), Some(HarnessKind::Claude));
+    assert_eq!(
+        config.session_sharing.and_then(|s| s.public_access),
+        Some(PublicAccess::Viewer)
+    );
+    // The command's option beats the channel's harness.
+    h.slash(CHANNEL, "U1", "and the docs --harness oz").await;
+    h.wait_for("the second run", || h.sim.run_count() == 2)
+        .await;
+    let config = h.sim.create_requests()[1].config.clone().unwrap();
+    assert_eq!(config.harness.map(|h| h.kind), Some(HarnessKind::Oz));
+    // Elsewhere the service's default applies, and sessions are not shared.
+    h.slack.add_channel("COTHER", true);
+    h.slash("COTHER", "U1", "fix it").await;
+    h.wait_for("the third run", || h.sim.run_count() == 3).await;
+    let config = h.sim.create_requests()[2].config.clone().unwrap();
+    assert_eq!(config.harness.map(|h| h.kind), Some(HarnessKind::Gemini));
+    assert_eq!(config.session_sharing, None);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Parsing a command line into a typed [`Command`], with errors written for the user.
 
 use super::CommandLine;
+use crate::oz::types::HarnessKind;
 
 /// Options of a run request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -13,6 +14,9 @@ pub struct RunOptions {
     pub skill: Option<String>,
     /// `--new`: do not continue the thread's previous conversation.
     pub new_conversation: bool,
+    /// `--harness oz|claude|gemini`
+    #[serde(default)]
+    pub harness: Option<HarnessKind>,
 }
 
 /// A parsed command.
@@ -58,6 +62,14 @@ pub enum CommandError {
         given: String,
         suggestion: Option<String>,
     },
+    #[error(
+        "`{given}` is not a harness: use `oz`, `claude` or `gemini`.{}",
+        did_you_mean(suggestion)
+    )]
+    UnknownHarness {
+        given: String,
+        suggestion: Option<String>,
+    },
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {
@@ -67,7 +79,7 @@ fn did_you_mean(suggestion: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-const OPTIONS: [&str; 4] = ["--model", "--env", "--skill", "--new"];
+const OPTIONS: [&str; 5] = ["--model", "--env", "--skill", "--new", "--harness"];
 
 /// Parses a found command line.
 pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
@@ -121,6 +133,24 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
             "--model" => (&mut options.model, value("claude-4-sonnet")?),
             "--env" => (&mut options.environment, value("ENVIRONMENT_ID")?),
             "--skill" => (&mut options.skill, value("owner/repo:path/to/SKILL.md")?),
+            "--harness" => {
+                let given = value("claude")?;
+                let Some(kind) = HarnessKind::named(&given) else {
+                    return Err(CommandError::UnknownHarness {
+                        suggestion: suggest(
+                            &given.to_ascii_lowercase(),
+                            HarnessKind::ALL.iter().map(|(name, _)| *name),
+                        ),
+                        given,
+                    });
+                };
+                if options.harness.replace(kind).is_some() {
+                    return Err(CommandError::DuplicateOption {
+                        option: name.into(),
+                    });
+                }
+                continue;
+            }
             "--new" => {
                 if options.new_conversation {
                     return Err(CommandError::DuplicateOption {
@@ -189,9 +219,22 @@ mod tests {
                     environment: Some("prod-mirror".into()),
                     skill: None,
                     new_conversation: true,
+                    harness: None,
                 },
             }
         );
+        let Command::Run { options, .. } = cmd("review this --harness Claude").unwrap() else {
+            panic!()
+        };
+        assert_eq!(options.harness, Some(HarnessKind::Claude));
+        assert_eq!(
+            cmd("review --harness claud").unwrap_err().to_string(),
+            "`claud` is not a harness: use `oz`, `claude` or `gemini`. Did you mean `claude`?"
+        );
+        assert!(matches!(
+            cmd("review --harness gemini --harness oz"),
+            Err(CommandError::DuplicateOption { .. })
+        ));
         assert_eq!(
             cmd("-- --model is a flag in our CLI").unwrap(),
             Command::Run {

@@ -154,6 +154,8 @@ pub const SETTINGS: &[Setting] = &[
     secret("oz.api_key", "WARP_API_KEY", Text),
     setting("oz.environment_id", "OZ_ENVIRONMENT_ID", Text, ""),
     setting("oz.model_id", "OZ_MODEL_ID", Text, ""),
+    setting("oz.harness", "OZ_HARNESS", Text, ""),
+    setting("oz.session_access", "OZ_SESSION_ACCESS", Text, ""),
     setting("oz.run_label", "OZ_RUN_LABEL", Text, "ozbridge"),
     setting(
         "oz.request_timeout_secs",
@@ -438,6 +440,8 @@ mod tests {
         match setting.key {
             "public_url" => "https://oz.example.com",
             "metrics_listen" => "127.0.0.1:9091",
+            "oz.harness" => "claude",
+            "oz.session_access" => "viewer",
             "templates.prompt" | "templates.slack_prompt" => "Work on {title}",
             "github.enabled_repos" => "acme/widgets,acme/gadgets",
             "github.app_id" | "github.app_private_key" => "",

@@ -9,6 +9,7 @@ pub use templates::{DEFAULT_PROMPT_TEMPLATE, DEFAULT_SLACK_PROMPT_TEMPLATE};
 mod declared;
 pub mod templates;
 
+use crate::oz::types::{HarnessKind, PublicAccess};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -61,6 +62,11 @@ pub struct OzSettings {
     pub api_key: Option<SecretString>,
     pub environment_id: Option<String>,
     pub model_id: Option<String>,
+    /// Harness of every run unless a command or place says otherwise (`OZ_HARNESS`).
+    pub harness: Option<HarnessKind>,
+    /// Anyone-with-link access to runs' sessions unless a place says otherwise
+    /// (`OZ_SESSION_ACCESS`: `viewer` or `editor`; unset: only the Warp team).
+    pub session_access: Option<PublicAccess>,
     /// `config.name` given to every run; the tracker lists runs by it.
     pub run_label: String,
     /// Time for one Oz call (`OZ_REQUEST_TIMEOUT_SECS`, `oz.request_timeout_secs`; default
@@ -110,6 +116,10 @@ pub struct ChannelSettings {
     pub environment_id: Option<String>,
     pub model_id: Option<String>,
     pub skill: Option<String>,
+    /// `oz`, `claude` or `gemini`.
+    pub harness: Option<HarnessKind>,
+    /// `viewer` or `editor`: the channel's readers may open runs' sessions by link.
+    pub session_access: Option<PublicAccess>,
 }
 
 /// Per-repository run settings.
@@ -118,6 +128,11 @@ pub struct ChannelSettings {
 pub struct RepoSettings {
     pub environment_id: Option<String>,
     pub model_id: Option<String>,
+    /// `oz`, `claude` or `gemini`.
+    pub harness: Option<HarnessKind>,
+    /// `viewer` or `editor`: people in the repository's threads may open runs'
+    /// sessions by link without being on the Warp team.
+    pub session_access: Option<PublicAccess>,
 }
 
 /// The whole effective configuration.
@@ -253,6 +268,8 @@ struct FileOz {
     api_key: Option<SecretString>,
     environment_id: Option<String>,
     model_id: Option<String>,
+    harness: Option<String>,
+    session_access: Option<String>,
     run_label: Option<String>,
     request_timeout_secs: Option<u64>,
     tick_interval_secs: Option<f64>,
@@ -420,11 +437,31 @@ impl Config {
         if run_label.trim().is_empty() {
             return Err(config_error(name("oz.run_label"), "must not be empty"));
         }
+        let harness = match file.oz.harness.filter(|h| !h.is_empty()) {
+            None => None,
+            Some(text) => Some(HarnessKind::named(&text).ok_or_else(|| {
+                config_error(
+                    name("oz.harness"),
+                    format!("`{text}` is not a harness: oz, claude or gemini"),
+                )
+            })?),
+        };
+        let session_access = match file.oz.session_access.filter(|a| !a.is_empty()) {
+            None => None,
+            Some(text) => Some(PublicAccess::named(&text).ok_or_else(|| {
+                config_error(
+                    name("oz.session_access"),
+                    format!("`{text}` is not viewer or editor"),
+                )
+            })?),
+        };
         let oz = OzSettings {
             api_url: oz_api_url.trim_end_matches('/').to_owned(),
             api_key: file.oz.api_key,
             environment_id: file.oz.environment_id,
             model_id: file.oz.model_id,
+            harness,
+            session_access,
             run_label,
             request_timeout: seconds(
                 name("oz.request_timeout_secs"),
@@ -830,6 +867,27 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.key, "templates.prompt");
+        let err = load(&[("OZ_HARNESS", "claudia")], None).err().unwrap();
+        assert_eq!(err.key, "OZ_HARNESS", "{err}");
+        assert!(err.to_string().contains("oz, claude or gemini"), "{err}");
+        let err = load(&[("OZ_SESSION_ACCESS", "everyone")], None)
+            .err()
+            .unwrap();
+        assert_eq!(err.key, "OZ_SESSION_ACCESS", "{err}");
+        let err = load(
+            &[],
+            Some("[github.repos.\"acme/widgets\"]\nharness = \"codex\"\n"),
+        )
+        .err()
+        .unwrap();
+        assert!(err.key.starts_with("github.repos"), "{err}");
+        let ok = load(
+            &[("OZ_SESSION_ACCESS", "Editor")],
+            Some("[slack.channels.C1]\nharness = \"gemini\"\nsession_access = \"viewer\"\n"),
+        )
+        .unwrap();
+        assert_eq!(ok.oz.session_access, Some(PublicAccess::Editor));
+        assert_eq!(ok.slack.channels["C1"].harness, Some(HarnessKind::Gemini));
         let err = load(&[], None).unwrap().require_for_serve().unwrap_err();
         assert!(
             err.key.contains("WARP_API_KEY") && err.key.contains("GITHUB_WEBHOOK_SECRET"),

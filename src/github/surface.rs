@@ -194,6 +194,8 @@ impl Surface for GithubSurface {
             environment_id: repo.and_then(|r| r.environment_id.clone()),
             model_id: repo.and_then(|r| r.model_id.clone()),
             skill: None,
+            harness: repo.and_then(|r| r.harness),
+            session_access: repo.and_then(|r| r.session_access),
         }
     }
 

@@ -202,11 +202,86 @@ pub struct AgentConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub harness: Option<Value>,
+    pub harness: Option<Harness>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness_auth_secrets: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_sharing: Option<Value>,
+    pub session_sharing: Option<SessionSharing>,
+}
+
+/// Which execution harness runs the agent (`config.harness`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Harness {
+    #[serde(rename = "type")]
+    pub kind: HarnessKind,
+}
+
+/// The harnesses Oz offers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HarnessKind {
+    /// Warp's own (Oz's default).
+    Oz,
+    /// Claude Code.
+    Claude,
+    /// Gemini CLI.
+    Gemini,
+}
+
+impl HarnessKind {
+    /// Every harness, by the name users write.
+    pub const ALL: [(&'static str, Self); 3] = [
+        ("oz", Self::Oz),
+        ("claude", Self::Claude),
+        ("gemini", Self::Gemini),
+    ];
+
+    /// The harness named `name` (any case).
+    pub fn named(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase();
+        Self::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, kind)| *kind)
+    }
+
+    /// The name users write.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, kind)| *kind == self)
+            .map_or("oz", |(name, _)| name)
+    }
+}
+
+/// Who may open the run's shared session by its link (`config.session_sharing`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionSharing {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_access: Option<PublicAccess>,
+}
+
+/// Anyone-with-link access to a run's session (they still sign in to Warp).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PublicAccess {
+    /// Read the session and its conversation.
+    #[serde(alias = "viewer")]
+    Viewer,
+    /// Also interact with the session.
+    #[serde(alias = "editor")]
+    Editor,
+}
+
+impl PublicAccess {
+    /// The access named `name` (`viewer` or `editor`, any case).
+    pub fn named(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "viewer" => Some(Self::Viewer),
+            "editor" => Some(Self::Editor),
+            _ => None,
+        }
+    }
 }
 
 /// A file attached to a run request.

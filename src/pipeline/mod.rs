@@ -74,6 +74,8 @@ impl PipelineSettings {
                 run_label: config.oz.run_label.clone(),
                 environment_id: config.oz.environment_id.clone(),
                 model_id: config.oz.model_id.clone(),
+                harness: config.oz.harness,
+                session_access: config.oz.session_access,
             },
             lease: config.lease,
             poll: Duration::from_secs(1),

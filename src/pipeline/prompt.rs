@@ -7,7 +7,9 @@ use crate::command::RunOptions;
 use crate::config::templates::check_template;
 use crate::domain::InboxCommand;
 use crate::ids::{ConversationId, RunRef};
-use crate::oz::types::{AgentConfig, RunAgentRequest};
+use crate::oz::types::{
+    AgentConfig, Harness, HarnessKind, PublicAccess, RunAgentRequest, SessionSharing,
+};
 use crate::surface::{PromptParts, Surface};
 use crate::text::truncate;
 
@@ -88,6 +90,8 @@ pub struct RunDefaults {
     pub run_label: String,
     pub environment_id: Option<String>,
     pub model_id: Option<String>,
+    pub harness: Option<HarnessKind>,
+    pub session_access: Option<PublicAccess>,
 }
 
 /// The Oz request for `command`: options beat the place's settings (repository or
@@ -120,6 +124,17 @@ pub fn build_request(
                 .clone()
                 .or(place.model_id)
                 .or_else(|| defaults.model_id.clone()),
+            harness: options
+                .harness
+                .or(place.harness)
+                .or(defaults.harness)
+                .map(|kind| Harness { kind }),
+            session_sharing: place
+                .session_access
+                .or(defaults.session_access)
+                .map(|access| SessionSharing {
+                    public_access: Some(access),
+                }),
             ..AgentConfig::default()
         }),
         ..RunAgentRequest::default()

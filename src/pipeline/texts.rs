@@ -11,7 +11,7 @@ pub fn help(trigger: &str, who: &str) -> String {
     format!(
         "**Oz agent commands**\n\n\
          - `{t} <what to do>`: start an agent on this thread. Options: `--model ID`, `--env ENVIRONMENT_ID`, \
-           `--skill owner/repo:path/SKILL.md`, `--new` (start a fresh conversation instead of continuing \
+           `--skill owner/repo:path/SKILL.md`, `--harness oz|claude|gemini`, `--new` (start a fresh conversation instead of continuing \
            the thread's last run).\n\
          - `{t} cancel`: stop the agent working on this thread.\n\
          - `{t} status`: show the state of the thread's latest run.\n\

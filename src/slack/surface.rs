@@ -238,6 +238,8 @@ impl Surface for SlackSurface {
             environment_id: channel.and_then(|c| c.environment_id.clone()),
             model_id: channel.and_then(|c| c.model_id.clone()),
             skill: channel.and_then(|c| c.skill.clone()),
+            harness: channel.and_then(|c| c.harness),
+            session_access: channel.and_then(|c| c.session_access),
         }
     }
 
