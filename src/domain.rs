@@ -363,6 +363,76 @@ pub struct RunView {
     /// ozbridge's own trouble getting the run started, while it lasts.
     #[serde(default)]
     pub trouble: Option<StartTrouble>,
+    /// How long the run took and what it cost, once it ended.
+    #[serde(default)]
+    pub figures: Option<RunFigures>,
+}
+
+/// What a finished run took: its time at Oz and its cost as Oz reports it
+/// (`request_usage`, in Oz's unit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunFigures {
+    /// From the run's start at Oz (its creation when it never started) to its end.
+    pub seconds: Option<i64>,
+    pub inference_cost: Option<f64>,
+    pub compute_cost: Option<f64>,
+}
+
+impl RunFigures {
+    /// The figures of a run Oz reports as ended.
+    pub fn of_ended(item: &crate::oz::types::RunItem) -> Self {
+        let began = item.started_at.unwrap_or(item.created_at);
+        let usage = item.request_usage.unwrap_or_default();
+        let cost = |part: Option<f64>| part.filter(|c| c.is_finite() && *c >= 0.0);
+        Self {
+            seconds: Some((item.updated_at - began).num_seconds().max(0)),
+            inference_cost: cost(usage.inference_cost),
+            compute_cost: cost(usage.compute_cost),
+        }
+    }
+
+    /// Inference plus compute, when Oz reported either.
+    pub fn cost(&self) -> Option<f64> {
+        match (self.inference_cost, self.compute_cost) {
+            (None, None) => None,
+            (inference, compute) => Some(inference.unwrap_or(0.0) + compute.unwrap_or(0.0)),
+        }
+    }
+
+    /// "Took 12 min 4 s · cost 0.42 (inference 0.30, compute 0.12)", as far as known.
+    pub fn line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(seconds) = self.seconds {
+            parts.push(format!("Took {}", duration_text(seconds)));
+        }
+        if let Some(cost) = self.cost() {
+            let mut text = format!("cost {cost:.2}");
+            if let (Some(inference), Some(compute)) = (self.inference_cost, self.compute_cost) {
+                text.push_str(&format!(
+                    " (inference {inference:.2}, compute {compute:.2})"
+                ));
+            }
+            parts.push(if parts.is_empty() {
+                format!("Cost {}", &text["cost ".len()..])
+            } else {
+                text
+            });
+        }
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+}
+
+/// `seconds` as people say it: "45 s", "12 min 4 s", "2 h 5 min".
+fn duration_text(seconds: i64) -> String {
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (hours, minutes) {
+        (0, 0) if seconds == 0 => "less than a second".to_owned(),
+        (0, 0) => format!("{seconds} s"),
+        (0, _) if seconds == 0 => format!("{minutes} min"),
+        (0, _) => format!("{minutes} min {seconds} s"),
+        (_, 0) => format!("{hours} h"),
+        _ => format!("{hours} h {minutes} min"),
+    }
 }
 
 /// Why a run is not started yet although it was asked for, as its thread is told.
@@ -429,6 +499,32 @@ impl RunView {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn figures_read_as_people_say_them() {
+        assert_eq!(duration_text(0), "less than a second");
+        assert_eq!(duration_text(45), "45 s");
+        assert_eq!(duration_text(720), "12 min");
+        assert_eq!(duration_text(724), "12 min 4 s");
+        assert_eq!(duration_text(7200), "2 h");
+        assert_eq!(duration_text(7_500), "2 h 5 min");
+        let both = RunFigures {
+            seconds: Some(724),
+            inference_cost: Some(0.3),
+            compute_cost: Some(0.12),
+        };
+        assert_eq!(
+            both.line().as_deref(),
+            Some("Took 12 min 4 s · cost 0.42 (inference 0.30, compute 0.12)")
+        );
+        let cost_only = RunFigures {
+            seconds: None,
+            inference_cost: Some(0.3),
+            compute_cost: None,
+        };
+        assert_eq!(cost_only.line().as_deref(), Some("Cost 0.30"));
+        assert_eq!(RunFigures::default().line(), None);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -26,6 +26,10 @@ const HTTP_SECONDS: &str = "ozbridge_http_request_duration_seconds";
 const OUTBOUND_SECONDS: &str = "ozbridge_outbound_request_duration_seconds";
 /// Time from a run's change to the status post that shows it.
 const STATUS_POST_DELAY: &str = "ozbridge_status_post_delay_seconds";
+/// Cost of each finished run (inference + compute, Oz's unit), by place.
+const RUN_COST: &str = "ozbridge_run_cost";
+/// Time of each finished run at Oz, by place.
+const RUN_SECONDS: &str = "ozbridge_run_duration_seconds";
 
 /// Answers take milliseconds (a signed insert) and must stay within Slack's 3 s.
 const HTTP_BUCKETS: &[f64] = &[
@@ -39,6 +43,12 @@ const OUTBOUND_BUCKETS: &[f64] = &[
 /// when a platform rate-limits.
 const DELAY_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Runs cost from cents to tens of units; `_sum` by place is the spend.
+const COST_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0];
+/// Agent runs take from a minute to hours.
+const RUN_BUCKETS: &[f64] = &[
+    30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 
 /// Starts logging once per process; `RUST_LOG` filters (default `info`).
@@ -72,6 +82,10 @@ fn build_exporter() -> Option<Exporter> {
         .ok()?
         .set_buckets_for_metric(Matcher::Full(STATUS_POST_DELAY.into()), DELAY_BUCKETS)
         .ok()?
+        .set_buckets_for_metric(Matcher::Full(RUN_COST.into()), COST_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full(RUN_SECONDS.into()), RUN_BUCKETS)
+        .ok()?
         .install_recorder()
         .ok()?;
     describe();
@@ -96,6 +110,15 @@ fn describe() {
         STATUS_POST_DELAY,
         Unit::Seconds,
         "Time from a run's change to the status post that shows it"
+    );
+    metrics::describe_histogram!(
+        RUN_COST,
+        "Cost of each finished run (inference + compute, in Oz's unit), by repository or channel"
+    );
+    metrics::describe_histogram!(
+        RUN_SECONDS,
+        Unit::Seconds,
+        "Time of each finished run at Oz, by repository or channel"
     );
     metrics::describe_counter!("ozbridge_webhooks_total", "Platform requests by outcome");
     metrics::describe_counter!(
@@ -154,6 +177,17 @@ pub fn http_answer(route: &str, method: &str, status: u16, elapsed: Duration) {
         "status" => status.to_string()
     )
     .record(elapsed.as_secs_f64());
+}
+
+/// Records a run that ended in `place` (a repository or channel): its cost and time,
+/// when Oz reported them.
+pub fn run_finished(place: &str, cost: Option<f64>, seconds: Option<i64>) {
+    if let Some(cost) = cost {
+        metrics::histogram!(RUN_COST, "place" => place.to_owned()).record(cost);
+    }
+    if let Some(seconds) = seconds {
+        metrics::histogram!(RUN_SECONDS, "place" => place.to_owned()).record(seconds as f64);
+    }
 }
 
 /// Records how long a run's change waited for the status post that shows it.

@@ -67,6 +67,19 @@ async fn issue_command_runs_to_success_in_one_status_comment() {
         revisions.windows(2).all(|w| w[0] != w[1]),
         "an edit without a visible change was sent"
     );
+    // Cost and time are shown once the run ended, and by `/oz status`.
+    assert!(
+        revisions[..revisions.len() - 1]
+            .iter()
+            .all(|r| !r.contains("cost ")),
+        "no edit for cost while the run works"
+    );
+    h.command(42, "alice", "/oz status").await;
+    let answer = h.wait_reply_contains(42, "The latest Oz run here").await;
+    assert!(
+        answer.contains("Took less than a second · cost 0.15 (inference 0.10, compute 0.05)"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -578,6 +591,17 @@ async fn health_readiness_and_metrics() {
     );
     assert!(
         buckets("ozbridge_status_post_delay_seconds", "le=\"+Inf\"") == 1,
+        "{metrics}"
+    );
+    assert!(
+        buckets("ozbridge_run_cost", "place=\"github:acme/widgets\"") > 5,
+        "the finished run's cost by repository: {metrics}"
+    );
+    assert!(
+        buckets(
+            "ozbridge_run_duration_seconds",
+            "place=\"github:acme/widgets\""
+        ) > 5,
         "{metrics}"
     );
     assert!(!metrics.contains(" summary\n"), "{metrics}");

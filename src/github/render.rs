@@ -105,7 +105,7 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
                     truncate(&message.message, 2_000)
                 ));
                 let advice = match message.retryable {
-                    Some(true) => "Retrying may help: comment the same command again.",
+                    Some(true) => "Retrying may help: comment `/oz retry`.",
                     Some(false) => {
                         "Retrying the same request will not help; change the request or its setup first."
                     }
@@ -124,9 +124,12 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
     }
     if let Some(id) = &view.oz_run_id {
         let hint = if view.is_final() {
-            ""
+            view.figures
+                .and_then(|figures| figures.line())
+                .map(|line| format!(" · {line}"))
+                .unwrap_or_default()
         } else {
-            " · reply `/oz cancel` to stop it, `/oz status` for its state"
+            " · reply `/oz cancel` to stop it, `/oz status` for its state".to_owned()
         };
         out.push_str(&format!("\n<sub>Oz run `{id}`{hint}</sub>\n"));
     }

@@ -209,6 +209,33 @@ pub struct AgentConfig {
     pub session_sharing: Option<SessionSharing>,
 }
 
+/// `T` when the value has its shape, `None` otherwise.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// What a run has used so far (`request_usage`), in Oz's unit of cost.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct RequestUsage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_cost: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_cost: Option<f64>,
+}
+
+impl RequestUsage {
+    /// Inference plus compute; parts that are missing, negative or not numbers count 0.
+    pub fn total(&self) -> f64 {
+        let part = |cost: Option<f64>| cost.filter(|c| c.is_finite() && *c >= 0.0).unwrap_or(0.0);
+        part(self.inference_cost) + part(self.compute_cost)
+    }
+}
+
 /// Which execution harness runs the agent (`config.harness`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Harness {
@@ -370,8 +397,14 @@ pub struct RunItem {
     pub trigger_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_usage: Option<Value>,
+    /// Read leniently: usage of an unexpected shape is unknown usage, never an
+    /// unreadable run.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub request_usage: Option<RequestUsage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_config: Option<AgentConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

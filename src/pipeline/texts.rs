@@ -81,6 +81,9 @@ pub fn status(view: Option<&RunView>) -> String {
         text.push_str(&format!(" (run `{id}`)"));
     }
     text.push('.');
+    if let Some(line) = view.figures.and_then(|figures| figures.line()) {
+        text.push_str(&format!(" {line}."));
+    }
     if let Some(link) = &view.session_link {
         text.push_str(&format!(" [Open the session]({link})."));
     }

@@ -13,7 +13,7 @@
 use super::adopt::{Adopter, Created};
 use super::outbox::Outbox;
 use super::prompt::reference_in;
-use crate::domain::RunView;
+use crate::domain::{RunFigures, RunView};
 use crate::ids::OzRunId;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
@@ -262,6 +262,8 @@ impl Tracker {
             start_error: None,
             note: old.note.clone(),
             trouble: None,
+            // Shown once the run ended: a status edited for every cent would be noise.
+            figures: item.state.is_terminal().then(|| RunFigures::of_ended(item)),
         };
         let mut phase = RunPhase::Active;
         let mut summary_missing = false;
@@ -303,6 +305,13 @@ impl Tracker {
                 .await?;
         }
         self.announce(record, &view, phase).await?;
+        if phase == RunPhase::Done && record.phase != RunPhase::Done {
+            crate::telemetry::run_finished(
+                &record.origin.place_key(),
+                view.figures.and_then(|figures| figures.cost()),
+                view.figures.and_then(|figures| figures.seconds),
+            );
+        }
         if phase == RunPhase::Done {
             let mark = match item.state {
                 RunState::Succeeded => Mark::Succeeded,
@@ -374,15 +383,7 @@ impl Tracker {
 
 /// What a run has cost so far: inference plus compute, as Oz reports them.
 fn cost_of(item: &RunItem) -> f64 {
-    let part = |name: &str| {
-        item.request_usage
-            .as_ref()
-            .and_then(|usage| usage.get(name))
-            .and_then(serde_json::Value::as_f64)
-            .filter(|cost| cost.is_finite() && *cost >= 0.0)
-            .unwrap_or(0.0)
-    };
-    part("inference_cost") + part("compute_cost")
+    item.request_usage.map_or(0.0, |usage| usage.total())
 }
 
 /// A stamp that tells two blocked spells of one run apart.

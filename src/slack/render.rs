@@ -175,7 +175,12 @@ pub fn status_message(
         blocks.push(json!({ "type": "actions", "elements": buttons }));
     }
     if let Some(id) = &view.oz_run_id {
-        blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Oz run `{id}`") }] }));
+        let figures = view
+            .figures
+            .and_then(|figures| figures.line())
+            .map(|line| format!(" · {line}"))
+            .unwrap_or_default();
+        blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": format!("Oz run `{id}`{figures}") }] }));
     }
     blocks.truncate(MAX_BLOCKS);
     let text = truncate(

@@ -412,17 +412,13 @@ impl SimState {
                 let item = &mut run.item;
                 item.updated_at = at.max(item.updated_at);
                 // Every step costs: a little inference and a little compute.
-                let spent = |key: &str| {
-                    item.request_usage
-                        .as_ref()
-                        .and_then(|u| u.get(key))
-                        .and_then(serde_json::Value::as_f64)
-                        .unwrap_or(0.0)
-                };
-                item.request_usage = Some(serde_json::json!({
-                    "inference_cost": spent("inference_cost") + SIM_STEP_INFERENCE_COST,
-                    "compute_cost": spent("compute_cost") + SIM_STEP_COMPUTE_COST,
-                }));
+                let spent = item.request_usage.unwrap_or_default();
+                item.request_usage = Some(RequestUsage {
+                    inference_cost: Some(
+                        spent.inference_cost.unwrap_or(0.0) + SIM_STEP_INFERENCE_COST,
+                    ),
+                    compute_cost: Some(spent.compute_cost.unwrap_or(0.0) + SIM_STEP_COMPUTE_COST),
+                });
                 match step {
                     Step::State(state) => {
                         if state == RunState::InProgress && item.started_at.is_none() {
