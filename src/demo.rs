@@ -73,35 +73,57 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
     println!("━━ GitHub ━━");
     github.set_permission(REPO, "alice", "write");
-    let text = "/oz fix the flaky login test";
-    let comment_id = github.add_user_comment(REPO, 42, "alice", text);
     let mut events = github.subscribe();
-    println!("@alice commented on {REPO}#42 \"Login test is flaky\":\n    {text}\n");
-    let body = CommentEventSpec {
-        issue_body: "`login_test` fails about one run in five on CI.",
-        ..CommentEventSpec::created(REPO, 42, comment_id, "alice", text)
-    }
-    .payload()
-    .to_string();
     let started = Instant::now();
-    let response = reqwest::Client::new()
-        .post(format!("{base}/github/webhook"))
-        .header("X-GitHub-Event", "issue_comment")
-        .header("X-GitHub-Delivery", crate::ids::new_uuid())
-        .header("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes()))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    println!(
-        "[{:>5} ms] webhook answered {}",
-        started.elapsed().as_millis(),
-        response.status()
-    );
+    let comment = |text: &'static str| async move {
+        let comment_id = github.add_user_comment(REPO, 42, "alice", text);
+        println!(
+            "[{:>5} ms] @alice commented on {REPO}#42 \"Login test is flaky\":\n    {text}",
+            started.elapsed().as_millis()
+        );
+        let body = CommentEventSpec {
+            issue_body: "`login_test` fails about one run in five on CI.",
+            ..CommentEventSpec::created(REPO, 42, comment_id, "alice", text)
+        }
+        .payload()
+        .to_string();
+        let response = reqwest::Client::new()
+            .post(format!("{base}/github/webhook"))
+            .header("X-GitHub-Event", "issue_comment")
+            .header("X-GitHub-Delivery", crate::ids::new_uuid())
+            .header("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes()))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        println!(
+            "[{:>5} ms] webhook answered {}",
+            started.elapsed().as_millis(),
+            response.status()
+        );
+        anyhow::Ok(comment_id)
+    };
+    let first = comment("/oz fix the flaky login test").await?;
+    // A second request while the first run works: queued, then run as its follow-up.
+    let second = comment("/oz then add a regression test for it").await?;
+    let mut ended = 0;
     let finished = follow(&mut events, started, |event, at| match event {
-        GithubEvent::Reaction { content, .. } => {
-            println!("[{at:>5} ms] reaction :{content}: on @alice's comment");
-            matches!(content.as_str(), "rocket" | "confused" | "-1")
+        GithubEvent::Reaction {
+            content,
+            comment_id,
+        } => {
+            let which = if comment_id == first {
+                "first"
+            } else {
+                "second"
+            };
+            println!("[{at:>5} ms] reaction :{content}: on @alice's {which} comment");
+            if matches!(content.as_str(), "rocket" | "confused" | "-1")
+                && (comment_id == first || comment_id == second)
+            {
+                ended += 1;
+            }
+            ended == 2
         }
         GithubEvent::CommentCreated { body, .. } => {
             println!("[{at:>5} ms] ozbridge posted a comment:\n{}", indent(&body));

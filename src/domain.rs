@@ -209,20 +209,28 @@ pub enum ButtonAction {
         #[serde(deserialize_with = "PostId::deserialize_or_slack_ts")]
         pressed_on: PostId,
     },
+    /// Empty the thread's queue of instructions.
+    Drop {
+        run: crate::ids::RunRef,
+        #[serde(deserialize_with = "PostId::deserialize_or_slack_ts")]
+        pressed_on: PostId,
+    },
 }
 
 impl ButtonAction {
     /// The run the button names.
     pub fn run(&self) -> &crate::ids::RunRef {
         match self {
-            Self::Cancel { run, .. } | Self::Retry { run, .. } => run,
+            Self::Cancel { run, .. } | Self::Retry { run, .. } | Self::Drop { run, .. } => run,
         }
     }
 
     /// The status post the button was pressed on.
     pub fn pressed_on(&self) -> &PostId {
         match self {
-            Self::Cancel { pressed_on, .. } | Self::Retry { pressed_on, .. } => pressed_on,
+            Self::Cancel { pressed_on, .. }
+            | Self::Retry { pressed_on, .. }
+            | Self::Drop { pressed_on, .. } => pressed_on,
         }
     }
 }
@@ -366,6 +374,18 @@ pub struct RunView {
     /// How long the run took and what it cost, once it ended.
     #[serde(default)]
     pub figures: Option<RunFigures>,
+    /// The thread's instructions waiting for this run to end, first first.
+    #[serde(default)]
+    pub queued: Vec<QueuedNote>,
+}
+
+/// One queued instruction as a status post shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedNote {
+    /// Who asked, as their surface mentions them.
+    pub who: String,
+    /// The first line of what they asked, cut short.
+    pub asked: String,
 }
 
 /// What a finished run took: its time at Oz and its cost as Oz reports it

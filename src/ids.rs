@@ -85,8 +85,10 @@ impl RunRef {
 }
 
 impl CommandId {
-    /// A new random command id.
+    /// A new command id: a UUID v7, so that the commands one process stores in the same
+    /// millisecond still sort in the order they came (commands are taken in
+    /// `(received_at, id)` order, a thread's one after the other).
     pub fn generate() -> Self {
-        Self(new_uuid())
+        Self(uuid::Uuid::now_v7().to_string())
     }
 }

@@ -300,13 +300,13 @@ async fn a_follow_up_continues_the_conversation_unless_new() {
 }
 
 #[tokio::test]
-async fn an_active_run_blocks_a_second_and_cancel_stops_it_after_a_409() {
+async fn an_active_run_queues_a_second_and_cancel_stops_it_after_a_409() {
     let mut h = Harness::start().await;
     h.sim.push_scenario(Scenario::SlowStart);
     let first = h.command(9, "alice", "/oz long job").await;
     h.wait_status_contains(9, "Oz run `").await;
-    h.command(9, "alice", "/oz another job").await;
-    h.wait_reply_contains(9, "already working on this thread")
+    let queued = h.command(9, "alice", "/oz another job").await;
+    h.wait_reply_contains(9, "queued: this starts when the current run ends")
         .await;
     // The run is PENDING: Oz answers 409 and the cancel is retried until it lands.
     let cancel = h.command(9, "alice", "/oz cancel").await;
@@ -317,7 +317,9 @@ async fn an_active_run_blocks_a_second_and_cancel_stops_it_after_a_409() {
         h.sim.calls("POST /agent/runs/{id}/cancel") >= 2,
         "the 409 was retried"
     );
-    assert_eq!(h.sim.run_count(), 1);
+    // Then the queued job runs, as its own run.
+    h.wait_reaction(queued, "rocket").await;
+    assert_eq!(h.sim.run_count(), 2);
 }
 
 #[tokio::test]

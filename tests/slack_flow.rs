@@ -173,7 +173,7 @@ async fn a_thread_mention_carries_the_thread_and_a_follow_up_continues_it() {
 }
 
 #[tokio::test]
-async fn a_busy_thread_points_at_cancel_and_the_cancel_button_stops_the_run() {
+async fn a_busy_thread_queues_the_next_request_and_the_cancel_button_stops_the_run() {
     let h = Harness::start().await;
     h.sim.push_scenario(Scenario::SlowStart);
     let root = h.slack.add_user_message(CHANNEL, None, "U2", "topic");
@@ -182,7 +182,12 @@ async fn a_busy_thread_points_at_cancel_and_the_cancel_button_stops_the_run() {
     h.wait_in_thread(CHANNEL, &root, "Oz agent").await;
     h.mention(CHANNEL, "U1", "<@UOZBOT> another", Some(&root))
         .await;
-    h.wait_in_thread(CHANNEL, &root, "already working").await;
+    h.wait_in_thread(
+        CHANNEL,
+        &root,
+        "queued: this starts when the current run ends",
+    )
+    .await;
     let status = h.thread_status(CHANNEL, &root).unwrap();
     let run = h.thread_run_ref(CHANNEL, &root);
     assert_eq!(
@@ -208,6 +213,14 @@ async fn a_busy_thread_points_at_cancel_and_the_cancel_button_stops_the_run() {
         h.sim.calls("POST /agent/runs/{id}/cancel") >= 2,
         "the 409 of a PENDING run was retried"
     );
+    // The queued request starts once the cancelled run has ended.
+    h.wait_for("the queued request to start", || h.sim.run_count() == 2)
+        .await;
+    let second = h.sim.create_requests()[1]
+        .prompt
+        .clone()
+        .unwrap_or_default();
+    assert!(second.contains("another"), "{second}");
 }
 
 #[tokio::test]

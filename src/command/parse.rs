@@ -30,6 +30,8 @@ pub enum Command {
     Status,
     /// Start the thread's last run again, when it failed with a retryable error.
     Retry,
+    /// Empty the thread's queue of instructions.
+    Drop,
     /// Show usage.
     Help,
     /// List models.
@@ -92,6 +94,7 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
             "cancel" | "stop" => return Ok(Command::Cancel),
             "status" => return Ok(Command::Status),
             "retry" => return Ok(Command::Retry),
+            "drop" => return Ok(Command::Drop),
             "help" => return Ok(Command::Help),
             "models" => return Ok(Command::Models),
             "agents" | "skills" => return Ok(Command::Agents),

@@ -132,6 +132,12 @@ pub const SETTINGS: &[Setting] = &[
         "10",
     ),
     setting(
+        "limits.max_queued_per_thread",
+        "OZBRIDGE_MAX_QUEUED_PER_THREAD",
+        Integer,
+        "5",
+    ),
+    setting(
         "limits.max_runs_per_user_per_hour",
         "OZBRIDGE_MAX_RUNS_PER_USER_PER_HOUR",
         Integer,

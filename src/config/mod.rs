@@ -198,6 +198,9 @@ pub struct RunLimits {
     /// (`OZBRIDGE_MAX_COST_PER_PLACE_PER_DAY`, `limits.max_cost_per_place_per_day`;
     /// default 100).
     pub max_cost_per_place_per_day: f64,
+    /// Instructions one thread may hold queued behind its run
+    /// (`OZBRIDGE_MAX_QUEUED_PER_THREAD`, `limits.max_queued_per_thread`; default 5).
+    pub max_queued_per_thread: u64,
 }
 
 /// Limits that keep slow or hostile clients from holding the server.
@@ -251,6 +254,7 @@ struct FileLimits {
     max_runs_per_place: Option<u64>,
     max_runs_per_user_per_hour: Option<u64>,
     max_cost_per_place_per_day: Option<f64>,
+    max_queued_per_thread: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -640,6 +644,11 @@ impl Config {
                     "limits.max_cost_per_place_per_day",
                 )?
                 .max(0.0),
+                max_queued_per_thread: number(
+                    name("limits.max_queued_per_thread"),
+                    file.limits.max_queued_per_thread,
+                    0..=100,
+                )?,
             },
             paused: given(file.paused, "paused")?,
             listing,

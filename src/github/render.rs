@@ -86,6 +86,17 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
     if let Some(note) = &view.note {
         out.push_str(&format!("\n{}\n", truncate(note, 300)));
     }
+    if !view.queued.is_empty() {
+        out.push_str("\n**Queued next** (starts when this run ends; `/oz drop` removes them):\n\n");
+        for (i, queued) in view.queued.iter().enumerate() {
+            out.push_str(&format!(
+                "{}. {}: {}\n",
+                i + 1,
+                queued.who,
+                quote_inline(&queued.asked)
+            ));
+        }
+    }
     if let Some(trouble) = &view.trouble {
         out.push_str(&format!("\n⚠️ {}\n", trouble.text(input.run)));
     }

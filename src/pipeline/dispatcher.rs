@@ -8,8 +8,8 @@ use super::texts;
 use super::work::{Claimant, RetryBudget, claimed, work_on};
 use crate::command::{Command, CommandLine, RunOptions, parse};
 use crate::config::RunLimits;
-use crate::domain::{Author, ButtonAction, Origin, Request, RunView};
-use crate::ids::RunRef;
+use crate::domain::{Author, ButtonAction, Origin, QueuedNote, Request, RunView};
+use crate::ids::{RunRef, ThreadKey};
 use crate::oz::{ListAgentsQuery, OzClient, OzError};
 use crate::store::{ClaimedCommand, RunIntent, RunPhase, RunRecord, Store};
 use crate::surface::{Access, Mark, SendError, Surfaces};
@@ -37,6 +37,15 @@ pub(super) struct Dispatcher {
     pub paused: bool,
     /// Caps on runs per person, per place and per day.
     pub limits: RunLimits,
+}
+
+/// What became of a handled command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Answered or started: finished.
+    Done,
+    /// Kept as its thread's next instruction, until the run before it ends.
+    Queued,
 }
 
 /// How a retry was asked for.
@@ -101,11 +110,22 @@ impl From<OzError> for Failure {
 }
 
 impl Dispatcher {
-    /// Handles one due command; false when there was none.
+    /// Handles one due command, or else lets the first queued instruction of a thread
+    /// whose run has ended go; false when there was neither.
     pub async fn step(&self) -> bool {
         let claim = (self.store).claim_command(&self.claimant.id, self.claimant.lease);
         let Some(command) = claimed("command", claim).await else {
-            return false;
+            return match self.store.release_next_queued().await {
+                Ok(Some(thread)) => {
+                    tracing::info!(%thread, "the thread's run ended; its next queued instruction starts");
+                    true
+                }
+                Ok(None) => false,
+                Err(error) => {
+                    tracing::warn!(%error, "could not look for queued instructions");
+                    false
+                }
+            };
         };
         let command = &command;
         work_on("command", self.dispatch(command), |reason| async move {
@@ -127,7 +147,11 @@ impl Dispatcher {
     /// Handles a claimed command and records the outcome.
     async fn dispatch(&self, claimed: &ClaimedCommand) -> crate::store::StoreResult<()> {
         match self.handle(claimed).await {
-            Ok(()) => self.store.finish_command(&claimed.id, None).await,
+            Ok(Handled::Done) => self.store.finish_command(&claimed.id, None).await,
+            Ok(Handled::Queued) => {
+                self.store.queue_command(&claimed.id).await?;
+                self.show_queue(&claimed.command.origin.thread_key()).await
+            }
             Err(Failure::Retry { wait, reason }) => {
                 self.retry_or_park(claimed, wait, &reason).await
             }
@@ -184,7 +208,7 @@ impl Dispatcher {
         self.store.park_command(&claimed.id, reason).await
     }
 
-    async fn handle(&self, claimed: &ClaimedCommand) -> Result<(), Failure> {
+    async fn handle(&self, claimed: &ClaimedCommand) -> Result<Handled, Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
         let surface = self.surfaces.of(origin)?;
@@ -204,11 +228,14 @@ impl Dispatcher {
                 self.outbox
                     .private(format!("denied:{}", claimed.id), origin, text)
                     .await?;
-                return Ok(());
+                return Ok(Handled::Done);
             }
         }
         let line = match &command.request {
-            Request::Pressed { action } => return self.press(claimed, action).await,
+            Request::Pressed { action } => {
+                self.press(claimed, action).await?;
+                return Ok(Handled::Done);
+            }
             Request::Typed { line } => line,
         };
         let trigger = &self.trigger;
@@ -247,10 +274,67 @@ impl Dispatcher {
                 }
                 None => reply(texts::nothing_to_retry(&who)).await?,
             },
+            Ok(Command::Drop) => {
+                let dropped = self.drop_queue(&origin.thread_key()).await?;
+                reply(texts::dropped(&who, dropped)).await?;
+            }
             Ok(Command::Run { prompt, options }) => {
-                self.record_run(claimed, line, &prompt, &options).await?
+                let handled = self.record_run(claimed, line, &prompt, &options).await?;
+                if handled == Handled::Done {
+                    // It may have left the queue without starting (a limit, a bad option).
+                    self.show_queue(&origin.thread_key()).await?;
+                }
+                return Ok(handled);
             }
         }
+        Ok(Handled::Done)
+    }
+
+    /// Empties the thread's queue and shows it; how many instructions were dropped.
+    async fn drop_queue(&self, thread: &ThreadKey) -> crate::store::StoreResult<u64> {
+        let dropped = self.store.drop_queued(thread).await?;
+        self.show_queue(thread).await?;
+        Ok(dropped)
+    }
+
+    /// The thread's queued instructions, as a status post shows them.
+    async fn queue_notes(&self, thread: &ThreadKey) -> crate::store::StoreResult<Vec<QueuedNote>> {
+        Ok(self
+            .store
+            .queued_in_thread(thread)
+            .await?
+            .into_iter()
+            .map(|(_, command)| QueuedNote {
+                who: self.mention(&command.origin, &command.author),
+                asked: crate::text::truncate(
+                    command
+                        .typed_line()
+                        .map(|line| line.full_text())
+                        .unwrap_or_default()
+                        .lines()
+                        .next()
+                        .unwrap_or_default(),
+                    120,
+                ),
+            })
+            .collect())
+    }
+
+    /// Shows the thread's queue on the status post of its latest run (when it changed).
+    async fn show_queue(&self, thread: &ThreadKey) -> crate::store::StoreResult<()> {
+        let Some(latest) = self.store.latest_run_in_thread(thread).await? else {
+            return Ok(());
+        };
+        let queued = self.queue_notes(thread).await?;
+        if latest.view.queued == queued {
+            return Ok(());
+        }
+        let view = RunView {
+            queued,
+            ..latest.view.clone()
+        };
+        self.store.update_view(&latest.id, &view).await?;
+        self.outbox.status_changed();
         Ok(())
     }
 
@@ -340,6 +424,16 @@ impl Dispatcher {
             ButtonAction::Retry { .. } => {
                 self.retry(claimed, &record, &who, RetryAsked::ByButton)
                     .await?
+            }
+            ButtonAction::Drop { .. } => {
+                let dropped = self.drop_queue(&record.origin.thread_key()).await?;
+                self.outbox
+                    .private(
+                        format!("reply:{}", claimed.id),
+                        origin,
+                        texts::dropped(&who, dropped),
+                    )
+                    .await?;
             }
         }
         Ok(())
@@ -502,14 +596,14 @@ impl Dispatcher {
         line: &CommandLine,
         prompt_text: &str,
         options: &RunOptions,
-    ) -> Result<(), Failure> {
+    ) -> Result<Handled, Failure> {
         let command = &claimed.command;
         let origin = &command.origin;
         let surface = self.surfaces.of(origin)?;
         let who = surface.mention(&command.author);
         let key = format!("reply:{}", claimed.id);
         if self.store.run_for_command(&claimed.id).await?.is_some() {
-            return Ok(()); // recorded by an earlier attempt that died before finishing
+            return Ok(Handled::Done); // recorded by an earlier attempt that died before finishing
         }
         // A command said in a thread continues it; one said outside a thread starts a new one.
         let latest = if origin.has_thread() {
@@ -522,25 +616,48 @@ impl Dispatcher {
         if self.paused().await? {
             crate::telemetry::command("run", "paused");
             self.outbox.reply(key, origin, texts::paused(&who)).await?;
-            return Ok(());
+            return Ok(Handled::Done);
         }
-        if latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done) {
-            crate::telemetry::command("run", "busy");
-            let text = texts::busy(&who, &self.trigger);
-            self.outbox.reply(key, origin, text).await?;
-            return Ok(());
+        // A thread's instructions run one after the other: behind its active run, and
+        // behind instructions queued before this one.
+        let thread = origin.thread_key();
+        let busy = latest.as_ref().is_some_and(|r| r.phase != RunPhase::Done);
+        if busy
+            || (origin.has_thread()
+                && (self.store)
+                    .queued_before(&thread, &claimed.id, claimed.received_at)
+                    .await?)
+        {
+            let waiting = self.store.queued_in_thread(&thread).await?.len();
+            let cap = self.limits.max_queued_per_thread;
+            if u64::try_from(waiting).unwrap_or(u64::MAX) >= cap {
+                crate::telemetry::command("run", "busy");
+                let text = if cap == 0 {
+                    texts::busy(&who, &self.trigger)
+                } else {
+                    texts::queue_full(&who, cap, &self.trigger)
+                };
+                self.outbox.reply(key, origin, text).await?;
+                return Ok(Handled::Done);
+            }
+            crate::telemetry::command("run", "queued");
+            let text = texts::queued(&who, waiting + 1, options.new_conversation, &self.trigger);
+            (self.outbox)
+                .reply(format!("queued:{}", claimed.id), origin, text)
+                .await?;
+            return Ok(Handled::Queued);
         }
         if let Some(limit) = self.limit_reached(origin, &command.author).await? {
             crate::telemetry::command("run", "limited");
             let text = texts::over_limit(&who, surface.place_name(), &limit);
             self.outbox.reply(key, origin, text).await?;
-            return Ok(());
+            return Ok(Handled::Done);
         }
         if let Err(error) = self.catalog.validate(&self.oz, options).await {
             crate::telemetry::command("run", "invalid");
             let text = texts::command_error(&who, &error, &self.trigger);
             self.outbox.reply(key, origin, text).await?;
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let conversation_id = if options.new_conversation {
             None
@@ -563,7 +680,7 @@ impl Dispatcher {
             conversation_id,
         );
         let post_first = surface.posts_status_first();
-        let record = RunRecord::intent(
+        let mut record = RunRecord::intent(
             RunIntent {
                 id: run_ref,
                 command_id: claimed.id.clone(),
@@ -575,10 +692,19 @@ impl Dispatcher {
             },
             self.retries.now(),
         );
+        // The rest of the queue moves to the new run's status post.
+        if let Some(previous) = latest.filter(|r| !r.view.queued.is_empty()) {
+            let view = RunView {
+                queued: Vec::new(),
+                ..previous.view.clone()
+            };
+            self.store.update_view(&previous.id, &view).await?;
+        }
+        record.view.queued = self.queue_notes(&thread).await?;
         self.store.insert_run(&record).await?;
         crate::telemetry::command("run", "accepted");
         self.starter.notify_one();
         self.outbox.status_changed();
-        Ok(())
+        Ok(Handled::Done)
     }
 }

@@ -258,6 +258,16 @@ impl Pipeline {
         }
     }
 
+    /// One tracker tick alone (no other stage runs): how many runs it found changed.
+    /// For a caller that drives the pipeline and wants a run's end recorded before
+    /// anything reacts to it.
+    pub async fn track_once(&self) -> usize {
+        match self.tracker.tick().await {
+            Ticked::Followed { changes } => changes,
+            Ticked::Idle => 0,
+        }
+    }
+
     /// Starts every worker; they stop when `shutdown` turns true.
     pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let on_wake = |wake: fn(&Pipeline) -> &Notify| Pace::OnWake(wake);

@@ -16,6 +16,7 @@ pub fn help(trigger: &str, who: &str) -> String {
          - `{t} cancel`: stop the agent working on this thread.\n\
          - `{t} status`: show the state of the thread's latest run.\n\
          - `{t} retry`: start the thread's last run again, when it failed with an error that retrying may fix.\n\
+         - `{t} drop`: remove the instructions queued behind the current run.\n\
          - `{t} models`: list the models you can pass to `--model`.\n\
          - `{t} agents`: list the skills you can pass to `--skill`.\n\
          - `{t} help`: this message.\n\n\
@@ -37,6 +38,38 @@ pub fn busy(who: &str, trigger: &str) -> String {
         "{who}, an Oz agent is already working on this thread. Wait for it to finish, or write \
          `{trigger} cancel` to stop it, then ask again. Nothing new was started."
     )
+}
+
+/// A command kept until the run before it ends.
+pub fn queued(who: &str, position: usize, fresh: bool, trigger: &str) -> String {
+    let how = if fresh {
+        "as a fresh conversation"
+    } else {
+        "continuing its conversation"
+    };
+    format!(
+        "{who}, queued: this starts when the current run ends, {how} \
+         (position {position} in this thread's queue). `{trigger} cancel` stops the current run; \
+         `{trigger} drop` removes what is queued."
+    )
+}
+
+/// The thread's queue is full.
+pub fn queue_full(who: &str, cap: u64, trigger: &str) -> String {
+    format!(
+        "{who}, an Oz agent is working on this thread and {cap} instructions are already queued \
+         behind it, the most a thread holds. Nothing was added: wait for the queue to move, \
+         or `{trigger} drop` empties it."
+    )
+}
+
+/// Answer to `/oz drop` (or the Drop button).
+pub fn dropped(who: &str, count: u64) -> String {
+    match count {
+        0 => format!("{who}, there is nothing queued here."),
+        1 => format!("{who}, dropped the queued instruction."),
+        n => format!("{who}, dropped {n} queued instructions."),
+    }
 }
 
 /// `/oz retry` where no run has been.

@@ -261,6 +261,7 @@ impl Tracker {
             summary: old.summary.clone(),
             start_error: None,
             note: old.note.clone(),
+            queued: old.queued.clone(),
             trouble: None,
             // Shown once the run ended: a status edited for every cent would be noise.
             figures: item.state.is_terminal().then(|| RunFigures::of_ended(item)),

@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::intake::shape::{Object, is_slack_id, is_slack_ts, without_nul};
 use crate::intake::signature::{SignatureError, hex_hmac, verify_hex_hmac};
-use crate::slack::render::{ACTION_CANCEL, ACTION_RETRY};
+use crate::slack::render::{ACTION_CANCEL, ACTION_DROP, ACTION_RETRY};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
@@ -419,7 +419,10 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     else {
         return Ok(SlackIntake::Ignored("no action"));
     };
-    if !matches!(action_id.as_str(), ACTION_CANCEL | ACTION_RETRY) {
+    if !matches!(
+        action_id.as_str(),
+        ACTION_CANCEL | ACTION_RETRY | ACTION_DROP
+    ) {
         return Ok(SlackIntake::Ignored("link button"));
     }
     let id = |named: Option<Object<Named>>| named.and_then(|Object(n)| n.id);
@@ -453,6 +456,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
     };
     let action = match action_id.as_str() {
         ACTION_CANCEL => ButtonAction::Cancel { run, pressed_on },
+        ACTION_DROP => ButtonAction::Drop { run, pressed_on },
         _ => ButtonAction::Retry { run, pressed_on },
     };
     let trigger = match press.trigger_id {

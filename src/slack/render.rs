@@ -17,6 +17,8 @@ const MAX_TEXT_CHARS: usize = 3_500;
 /// Button action ids.
 pub const ACTION_CANCEL: &str = "oz_cancel";
 pub const ACTION_RETRY: &str = "oz_retry";
+/// The Drop button: empties the thread's queue of instructions.
+pub const ACTION_DROP: &str = "oz_drop";
 pub const ACTION_OPEN: &str = "oz_open";
 
 /// Escapes text for mrkdwn (`&`, `<`, `>`), so user text cannot mention or link.
@@ -161,6 +163,18 @@ pub fn status_message(
     if let Some(note) = &view.note {
         blocks.push(json!({ "type": "context", "elements": [{ "type": "mrkdwn", "text": truncate(note, 300) }] }));
     }
+    if !view.queued.is_empty() {
+        let lines: Vec<String> = view
+            .queued
+            .iter()
+            .enumerate()
+            .map(|(i, q)| format!("{}. {}: {}", i + 1, q.who, escape(&q.asked)))
+            .collect();
+        blocks.push(section(&format!(
+            ":hourglass_flowing_sand: *Queued next* (starts when this run ends)\n{}",
+            lines.join("\n")
+        )));
+    }
     let mut buttons = Vec::new();
     if let Some(link) = &view.session_link {
         buttons.push(json!({ "type": "button", "action_id": ACTION_OPEN, "text": { "type": "plain_text", "text": "Open session" }, "url": link, "value": run.as_str() }));
@@ -170,6 +184,9 @@ pub fn status_message(
     }
     if view.retry_may_help() {
         buttons.push(json!({ "type": "button", "action_id": ACTION_RETRY, "style": "primary", "text": { "type": "plain_text", "text": "Retry" }, "value": run.as_str() }));
+    }
+    if !view.queued.is_empty() {
+        buttons.push(json!({ "type": "button", "action_id": ACTION_DROP, "text": { "type": "plain_text", "text": "Drop queued" }, "value": run.as_str() }));
     }
     if !buttons.is_empty() {
         blocks.push(json!({ "type": "actions", "elements": buttons }));

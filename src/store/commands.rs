@@ -4,7 +4,7 @@
 use super::group_commit::{NewCommandRow, bind};
 use super::{Claimable, Millis, Store, StoreResult, clean, ms};
 use crate::domain::InboxCommand;
-use crate::ids::CommandId;
+use crate::ids::{CommandId, ThreadKey};
 use sqlx::Row;
 use std::time::Duration;
 
@@ -126,6 +126,94 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Sets a claimed command aside as its thread's next instruction (`queued`): it is
+    /// not claimed again until [`Store::release_next_queued`] lets it go.
+    pub async fn queue_command(&self, id: &CommandId) -> StoreResult<()> {
+        sqlx::query("UPDATE commands SET status = 'queued', lease_until = 0 WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Lets the first queued instruction of one free thread go (back to `pending`, due
+    /// now): a thread is free when none of its runs is going on and none of its
+    /// commands is pending. One statement, so two replicas never let the same one go,
+    /// nor two of one thread. Returns its thread.
+    pub async fn release_next_queued(&self) -> StoreResult<Option<ThreadKey>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "UPDATE commands SET status = 'pending', next_attempt_at = $1
+             WHERE id = (
+               SELECT q.id FROM commands q
+               WHERE q.status = 'queued'
+                 AND NOT EXISTS (SELECT 1 FROM commands o WHERE o.thread_key = q.thread_key
+                                   AND o.status = 'queued'
+                                   AND (o.received_at < q.received_at
+                                        OR (o.received_at = q.received_at AND o.id < q.id)))
+                 AND NOT EXISTS (SELECT 1 FROM commands p WHERE p.thread_key = q.thread_key
+                                   AND p.status = 'pending')
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_key = q.thread_key
+                                   AND r.phase <> 'done')
+               ORDER BY q.received_at, q.id LIMIT 1)
+             AND status = 'queued'
+             RETURNING thread_key",
+        )
+        .bind(self.clock.now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(thread,)| ThreadKey(thread)))
+    }
+
+    /// The thread's queued instructions, first first.
+    pub async fn queued_in_thread(
+        &self,
+        thread: &ThreadKey,
+    ) -> StoreResult<Vec<(CommandId, InboxCommand)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, payload FROM commands WHERE thread_key = $1 AND status = 'queued'
+             ORDER BY received_at, id",
+        )
+        .bind(thread.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, payload)| Ok((CommandId(id), serde_json::from_str(&payload)?)))
+            .collect()
+    }
+
+    /// True when the thread holds a queued instruction that came before `command`
+    /// (received at `received_at`): a new instruction waits behind it.
+    pub async fn queued_before(
+        &self,
+        thread: &ThreadKey,
+        command: &CommandId,
+        received_at: Millis,
+    ) -> StoreResult<bool> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM commands WHERE thread_key = $1 AND status = 'queued'
+               AND (received_at < $2 OR (received_at = $2 AND id < $3))",
+        )
+        .bind(thread.as_str())
+        .bind(received_at)
+        .bind(command.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Empties the thread's queue; how many instructions were dropped.
+    pub async fn drop_queued(&self, thread: &ThreadKey) -> StoreResult<u64> {
+        let dropped = sqlx::query(
+            "UPDATE commands SET status = 'done', finished_at = $1, error = 'dropped from the queue'
+             WHERE thread_key = $2 AND status = 'queued'",
+        )
+        .bind(self.clock.now_ms())
+        .bind(thread.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(dropped.rows_affected())
     }
 
     /// Every command stored, whatever became of it.

@@ -207,13 +207,14 @@ impl Store {
         Ok(noted.rows_affected() == 1)
     }
 
-    /// How many items the pipeline still has to work on: pending commands and
-    /// notifications, runs starting or followed, and status posts behind their run.
+    /// How many items the pipeline still has to work on: pending and queued commands,
+    /// pending notifications, runs starting or followed, and status posts behind their
+    /// run.
     /// Zero means nothing more happens until a new command arrives (parked work waits
     /// for an operator).
     pub async fn pending_work(&self) -> StoreResult<i64> {
         let (n,): (i64,) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM commands WHERE status = 'pending')
+            "SELECT (SELECT COUNT(*) FROM commands WHERE status IN ('pending', 'queued'))
                   + (SELECT COUNT(*) FROM outbox WHERE status = 'pending')
                   + (SELECT COUNT(*) FROM runs WHERE phase IN ('starting', 'active')
                                                 OR posted_version < version)",

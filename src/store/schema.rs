@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -127,6 +127,12 @@ const V4: &[&str] = &[
     // command: from the runs going on, not from everything each one ever started.
     "CREATE INDEX IF NOT EXISTS runs_actor_going ON runs (actor) WHERE phase IN ('starting', 'active')",
     "CREATE INDEX IF NOT EXISTS runs_place_going ON runs (place) WHERE phase IN ('starting', 'active')",
+];
+
+/// Queued instructions: commands waiting for their thread's run to end (status
+/// `queued`), found by thread in the order they came.
+const V5: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS commands_queued ON commands (thread_key, received_at) WHERE status = 'queued'",
 ];
 
 /// Which database engine the statements run on.
