@@ -47,6 +47,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
             format!("sqlite://{}/demo.db", dir.path().display()),
         ),
         ("OZ_TICK_INTERVAL_SECS", "0.3".to_owned()),
+        // Simulated runs last seconds: their checklists are read as often as allowed.
+        ("OZ_CONVERSATION_REFRESH_SECS", "1".to_owned()),
     ]);
     let config = Config::load_with(None, &|key| vars.get(key).cloned())?;
     let pipeline =

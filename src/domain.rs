@@ -377,6 +377,54 @@ pub struct RunView {
     /// The thread's instructions waiting for this run to end, first first.
     #[serde(default)]
     pub queued: Vec<QueuedNote>,
+    /// The run's steps so far, from its conversation, while it works.
+    #[serde(default)]
+    pub checklist: Option<Checklist>,
+}
+
+/// What a working run has done so far, as the bridge read it from the conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checklist {
+    pub steps: Vec<ChecklistStep>,
+    /// Steps left off the list (it is bounded).
+    pub more_steps: usize,
+    /// Actions by name (`run_command`, `edit_files`…), the most frequent first.
+    pub actions: Vec<(String, u32)>,
+}
+
+/// One line of a checklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistStep {
+    /// 0 for a step of the run, 1 for a step within it, and so on.
+    pub depth: u8,
+    pub text: String,
+    /// It has a summary or a completion time.
+    pub done: bool,
+}
+
+impl Checklist {
+    /// "12 commands run, 4 file edits": the action counts in words.
+    pub fn actions_line(&self) -> Option<String> {
+        let words: Vec<String> = self
+            .actions
+            .iter()
+            .map(|(name, count)| {
+                let (one, many) = match name.as_str() {
+                    "run_command" => ("command run", "commands run"),
+                    "edit_files" => ("file edit", "file edits"),
+                    "read_files" => ("file read", "file reads"),
+                    "search_codebase" | "grep" | "file_glob" => ("search", "searches"),
+                    _ => ("", ""),
+                };
+                match (one.is_empty(), *count) {
+                    (true, n) => format!("{} ×{n}", name.replace('_', " ")),
+                    (false, 1) => format!("1 {one}"),
+                    (false, n) => format!("{n} {many}"),
+                }
+            })
+            .collect();
+        (!words.is_empty()).then(|| words.join(", "))
+    }
 }
 
 /// One queued instruction as a status post shows it.

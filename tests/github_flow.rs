@@ -77,7 +77,7 @@ async fn issue_command_runs_to_success_in_one_status_comment() {
     h.command(42, "alice", "/oz status").await;
     let answer = h.wait_reply_contains(42, "The latest Oz run here").await;
     assert!(
-        answer.contains("Took less than a second · cost 0.15 (inference 0.10, compute 0.05)"),
+        answer.contains("Took less than a second · cost 0.21 (inference 0.14, compute 0.07)"),
         "{answer}"
     );
 }

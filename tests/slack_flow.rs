@@ -58,6 +58,13 @@ async fn slash_command_posts_a_root_message_kept_current_with_thread_replies() {
     // Edited in place, not posted again (a busy notifier may fold "Working" into the
     // final edit, so the states in between are not asserted one by one).
     assert!(root.revisions.len() >= 2, "the root was updated in place");
+    // While it worked, the root showed the run's steps as the bridge read them.
+    assert!(
+        root.revisions.iter().any(|r| r.contains("*Progress*")
+            && r.contains(":white_check_mark: Read the issue and the failing test")),
+        "{:?}",
+        root.revisions
+    );
     assert!(root.revisions[0].contains("Starting") || root.revisions[0].contains("Queued"));
     h.wait_in_thread(CHANNEL, &root.ts, "the agent finished")
         .await;

@@ -161,6 +161,18 @@ pub const SETTINGS: &[Setting] = &[
     setting("oz.environment_id", "OZ_ENVIRONMENT_ID", Text, ""),
     setting("oz.model_id", "OZ_MODEL_ID", Text, ""),
     setting("oz.harness", "OZ_HARNESS", Text, ""),
+    setting(
+        "oz.conversation_refresh_secs",
+        "OZ_CONVERSATION_REFRESH_SECS",
+        Integer,
+        "15",
+    ),
+    setting(
+        "oz.conversation_budget",
+        "OZ_CONVERSATION_BUDGET",
+        Integer,
+        "10",
+    ),
     setting("oz.session_access", "OZ_SESSION_ACCESS", Text, ""),
     setting("oz.run_label", "OZ_RUN_LABEL", Text, "ozbridge"),
     setting(

@@ -74,6 +74,12 @@ pub struct OzSettings {
     /// twice this.
     pub request_timeout: Duration,
     pub tick_interval: Duration,
+    /// A working run's conversation is read for its checklist at most this often
+    /// (`OZ_CONVERSATION_REFRESH_SECS`, `oz.conversation_refresh_secs`; default 15).
+    pub conversation_refresh: Duration,
+    /// Conversations read per tracker tick at most, over all runs
+    /// (`OZ_CONVERSATION_BUDGET`, `oz.conversation_budget`; default 10; 0: no checklists).
+    pub conversation_budget: usize,
 }
 
 /// Settings of the GitHub side.
@@ -277,6 +283,8 @@ struct FileOz {
     run_label: Option<String>,
     request_timeout_secs: Option<u64>,
     tick_interval_secs: Option<f64>,
+    conversation_refresh_secs: Option<u64>,
+    conversation_budget: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -473,6 +481,17 @@ impl Config {
                 1..=300,
             )?,
             tick_interval: Duration::from_secs_f64(tick),
+            conversation_refresh: seconds(
+                name("oz.conversation_refresh_secs"),
+                file.oz.conversation_refresh_secs,
+                1..=3600,
+            )?,
+            conversation_budget: usize::try_from(number(
+                name("oz.conversation_budget"),
+                file.oz.conversation_budget,
+                0..=1000,
+            )?)
+            .unwrap_or(10),
         };
 
         let github_api_url = given(file.github.api_url, "github.api_url")?;

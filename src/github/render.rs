@@ -1,7 +1,7 @@
 //! Markdown for GitHub: the status comment of a run and one-off replies, each carrying a
 //! hidden marker that ties it to its run or reply, and each under GitHub's size limit.
 
-use crate::domain::{Author, RunView};
+use crate::domain::{Author, Checklist, RunView};
 use crate::ids::RunRef;
 use crate::oz::types::{Artifact, RunState};
 use crate::text::truncate;
@@ -76,6 +76,9 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
         if let Some(line) = artifact_line(artifact, input.public_url) {
             out.push_str(&format!("- {line}\n"));
         }
+    }
+    if let Some(checklist) = &view.checklist {
+        out.push_str(&checklist_lines(checklist));
     }
     if view.state == Some(RunState::Blocked) {
         out.push_str(&format!(
@@ -177,7 +180,32 @@ fn artifact_line(artifact: &Artifact, public_url: Option<&str>) -> Option<String
 }
 
 fn quote_inline(text: &str) -> String {
-    format!("“{}”", text.replace('@', "@\u{200b}"))
+    format!("“{}”", defused(text))
+}
+
+/// Text that mentions nobody (an `@` followed by a zero-width space).
+fn defused(text: &str) -> String {
+    text.replace('@', "@\u{200b}")
+}
+
+/// The run's checklist as Markdown lines (✅ done, ⬜ not yet; nested steps indented).
+fn checklist_lines(checklist: &Checklist) -> String {
+    let mut out = String::from("\n**Progress**\n\n");
+    for step in &checklist.steps {
+        let mark = if step.done { "✅" } else { "⬜" };
+        let indent = "  ".repeat(usize::from(step.depth));
+        out.push_str(&format!("{indent}- {mark} {}\n", defused(&step.text)));
+    }
+    if checklist.more_steps > 0 {
+        out.push_str(&format!(
+            "- … and {} more steps (the session has them all)\n",
+            checklist.more_steps
+        ));
+    }
+    if let Some(actions) = checklist.actions_line() {
+        out.push_str(&format!("\n<sub>{actions}</sub>\n"));
+    }
+    out
 }
 
 /// Wraps a reply body with its marker and keeps it under the size limit.

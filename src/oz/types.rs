@@ -601,6 +601,9 @@ pub struct ConversationResponse {
 pub struct ConversationStep {
     #[serde(default)]
     pub id: String,
+    /// The instruction or delegated work of the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

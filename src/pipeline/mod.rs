@@ -7,6 +7,7 @@
 pub mod activity;
 mod adopt;
 mod catalog;
+pub mod checklist;
 mod dispatcher;
 pub mod load;
 mod notifier;
@@ -62,6 +63,8 @@ pub struct PipelineSettings {
     /// How long a run create without an answer may still land at Oz: no lookup may
     /// conclude "never created" before it has passed.
     pub oz_doubt_window: Duration,
+    /// How often working runs' conversations are read for their checklists.
+    pub checklists: checklist::ChecklistSettings,
 }
 
 impl PipelineSettings {
@@ -92,6 +95,10 @@ impl PipelineSettings {
             paused: config.paused,
             limits: config.limits,
             oz_doubt_window: doubt_window(config.oz.request_timeout),
+            checklists: checklist::ChecklistSettings {
+                refresh: config.oz.conversation_refresh,
+                budget: config.oz.conversation_budget,
+            },
         }
     }
 }
@@ -196,6 +203,8 @@ impl Pipeline {
                 run_label,
                 tick: settings.tick,
                 doubt_window: settings.oz_doubt_window,
+                checklists: settings.checklists,
+                read_schedule: checklist::ReadSchedule::default(),
             },
             notifier: Notifier {
                 store: store.clone(),

@@ -4,6 +4,9 @@
 //! the list cannot give: the summary of a finished run, and runs the list has not
 //! mentioned for ten minutes (each at most once per ten minutes).
 //!
+//! A working run that changed gets its checklist from its conversation (`checklist.rs`):
+//! at most once per run per refresh period, within a per-tick budget.
+//!
 //! The watermark (`updated_after` of the next tick) only moves past changes that were
 //! applied: a listed run whose create answer is still being recorded holds it back,
 //! so no change of a run is ever skipped. A listed run that carries a run's reference
@@ -11,6 +14,7 @@
 //! cancelled.
 
 use super::adopt::{Adopter, Created};
+use super::checklist::{ChecklistSettings, ReadSchedule, WorkingRun, checklist_of};
 use super::outbox::Outbox;
 use super::prompt::reference_in;
 use crate::domain::{RunFigures, RunView};
@@ -80,6 +84,10 @@ pub(super) struct Tracker {
     pub tick: Duration,
     /// How long a create without an answer may still land at Oz.
     pub doubt_window: Duration,
+    /// How often runs' conversations are read for their checklists.
+    pub checklists: ChecklistSettings,
+    /// When each run's conversation was last read.
+    pub read_schedule: ReadSchedule,
 }
 
 impl Tracker {
@@ -155,7 +163,20 @@ impl Tracker {
                 newest = newest.max(at);
                 match known.remove(&item.run_id) {
                     Some(record) if record.phase == RunPhase::Active => {
-                        changes += usize::from(self.apply(&record, item).await?)
+                        changes += usize::from(self.apply(&record, item).await?);
+                        if item.state.is_terminal() {
+                            self.read_schedule.forget(&record.id);
+                        } else if matches!(item.state, RunState::InProgress | RunState::Blocked) {
+                            // Its agent is at work (a queued run's conversation is
+                            // only its request).
+                            let working = WorkingRun {
+                                run: record.id.clone(),
+                                oz_run: item.run_id.clone(),
+                                created_at: item.created_at,
+                                updated_at: item.updated_at,
+                            };
+                            self.read_schedule.note_working(working, self.now());
+                        }
                     }
                     Some(_) => {}
                     None => unrecorded.push((item, at)),
@@ -178,7 +199,47 @@ impl Tracker {
         let next = held.map_or(newest, |h| newest.min(h - 1));
         self.store.set_marker(WATERMARK, &next.to_string()).await?;
         changes += self.check_quiet_runs().await?;
+        changes += self.refresh_checklists().await?;
         Ok(Ticked::Followed { changes })
+    }
+
+    /// Reads the conversations of the working runs whose checklist is due (within the
+    /// tick's budget) and shows what changed; how many status posts changed. A
+    /// conversation that cannot be read leaves the rest of the status as it was.
+    async fn refresh_checklists(&self) -> Result<usize, TickError> {
+        if self.checklists.budget == 0 {
+            return Ok(0);
+        }
+        let mut changes = 0;
+        for work in self.read_schedule.pick(self.now(), self.checklists) {
+            let run = &work.run;
+            let conversation = match self.oz.get_run_conversation(&work.oz_run).await {
+                Ok(conversation) => conversation,
+                Err(error @ OzError::Paused { .. }) => return Err(error.into()),
+                Err(error) => {
+                    tracing::info!(%error, %run, "could not read the run's conversation; its checklist stays as it was");
+                    continue;
+                }
+            };
+            let checklist = checklist_of(&conversation, work.created_at);
+            // Read again: this tick's changes to the run are kept.
+            let Some(record) = self.store.get_run(run).await? else {
+                continue;
+            };
+            let checklist =
+                (!checklist.steps.is_empty() || !checklist.actions.is_empty()).then_some(checklist);
+            if record.phase != RunPhase::Active || record.view.checklist == checklist {
+                continue;
+            }
+            let view = RunView {
+                checklist,
+                ..record.view.clone()
+            };
+            self.store.update_view(run, &view).await?;
+            self.outbox.status_changed();
+            changes += 1;
+        }
+        Ok(changes)
     }
 
     /// Fetches, one by one, runs the list has not mentioned for a long time (and
@@ -262,6 +323,12 @@ impl Tracker {
             start_error: None,
             note: old.note.clone(),
             queued: old.queued.clone(),
+            // Shown while the run works; its summary says the rest.
+            checklist: if item.state.is_terminal() {
+                None
+            } else {
+                old.checklist.clone()
+            },
             trouble: None,
             // Shown once the run ended: a status edited for every cent would be noise.
             figures: item.state.is_terminal().then(|| RunFigures::of_ended(item)),

@@ -114,6 +114,28 @@ pub fn status_message(
     if !links.is_empty() {
         blocks.push(section(&links.join("\n")));
     }
+    if let Some(checklist) = &view.checklist {
+        let mut text = String::from("*Progress*");
+        for step in &checklist.steps {
+            let mark = if step.done {
+                ":white_check_mark:"
+            } else {
+                ":white_large_square:"
+            };
+            let indent = "\u{2003}".repeat(usize::from(step.depth));
+            text.push_str(&format!("\n{indent}{mark} {}", escape(&step.text)));
+        }
+        if checklist.more_steps > 0 {
+            text.push_str(&format!(
+                "\n… and {} more steps (the session has them all)",
+                checklist.more_steps
+            ));
+        }
+        if let Some(actions) = checklist.actions_line() {
+            text.push_str(&format!("\n_{actions}_"));
+        }
+        blocks.push(section(&text));
+    }
     if view.state == Some(RunState::Blocked) {
         let reason = view
             .status_message

@@ -54,6 +54,43 @@ impl Scenario {
     }
 }
 
+/// The work a succeeding simulated run reports in its conversation: the issue read,
+/// the fix made (commands run, files edited), the pull request opened when `done`.
+fn work_steps(done: bool) -> Vec<ConversationStep> {
+    let step = |description: &str, finished: bool, actions: &[&str]| ConversationStep {
+        id: description.to_lowercase().replace(' ', "-"),
+        description: Some(description.into()),
+        summary: finished.then(|| format!("{description}: done")),
+        started_at: None,
+        completed_at: None,
+        messages: vec![ConversationMessage {
+            message_ids: None,
+            request_id: None,
+            role: MessageRole::Assistant,
+            timestamp: None,
+            content: actions
+                .iter()
+                .map(|name| {
+                    ContentBlock::Other(serde_json::json!({
+                        "type": "action", "id": name, "category": "command",
+                        "name": name, "input": {}
+                    }))
+                })
+                .collect(),
+        }],
+        steps: Vec::new(),
+    };
+    vec![
+        step("Read the issue and the failing test", true, &["read_files"]),
+        step(
+            "Fix the cause",
+            done,
+            &["run_command", "edit_files", "run_command"],
+        ),
+        step("Open a pull request", done, &[]),
+    ]
+}
+
 /// What each step of a simulated run adds to its `request_usage`.
 pub const SIM_STEP_INFERENCE_COST: f64 = 0.02;
 pub const SIM_STEP_COMPUTE_COST: f64 = 0.01;
@@ -93,6 +130,8 @@ enum Step {
     Artifact(Artifact),
     Status(RunStatusMessage),
     Summary(String),
+    /// The agent's work so far: steps nested in the run's own step of its conversation.
+    Work(Vec<ConversationStep>),
 }
 
 #[derive(Debug)]
@@ -271,6 +310,32 @@ impl OzSim {
             .collect()
     }
 
+    /// The agent of `run` does work: `steps` are nested under the run's own step of its
+    /// conversation, and the run counts as updated now (as Oz's list then reports it).
+    pub fn add_steps(&self, run: &OzRunId, steps: Vec<ConversationStep>) {
+        let now = self.clock.now();
+        let mut state = lock(&self.state);
+        let Some(conversation_id) = state
+            .runs
+            .iter_mut()
+            .find(|r| r.item.run_id == *run)
+            .and_then(|r| {
+                // A change moves updated_at, even within the same moment.
+                r.item.updated_at = now.max(r.item.updated_at + chrono::Duration::milliseconds(1));
+                r.item.conversation_id.clone()
+            })
+        else {
+            return;
+        };
+        if let Some(own) = state
+            .conversations
+            .get_mut(&conversation_id)
+            .and_then(|c| c.steps.last_mut())
+        {
+            own.steps.extend(steps);
+        }
+    }
+
     /// Number of runs created.
     pub fn run_count(&self) -> usize {
         lock(&self.state).runs.len()
@@ -303,6 +368,8 @@ impl OzSim {
         script.push((at(n), Step::State(RunState::InProgress)));
         match scenario {
             Scenario::Succeed => {
+                script.push((at(n), Step::Work(work_steps(false))));
+                script.push((at(n + 1), Step::Work(work_steps(true))));
                 script.push((at(n + 1), pr));
                 script.push((at(n + 2), summary));
                 script.push((at(n + 2), Step::State(RunState::Succeeded)));
@@ -434,6 +501,16 @@ impl SimState {
                     }
                     Step::Artifact(artifact) => item.artifacts.push(artifact),
                     Step::Status(message) => item.status_message = Some(message),
+                    Step::Work(steps) => {
+                        if let Some(own) = item
+                            .conversation_id
+                            .as_ref()
+                            .and_then(|id| self.conversations.get_mut(id))
+                            .and_then(|c| c.steps.last_mut())
+                        {
+                            own.steps = steps;
+                        }
+                    }
                     Step::Summary(text) => {
                         if let Some(conversation) = item
                             .conversation_id
@@ -442,6 +519,7 @@ impl SimState {
                         {
                             conversation.steps.push(ConversationStep {
                                 id: format!("step-{}", conversation.steps.len() + 1),
+                                description: None,
                                 summary: None,
                                 started_at: Some(at),
                                 completed_at: Some(at),
@@ -689,6 +767,7 @@ async fn create_run(
         });
     conversation.steps.push(ConversationStep {
         id: format!("step-{}", conversation.steps.len() + 1),
+        description: Some(prompt.clone()),
         summary: None,
         started_at: Some(now),
         completed_at: None,
