@@ -275,6 +275,10 @@ pub struct ThreadContext {
     pub is_pull_request: bool,
     pub head_ref: Option<String>,
     pub base_ref: Option<String>,
+    /// Files the request's message carries (images linked in a GitHub comment, files
+    /// shared with a Slack message), downloaded when its run is recorded.
+    #[serde(default)]
+    pub attachments: Vec<crate::attachments::AttachmentRef>,
 }
 
 /// What a person asked for.

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod attachments;
 pub mod cli;
 pub mod clock;
 pub mod command;

@@ -165,6 +165,18 @@ pub trait Surface: Send + Sync {
         context: &mut ThreadContext,
     ) -> Result<(), SendError>;
 
+    /// Downloads a file the request's message carries, with the platform's credentials
+    /// and only from its file hosts, refusing it once it passes `limit` bytes. A surface
+    /// whose messages carry no files refuses every one.
+    async fn download_attachment(
+        &self,
+        _origin: &Origin,
+        _file: &crate::attachments::AttachmentRef,
+        _limit: u64,
+    ) -> Result<Vec<u8>, crate::attachments::Skipped> {
+        Err(crate::attachments::Skipped::ForeignHost)
+    }
+
     /// The place's defaults for a run.
     fn place_defaults(&self, origin: &Origin) -> PlaceDefaults;
 

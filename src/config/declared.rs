@@ -132,6 +132,12 @@ pub const SETTINGS: &[Setting] = &[
         "10",
     ),
     setting(
+        "limits.max_attachment_bytes",
+        "OZBRIDGE_MAX_ATTACHMENT_BYTES",
+        Integer,
+        "5242880",
+    ),
+    setting(
         "limits.max_queued_per_thread",
         "OZBRIDGE_MAX_QUEUED_PER_THREAD",
         Integer,

@@ -207,6 +207,9 @@ pub struct RunLimits {
     /// Instructions one thread may hold queued behind its run
     /// (`OZBRIDGE_MAX_QUEUED_PER_THREAD`, `limits.max_queued_per_thread`; default 5).
     pub max_queued_per_thread: u64,
+    /// Bytes one attached file may have (`OZBRIDGE_MAX_ATTACHMENT_BYTES`,
+    /// `limits.max_attachment_bytes`; default 5 MiB).
+    pub max_attachment_bytes: u64,
 }
 
 /// Limits that keep slow or hostile clients from holding the server.
@@ -261,6 +264,7 @@ struct FileLimits {
     max_runs_per_user_per_hour: Option<u64>,
     max_cost_per_place_per_day: Option<f64>,
     max_queued_per_thread: Option<u64>,
+    max_attachment_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -667,6 +671,11 @@ impl Config {
                     name("limits.max_queued_per_thread"),
                     file.limits.max_queued_per_thread,
                     0..=100,
+                )?,
+                max_attachment_bytes: number(
+                    name("limits.max_attachment_bytes"),
+                    file.limits.max_attachment_bytes,
+                    1..=50 * 1024 * 1024,
                 )?,
             },
             paused: given(file.paused, "paused")?,

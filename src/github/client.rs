@@ -427,6 +427,42 @@ impl GithubClient {
         result
     }
 
+    /// Downloads an image attached to a comment, with the installation's token: only
+    /// from GitHub's attachment hosts (`github.com/user-attachments`,
+    /// `*.githubusercontent.com`) or the `/user-attachments/` of the configured server
+    /// (GitHub Enterprise), so the token never goes anywhere else.
+    pub async fn download_attachment(
+        &self,
+        url: &str,
+        installation: Option<u64>,
+        limit: u64,
+    ) -> Result<Vec<u8>, crate::attachments::Skipped> {
+        use crate::attachments::{Skipped, read_capped};
+        let server = url::Url::parse(&self.api)
+            .ok()
+            .map(|api| api.origin().ascii_serialization())
+            .unwrap_or_default();
+        let allowed = url.starts_with("https://github.com/user-attachments/")
+            || url.starts_with("https://user-images.githubusercontent.com/")
+            || url.starts_with("https://private-user-images.githubusercontent.com/")
+            || (!server.is_empty() && url.starts_with(&format!("{server}/user-attachments/")));
+        if !allowed {
+            return Err(Skipped::ForeignHost);
+        }
+        let token = self
+            .token(installation)
+            .await
+            .map_err(|_| Skipped::Unreadable)?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|_| Skipped::Unreadable)?;
+        read_capped(response, limit).await
+    }
+
     /// The breaker that spaces out calls while GitHub fails.
     pub fn breaker(&self) -> &std::sync::Arc<crate::retry::Breaker> {
         &self.breaker

@@ -243,6 +243,7 @@ pub fn parse_event(
                 is_pull_request: true,
                 head_ref: Some(pr.head.0.name),
                 base_ref: Some(pr.base.0.name),
+                attachments: Vec::new(),
             },
             pr.number,
         ),
@@ -254,11 +255,14 @@ pub fn parse_event(
                 is_pull_request: issue.pull_request.is_some(),
                 head_ref: None,
                 base_ref: None,
+                attachments: Vec::new(),
             },
             issue.number,
         ),
         (None, None) => return Err(bad("neither issue nor pull_request")),
     };
+    let mut context = context;
+    context.attachments = linked_images(&comment_body);
     let digest = hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8]);
     let dedupe_key = format!(
         "github:{}:comment:{}:{digest}",
@@ -282,6 +286,55 @@ pub fn parse_event(
         dedupe_key,
         command: Box::new(command),
     })
+}
+
+/// The images a comment links (`![alt](url)`, `<img src="url">`), in order, at most a
+/// few more than Oz takes (the rest could only be left out).
+fn linked_images(body: &str) -> Vec<crate::attachments::AttachmentRef> {
+    let mut urls: Vec<&str> = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("](") {
+        let after = &rest[start + 2..];
+        let is_image = rest[..start]
+            .rfind("![")
+            .is_some_and(|open| !rest[open..start].contains(']'));
+        if let Some(end) = after.find([')', ' ']) {
+            if is_image {
+                urls.push(&after[..end]);
+            }
+            rest = &after[end..];
+        } else {
+            break;
+        }
+    }
+    let mut rest = body;
+    while let Some(start) = rest.find("src=\"") {
+        let after = &rest[start + 5..];
+        let Some(end) = after.find('"') else { break };
+        if rest[..start].rfind("<img").is_some() {
+            urls.push(&after[..end]);
+        }
+        rest = &after[end..];
+    }
+    let mut seen = std::collections::HashSet::new();
+    urls.into_iter()
+        .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+        .filter(|url| seen.insert(*url))
+        .take(crate::attachments::MAX_ATTACHMENTS + 5)
+        .map(|url| crate::attachments::AttachmentRef {
+            name: url
+                .rsplit('/')
+                .next()
+                .filter(|name| !name.is_empty())
+                .unwrap_or("image")
+                .chars()
+                .take(100)
+                .collect(),
+            url: url.chars().take(2_000).collect(),
+            mime_type: None,
+            size: None,
+        })
+        .collect()
 }
 
 fn bounded(text: String) -> String {

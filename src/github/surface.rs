@@ -184,6 +184,18 @@ impl Surface for GithubSurface {
         Ok(())
     }
 
+    async fn download_attachment(
+        &self,
+        origin: &Origin,
+        file: &crate::attachments::AttachmentRef,
+        limit: u64,
+    ) -> Result<Vec<u8>, crate::attachments::Skipped> {
+        let installation = github(origin).ok().and_then(|g| g.installation_id);
+        self.client
+            .download_attachment(&file.url, installation, limit)
+            .await
+    }
+
     fn place_defaults(&self, origin: &Origin) -> PlaceDefaults {
         let repo = github(origin).ok().and_then(|g| {
             self.settings
@@ -428,6 +440,7 @@ mod tests {
                 is_pull_request: true,
                 head_ref: Some("feature".into()),
                 base_ref: Some("main".into()),
+                attachments: Vec::new(),
             },
         }
     }

@@ -290,6 +290,53 @@ impl Dispatcher {
         Ok(Handled::Done)
     }
 
+    /// The files of the request that may reach the agent (downloaded, checked, base64),
+    /// and those left out with why.
+    async fn attachments(
+        &self,
+        surface: &dyn crate::surface::Surface,
+        origin: &Origin,
+        context: &crate::domain::ThreadContext,
+    ) -> (
+        Vec<crate::oz::types::AttachmentInput>,
+        Vec<(String, crate::attachments::Skipped)>,
+    ) {
+        use crate::attachments::{MAX_ATTACHMENTS, Skipped, acceptable_type, sniff};
+        use base64::Engine;
+        let limit = self.limits.max_attachment_bytes;
+        let mut taken = Vec::new();
+        let mut skipped = Vec::new();
+        for file in &context.attachments {
+            let verdict = if taken.len() == MAX_ATTACHMENTS {
+                Err(Skipped::TooMany)
+            } else if !acceptable_type(file.mime_type.as_deref()) {
+                Err(Skipped::NotAnImage)
+            } else if file.size.is_some_and(|size| size > limit) {
+                Err(Skipped::TooLarge { limit })
+            } else {
+                surface
+                    .download_attachment(origin, file, limit)
+                    .await
+                    .and_then(|bytes| match sniff(&bytes) {
+                        Some(mime) => Ok((bytes, mime)),
+                        None => Err(Skipped::NotAnImage),
+                    })
+            };
+            match verdict {
+                Ok((bytes, mime)) => taken.push(crate::oz::types::AttachmentInput {
+                    file_name: file.name.clone(),
+                    mime_type: mime.to_owned(),
+                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                }),
+                Err(why) => {
+                    tracing::info!(file = %file.name, %why, "a file was not attached");
+                    skipped.push((file.name.clone(), why));
+                }
+            }
+        }
+        (taken, skipped)
+    }
+
     /// Empties the thread's queue and shows it; how many instructions were dropped.
     async fn drop_queue(&self, thread: &ThreadKey) -> crate::store::StoreResult<u64> {
         let dropped = self.store.drop_queued(thread).await?;
@@ -670,7 +717,7 @@ impl Dispatcher {
             tracing::warn!(%error, "could not read the thread's context");
         }
         let run_ref = RunRef::generate();
-        let request = build_request(
+        let mut request = build_request(
             surface,
             &self.run_defaults,
             &full,
@@ -679,6 +726,15 @@ impl Dispatcher {
             &run_ref,
             conversation_id,
         );
+        let (attachments, skipped) = self.attachments(surface, origin, &full.context).await;
+        if !attachments.is_empty() {
+            request.attachments = Some(attachments);
+        }
+        if let Some(note) = crate::attachments::note(&skipped) {
+            (self.outbox)
+                .reply(format!("attachments:{}", claimed.id), origin, note)
+                .await?;
+        }
         let post_first = surface.posts_status_first();
         let mut record = RunRecord::intent(
             RunIntent {

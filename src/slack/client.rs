@@ -391,6 +391,36 @@ impl SlackClient {
         Ok(wait)
     }
 
+    /// Downloads a file shared in Slack with the bot token (`files:read`): only from
+    /// Slack's file host, or the configured API's server (the fake Slack), so the token
+    /// never goes anywhere else.
+    pub async fn download_file(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, crate::attachments::Skipped> {
+        use crate::attachments::{Skipped, read_capped};
+        let server = url::Url::parse(&self.api)
+            .ok()
+            .map(|api| api.origin().ascii_serialization())
+            .unwrap_or_default();
+        let allowed = url.starts_with("https://files.slack.com/")
+            || (!server.is_empty()
+                && server != "https://slack.com"
+                && url.starts_with(&format!("{server}/")));
+        if !allowed {
+            return Err(Skipped::ForeignHost);
+        }
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .map_err(|_| Skipped::Unreadable)?;
+        read_capped(response, limit).await
+    }
+
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
         let request = self
             .http

@@ -223,9 +223,43 @@ struct MessageEvent {
     /// Set on messages a bot posted (whatever its value).
     #[serde(default, deserialize_with = "present")]
     bot_id: bool,
-    /// Set on edits, joins, bot messages and the like: not a person's plain message.
+    /// Set on edits, joins, bot messages and the like: not a person's plain message
+    /// (`file_share`, a message with files, is one).
     #[serde(default)]
     subtype: Option<String>,
+    /// Files shared with the message.
+    #[serde(default)]
+    files: Vec<Object<SharedFile>>,
+}
+
+/// A file shared with a message, as the Events API describes it.
+#[derive(Deserialize)]
+struct SharedFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    mimetype: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    url_private_download: Option<String>,
+    #[serde(default)]
+    url_private: Option<String>,
+}
+
+impl SharedFile {
+    fn reference(self) -> Option<crate::attachments::AttachmentRef> {
+        let url = self.url_private_download.or(self.url_private)?;
+        Some(crate::attachments::AttachmentRef {
+            name: without_nul(self.name.as_deref().unwrap_or("file"))
+                .chars()
+                .take(100)
+                .collect(),
+            url,
+            mime_type: self.mimetype,
+            size: self.size,
+        })
+    }
 }
 
 /// True when the field is there, whatever it holds.
@@ -295,7 +329,10 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         .find_map(|Object(a)| a.user_id.as_deref());
     let user = message.user.unwrap_or_default();
     if message.bot_id
-        || message.subtype.is_some()
+        || message
+            .subtype
+            .as_deref()
+            .is_some_and(|s| s != "file_share")
         || user.is_empty()
         || Some(user.as_str()) == bot_user
     {
@@ -344,7 +381,15 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         request: Request::Typed {
             line: line_of(request),
         },
-        context: ThreadContext::default(),
+        context: ThreadContext {
+            attachments: message
+                .files
+                .into_iter()
+                .filter_map(|Object(file)| file.reference())
+                .take(crate::attachments::MAX_ATTACHMENTS + 5)
+                .collect(),
+            ..ThreadContext::default()
+        },
         editor: None,
     };
     // One key per message: Slack's retries and a re-send under a new event_id collapse.

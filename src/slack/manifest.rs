@@ -26,7 +26,7 @@ pub fn manifest(base_url: &str) -> Value {
             "scopes": {
                 "bot": [
                     "app_mentions:read", "channels:history", "groups:history", "im:history",
-                    "mpim:history", "chat:write", "commands", "reactions:write"
+                    "mpim:history", "chat:write", "commands", "reactions:write", "files:read"
                 ]
             }
         },

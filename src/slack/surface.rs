@@ -230,6 +230,15 @@ impl Surface for SlackSurface {
         Ok(())
     }
 
+    async fn download_attachment(
+        &self,
+        _origin: &Origin,
+        file: &crate::attachments::AttachmentRef,
+        limit: u64,
+    ) -> Result<Vec<u8>, crate::attachments::Skipped> {
+        self.client.download_file(&file.url, limit).await
+    }
+
     fn place_defaults(&self, origin: &Origin) -> PlaceDefaults {
         let channel = slack(origin)
             .ok()

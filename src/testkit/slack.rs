@@ -6,7 +6,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -72,6 +72,10 @@ struct State_ {
     calls: HashMap<String, u64>,
     /// JSON posts that did not say their charset.
     missing_charset: u64,
+    /// Files shared in the workspace: id → (type, bytes).
+    files: HashMap<String, (String, Vec<u8>)>,
+    /// Where the fake is served, once it is.
+    base: Option<String>,
 }
 
 /// The fake. Clones share state.
@@ -105,6 +109,7 @@ impl FakeSlack {
         Router::new()
             .route("/api/{method}", post(web_api).get(web_api_get))
             .route("/hooks/{*rest}", post(respond))
+            .route("/files/{id}/{name}", get(file))
             .layer(axum::middleware::from_fn_with_state(
                 self.chaos.clone(),
                 crate::testkit::chaos::gate,
@@ -118,6 +123,7 @@ impl FakeSlack {
         listener: tokio::net::TcpListener,
     ) -> anyhow::Result<(String, String)> {
         let base = format!("http://{}", listener.local_addr()?);
+        lock(&self.state).base = Some(base.clone());
         let router = self.router();
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
@@ -224,6 +230,17 @@ impl FakeSlack {
     /// Texts posted to response URLs.
     pub fn responses(&self) -> Vec<String> {
         lock(&self.state).responses.clone()
+    }
+
+    /// Shares a file; returns its `url_private_download` (served to the bot token only).
+    pub fn add_file(&self, name: &str, mime_type: &str, bytes: Vec<u8>) -> String {
+        let mut state = lock(&self.state);
+        let id = format!("F{:08}", state.files.len() + 1);
+        state
+            .files
+            .insert(id.clone(), (mime_type.to_owned(), bytes));
+        let base = state.base.clone().unwrap_or_default();
+        format!("{base}/files/{id}/{name}")
     }
 
     /// JSON posts (Web API and `response_url`) that did not say they are UTF-8.
@@ -506,6 +523,27 @@ fn render(body: &Value) -> String {
 struct ResponseBody {
     #[serde(default)]
     text: String,
+}
+
+/// `GET /files/{id}/{name}`: a shared file, to the bot token only (as `files:read`).
+async fn file(
+    State(fake): State<FakeSlack>,
+    Path((id, _name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if token != Some(fake.token.as_str()) {
+        return (StatusCode::FORBIDDEN, "").into_response();
+    }
+    match lock(&fake.state).files.get(&id) {
+        Some((mime, bytes)) => {
+            ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "").into_response(),
+    }
 }
 
 async fn respond(

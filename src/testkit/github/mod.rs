@@ -80,6 +80,10 @@ struct FakeState {
     issued_tokens: Vec<String>,
     /// Apps registered through the manifest flow.
     apps: apps::AppsState,
+    /// Images attached to comments: id → (type, bytes).
+    attachments: HashMap<String, (String, Vec<u8>)>,
+    /// Where the fake is served, once it is.
+    base: Option<String>,
 }
 
 /// The fake. Clones share state.
@@ -144,6 +148,7 @@ impl FakeGithub {
                 get(permission),
             )
             .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
+            .route("/user-attachments/assets/{id}", get(attachment))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
             .layer(axum::middleware::from_fn_with_state(
@@ -157,6 +162,7 @@ impl FakeGithub {
     /// Serves the fake on `listener`; returns its base URL.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> anyhow::Result<String> {
         let base = format!("http://{}", listener.local_addr()?);
+        lock(&self.state).base = Some(base.clone());
         let router = self.router();
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
@@ -172,6 +178,18 @@ impl FakeGithub {
         let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_key_pem)?;
         lock(&self.state).app = Some((app_id, key));
         Ok(())
+    }
+
+    /// Attaches an image as GitHub does when one is pasted into a comment; returns its
+    /// URL (served to a token only, as for a private repository).
+    pub fn add_attachment(&self, mime_type: &str, bytes: Vec<u8>) -> String {
+        let mut state = lock(&self.state);
+        let id = format!("{:08x}-attachment", state.attachments.len() + 1);
+        state
+            .attachments
+            .insert(id.clone(), (mime_type.to_owned(), bytes));
+        let base = state.base.clone().unwrap_or_default();
+        format!("{base}/user-attachments/assets/{id}")
     }
 
     /// A feed of what the bot does.
@@ -381,6 +399,15 @@ async fn gate(
 
 async fn app() -> Response {
     Json(json!({ "id": 1, "slug": "ozbridge", "name": "ozbridge" })).into_response()
+}
+
+async fn attachment(State(fake): State<FakeGithub>, Path(id): Path<String>) -> Response {
+    match lock(&fake.state).attachments.get(&id) {
+        Some((mime, bytes)) => {
+            ([(header::CONTENT_TYPE, mime.clone())], bytes.clone()).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 async fn rate_limit() -> Response {
