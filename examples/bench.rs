@@ -531,15 +531,52 @@ async fn tracking() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let lists_before = sim.calls("GET /agent/runs");
     let gets_before = sim.calls("GET /agent/runs/{id}");
+    let window_start = sim.call_times("GET /agent/runs").last().copied().unwrap_or(0);
+    // Every run's agent does work every half second: each run is a checklist candidate
+    // on every tick, and only the budget of conversations may be read per tick.
+    let worker = {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            loop {
+                for run in sim.run_ids() {
+                    sim.add_steps(&run, vec![ozbridge::oz::types::ConversationStep {
+                        id: "work".into(),
+                        description: Some("Working".into()),
+                        summary: None,
+                        started_at: None,
+                        completed_at: None,
+                        messages: Vec::new(),
+                        steps: Vec::new(),
+                    }]);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
     let window = Duration::from_secs(10);
     tokio::time::sleep(window).await;
+    worker.abort();
     let lists = sim.calls("GET /agent/runs") - lists_before;
     let gets = sim.calls("GET /agent/runs/{id}") - gets_before;
     let ticks = window.as_secs();
+    // Conversation reads between consecutive list calls: one tick's reads.
+    let list_times: Vec<i64> = sim
+        .call_times("GET /agent/runs")
+        .into_iter()
+        .filter(|t| *t > window_start)
+        .collect();
+    let reads = sim.call_times("GET /agent/runs/{id}/conversation");
+    let per_tick: Vec<usize> = list_times
+        .windows(2)
+        .map(|w| reads.iter().filter(|t| **t >= w[0] && **t < w[1]).count())
+        .collect();
     println!(
-        "tracking {active} active runs, tick 1 s, over {ticks} s: {lists} list calls ({:.1} per tick, pages of 500 \
-         only when runs changed), {gets} per-run GETs",
-        lists as f64 / ticks as f64
+        "tracking {active} active runs, all changing, tick 1 s, over {ticks} s: {lists} list calls ({:.1} per tick, \
+         pages of 500 when runs changed), {gets} per-run GETs, conversation reads per tick: max {} (budget 10), \
+         mean {:.1}",
+        lists as f64 / ticks as f64,
+        per_tick.iter().max().copied().unwrap_or(0),
+        per_tick.iter().sum::<usize>() as f64 / per_tick.len().max(1) as f64
     );
     println!(
         "bridge RSS with {active} tracked runs: {:.1} MB",
