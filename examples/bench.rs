@@ -531,7 +531,11 @@ async fn tracking() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let lists_before = sim.calls("GET /agent/runs");
     let gets_before = sim.calls("GET /agent/runs/{id}");
-    let window_start = sim.call_times("GET /agent/runs").last().copied().unwrap_or(0);
+    let window_start = sim
+        .call_times("GET /agent/runs")
+        .last()
+        .copied()
+        .unwrap_or(0);
     // Every run's agent does work every half second: each run is a checklist candidate
     // on every tick, and only the budget of conversations may be read per tick.
     let worker = {
@@ -539,15 +543,18 @@ async fn tracking() -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 for run in sim.run_ids() {
-                    sim.add_steps(&run, vec![ozbridge::oz::types::ConversationStep {
-                        id: "work".into(),
-                        description: Some("Working".into()),
-                        summary: None,
-                        started_at: None,
-                        completed_at: None,
-                        messages: Vec::new(),
-                        steps: Vec::new(),
-                    }]);
+                    sim.add_steps(
+                        &run,
+                        vec![ozbridge::oz::types::ConversationStep {
+                            id: "work".into(),
+                            description: Some("Working".into()),
+                            summary: None,
+                            started_at: None,
+                            completed_at: None,
+                            messages: Vec::new(),
+                            steps: Vec::new(),
+                        }],
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
