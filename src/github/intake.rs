@@ -562,6 +562,32 @@ mod tests {
     }
 
     #[test]
+    fn images_linked_in_a_comment_are_found_in_order_once() {
+        let body = "/oz fix the layout\n\n![before](https://github.com/user-attachments/assets/a1)\n\
+                    See [the docs](https://example.com/docs) and\n\
+                    <img width=\"300\" alt=\"after\" src=\"https://github.com/user-attachments/assets/b2\" />\n\
+                    ![again](https://github.com/user-attachments/assets/a1) ![bad](javascript:alert(1))";
+        let found: Vec<(String, String)> = linked_images(body)
+            .into_iter()
+            .map(|a| (a.name, a.url))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "a1".to_owned(),
+                    "https://github.com/user-attachments/assets/a1".to_owned()
+                ),
+                (
+                    "b2".to_owned(),
+                    "https://github.com/user-attachments/assets/b2".to_owned()
+                ),
+            ],
+            "a plain link is not an image, a repeat is counted once, only http(s)"
+        );
+    }
+
+    #[test]
     fn nul_characters_never_reach_the_store() {
         let mut value = payload("created", "/oz fix it", "User");
         value["repository"]["full_name"] =
