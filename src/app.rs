@@ -134,6 +134,7 @@ fn surfaces(config: &Config, clock: &Clock) -> anyhow::Result<Surfaces> {
                 public_url: config.public_url.clone(),
                 permission_ttl: config.github.permission_cache_ttl,
                 doubt_window: doubt_window(config.github.request_timeout),
+                web_url: crate::github::web_url_of(&config.github.api_url),
             },
         )));
     }

@@ -43,10 +43,24 @@ async fn issue_command_runs_to_success_in_one_status_comment() {
         "the comment was edited through the run"
     );
     assert_eq!(
-        h.bot_comments(42).len(),
+        h.status_comments(42).len(),
         1,
-        "exactly one comment: the status comment"
+        "one status comment, edited in place"
     );
+    // GitHub notifies nobody of an edit: the end is told in one new comment that
+    // mentions the requester and links the status comment.
+    let notice = h
+        .wait_reply_contains(42, "@alice, the Oz agent finished: **✅ Done**")
+        .await;
+    assert!(
+        notice.contains(&format!(
+            "({}/acme/widgets/issues/42#issuecomment-{})",
+            h.config.github.api_url.trim_end_matches('/'),
+            status.id
+        )),
+        "{notice}"
+    );
+    assert_eq!(h.bot_comments(42).len(), 2, "the status and the one notice");
     let requests = h.sim.create_requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
@@ -168,7 +182,7 @@ async fn redelivery_never_starts_a_second_run() {
     assert_eq!(h.deliver("issue_comment", &payload).await.status(), 200);
     h.settle().await;
     assert_eq!(h.sim.run_count(), 1);
-    assert_eq!(h.bot_comments(3).len(), 1);
+    assert_eq!(h.status_comments(3).len(), 1);
 }
 
 #[tokio::test]
@@ -424,6 +438,18 @@ async fn retry_restarts_a_retryable_failure_and_says_why_not_otherwise() {
             .any(|c| c.body.contains("Retried by @alice"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_repository_may_turn_the_finish_notice_off() {
+    let settings = "[github.repos.\"acme/widgets\"]\nnotify_on_finish = false\n";
+    let mut h = Harness::start_with(None, &[("CONFIG_TOML", settings)])
+        .await
+        .unwrap();
+    let comment = h.command(17, "alice", "/oz fix").await;
+    h.wait_reaction(comment, "rocket").await;
+    h.settle().await;
+    assert_eq!(h.bot_comments(17).len(), 1, "the status comment only");
 }
 
 #[tokio::test]
@@ -688,7 +714,7 @@ async fn github_secondary_rate_limit_is_honoured() {
     let comment = h.command(19, "alice", "/oz fix").await;
     h.wait_reaction(comment, "rocket").await;
     h.wait_status_contains(19, "✅ Done").await;
-    assert_eq!(h.bot_comments(19).len(), 1);
+    assert_eq!(h.status_comments(19).len(), 1);
 }
 
 #[tokio::test]
@@ -699,7 +725,7 @@ async fn a_lost_comment_answer_is_found_by_its_marker() {
     h.wait_reaction(comment, "rocket").await;
     h.wait_status_contains(20, "✅ Done").await;
     assert_eq!(
-        h.bot_comments(20).len(),
+        h.status_comments(20).len(),
         1,
         "the status comment was edited, not posted twice"
     );
@@ -872,7 +898,7 @@ async fn github_server_errors_are_retried() {
     let comment = h.command(22, "alice", "/oz fix").await;
     h.wait_reaction(comment, "rocket").await;
     h.wait_status_contains(22, "✅ Done").await;
-    assert_eq!(h.bot_comments(22).len(), 1);
+    assert_eq!(h.status_comments(22).len(), 1);
     assert_eq!(h.sim.run_count(), 1);
 }
 

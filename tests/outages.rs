@@ -41,7 +41,7 @@ async fn a_create_answered_after_the_client_timeout_is_not_created_twice() {
         1,
         "the create was not sent again"
     );
-    assert_eq!(h.bot_comments(90).len(), 1);
+    assert_eq!(h.status_comments(90).len(), 1);
 }
 
 /// A create that lands even after its doubt window (a second one was sent meanwhile)
@@ -68,7 +68,7 @@ async fn a_duplicate_that_lands_after_all_is_cancelled_and_said_so() {
     })
     .await;
     assert_eq!(h.sim.run_count(), 2);
-    assert_eq!(h.bot_comments(91).len(), 1);
+    assert_eq!(h.status_comments(91).len(), 1);
 }
 
 /// GitHub carries out a status comment's create after the client gave up: it is found

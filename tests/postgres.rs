@@ -21,7 +21,7 @@ async fn full_flow_and_restart_on_postgres() {
     let _ = payload;
     h.settle().await;
     assert_eq!(h.sim.run_count(), 1);
-    assert_eq!(h.bot_comments(60).len(), 1);
+    assert_eq!(h.status_comments(60).len(), 1);
 }
 
 #[tokio::test]
@@ -46,7 +46,7 @@ async fn two_replicas_share_the_work_without_duplicates() {
     h.settle().await;
     assert_eq!(h.sim.run_count(), 10);
     for (number, _) in comments {
-        assert_eq!(h.bot_comments(number).len(), 1);
+        assert_eq!(h.status_comments(number).len(), 1);
     }
 }
 

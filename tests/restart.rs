@@ -14,7 +14,7 @@ async fn crash_right_after_the_webhook_is_answered() {
     h.wait_reaction(comment, "rocket").await;
     h.settle().await;
     assert_eq!(h.sim.run_count(), 1);
-    assert_eq!(h.bot_comments(30).len(), 1);
+    assert_eq!(h.status_comments(30).len(), 1);
 }
 
 #[tokio::test]
@@ -38,7 +38,7 @@ async fn crashes_at_every_stage_of_a_run() {
     h.crash_and_restart().await;
     h.settle().await;
     assert_eq!(h.sim.run_count(), 1);
-    assert_eq!(h.bot_comments(31).len(), 1);
+    assert_eq!(h.status_comments(31).len(), 1);
     assert_eq!(
         h.github.reactions(comment),
         vec!["eyes".to_owned(), "rocket".to_owned()]
@@ -79,6 +79,6 @@ async fn repeated_crashes_during_a_burst_of_commands() {
     h.settle().await;
     assert_eq!(h.sim.run_count(), 10);
     for (number, _) in comments {
-        assert_eq!(h.bot_comments(number).len(), 1, "thread {number}");
+        assert_eq!(h.status_comments(number).len(), 1, "thread {number}");
     }
 }

@@ -139,6 +139,9 @@ pub struct RepoSettings {
     /// `viewer` or `editor`: people in the repository's threads may open runs'
     /// sessions by link without being on the Warp team.
     pub session_access: Option<PublicAccess>,
+    /// Tell the requester in a new comment when a run ends (default true: GitHub
+    /// notifies on new comments, not on the status comment's edits).
+    pub notify_on_finish: Option<bool>,
 }
 
 /// The whole effective configuration.

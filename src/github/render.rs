@@ -208,6 +208,19 @@ fn checklist_lines(checklist: &Checklist) -> String {
     out
 }
 
+/// The comment that tells the requester a run ended (edits of the status comment
+/// notify nobody): the outcome, and where the details are.
+pub fn finished_notice(login: &str, view: &RunView, status: Option<&str>) -> String {
+    let mut text = format!("@{login}, the Oz agent finished: **{}**.", view.label());
+    if let Some(line) = view.figures.and_then(|figures| figures.line()) {
+        text.push_str(&format!(" {line}."));
+    }
+    if let Some(link) = status {
+        text.push_str(&format!(" [Details in the status comment]({link})."));
+    }
+    text
+}
+
 /// Wraps a reply body with its marker and keeps it under the size limit.
 pub fn reply(key: &str, text: &str) -> String {
     let marker = reply_marker(key);

@@ -34,6 +34,9 @@ pub struct GithubSurfaceSettings {
     /// How long a looked-up permission is trusted.
     pub permission_ttl: Duration,
     pub doubt_window: Duration,
+    /// GitHub's web address (`https://github.com`, or a GitHub Enterprise server's), for
+    /// links to comments.
+    pub web_url: String,
 }
 
 /// The GitHub surface over its client.
@@ -75,6 +78,20 @@ fn reaction(mark: Mark) -> &'static str {
 }
 
 impl GithubSurface {
+    /// Whether the requester is told, in a new comment, that a run ended there
+    /// (`notify_on_finish` of the repository; on by default).
+    fn notifies_on_finish(&self, origin: &Origin) -> bool {
+        github(origin)
+            .ok()
+            .and_then(|g| {
+                self.settings
+                    .repos
+                    .get(&g.repo.as_str().to_ascii_lowercase())
+            })
+            .and_then(|repo| repo.notify_on_finish)
+            .unwrap_or(true)
+    }
+
     /// The surface over `client`.
     pub fn new(client: GithubClient, settings: GithubSurfaceSettings) -> Self {
         Self {
@@ -316,7 +333,29 @@ impl Surface for GithubSurface {
     /// Only "needs input": the status comment shows the rest, and an edited comment
     /// notifies nobody.
     fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
-        (*moment == Moment::NeedsInput).then(|| render::blocked_notice(run.requester.name(), view))
+        match moment {
+            Moment::NeedsInput => Some(render::blocked_notice(run.requester.name(), view)),
+            // GitHub notifies on new comments, not on edits: the end gets its own.
+            Moment::Finished if self.notifies_on_finish(&run.origin) => {
+                let g = github(&run.origin).ok()?;
+                let status = run
+                    .status_post
+                    .as_ref()
+                    .and_then(|p| comment_id(p).ok())
+                    .map(|id| {
+                        format!(
+                            "{}/{}/issues/{}#issuecomment-{id}",
+                            self.settings.web_url, g.repo, g.number
+                        )
+                    });
+                Some(render::finished_notice(
+                    run.requester.name(),
+                    view,
+                    status.as_deref(),
+                ))
+            }
+            _ => None,
+        }
     }
 
     fn run_thread(&self, run: &RunRecord) -> Option<Origin> {
@@ -408,6 +447,7 @@ mod tests {
                 public_url: None,
                 permission_ttl: Duration::from_secs(60),
                 doubt_window: Duration::from_secs(2),
+                web_url: "https://github.com".into(),
             },
         )
     }

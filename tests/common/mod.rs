@@ -572,6 +572,14 @@ impl Harness {
         self.github.bot_comments(REPO, number)
     }
 
+    /// The thread's status comments (one per run; a second for one run is a duplicate).
+    pub fn status_comments(&self, number: u64) -> Vec<FakeComment> {
+        self.bot_comments(number)
+            .into_iter()
+            .filter(|c| c.body.contains("<!-- ozbridge:run:"))
+            .collect()
+    }
+
     /// The status comment of a thread (the one with a run marker).
     pub fn status_comment(&self, number: u64) -> Option<FakeComment> {
         self.bot_comments(number)
