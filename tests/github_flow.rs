@@ -441,6 +441,42 @@ async fn retry_restarts_a_retryable_failure_and_says_why_not_otherwise() {
 }
 
 #[tokio::test]
+async fn a_form_encoded_delivery_is_accepted_under_the_same_signature_rule() {
+    let mut h = Harness::start().await;
+    let (comment, payload) = h.comment(18, "alice", "/oz fix the form hook");
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload)
+        .finish();
+    let send = |signature: String| {
+        h.http
+            .post(h.url("/github/webhook"))
+            .header("X-GitHub-Event", "issue_comment")
+            .header("X-GitHub-Delivery", ozbridge::ids::new_uuid())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("X-Hub-Signature-256", signature)
+            .body(form.clone())
+            .send()
+    };
+    // Signed over the JSON inside rather than the form as sent: refused.
+    let wrong = send(ozbridge::intake::signature::sign_github(
+        common::SECRET,
+        payload.as_bytes(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = send(ozbridge::intake::signature::sign_github(
+        common::SECRET,
+        form.as_bytes(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(right.status(), 202);
+    h.wait_reaction(comment, "rocket").await;
+    assert_eq!(h.sim.run_count(), 1);
+}
+
+#[tokio::test]
 async fn a_repository_may_turn_the_finish_notice_off() {
     let settings = "[github.repos.\"acme/widgets\"]\nnotify_on_finish = false\n";
     let mut h = Harness::start_with(None, &[("CONFIG_TOML", settings)])

@@ -36,7 +36,23 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
         policy: &state.github_policy,
         bot_login: state.github_bot_login.as_deref(),
     };
-    match parse_event(event, &body, &rules) {
+    // A hook set up with the form content type delivers `payload=<JSON>`; the signature
+    // covers the form as sent (checked above), the JSON is its `payload` field.
+    let form = header(&headers, "content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let json = if form {
+        match url::form_urlencoded::parse(&body).find(|(key, _)| key == "payload") {
+            Some((_, payload)) => Bytes::from(payload.into_owned()),
+            None => {
+                crate::telemetry::webhook("github", "bad_payload");
+                let body = Json(json!({ "error": "a form delivery without its payload field" }));
+                return (StatusCode::BAD_REQUEST, body).into_response();
+            }
+        }
+    } else {
+        body
+    };
+    match parse_event(event, &json, &rules) {
         Ok(GithubIntake::Ping) => {
             crate::telemetry::webhook("github", "ping");
             (StatusCode::OK, Json(json!({ "ok": true }))).into_response()
