@@ -63,9 +63,33 @@ pub fn acceptable_type(mime_type: Option<&str>) -> bool {
     })
 }
 
+/// The `scheme://host[:port]` of a configured API base, whose server may also serve
+/// files (GitHub Enterprise, the fakes).
+pub fn server_of(api_url: &str) -> Option<String> {
+    url::Url::parse(api_url)
+        .ok()
+        .map(|api| api.origin().ascii_serialization())
+}
+
+/// Downloads `url` with `bearer` (the caller has checked the host), within `limit`.
+pub async fn download(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: &str,
+    limit: u64,
+) -> Result<Vec<u8>, Skipped> {
+    let response = http
+        .get(url)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .map_err(|_| Skipped::Unreadable)?;
+    read_capped(response, limit).await
+}
+
 /// Reads a download's body, refusing it as soon as it is known to pass `limit`: from
 /// its `Content-Length` before any of it is read, else while it streams.
-pub async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, Skipped> {
+async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Vec<u8>, Skipped> {
     if !response.status().is_success() {
         return Err(Skipped::Unreadable);
     }

@@ -437,15 +437,12 @@ impl GithubClient {
         installation: Option<u64>,
         limit: u64,
     ) -> Result<Vec<u8>, crate::attachments::Skipped> {
-        use crate::attachments::{Skipped, read_capped};
-        let server = url::Url::parse(&self.api)
-            .ok()
-            .map(|api| api.origin().ascii_serialization())
-            .unwrap_or_default();
+        use crate::attachments::{Skipped, download, server_of};
         let allowed = url.starts_with("https://github.com/user-attachments/")
             || url.starts_with("https://user-images.githubusercontent.com/")
             || url.starts_with("https://private-user-images.githubusercontent.com/")
-            || (!server.is_empty() && url.starts_with(&format!("{server}/user-attachments/")));
+            || server_of(&self.api)
+                .is_some_and(|server| url.starts_with(&format!("{server}/user-attachments/")));
         if !allowed {
             return Err(Skipped::ForeignHost);
         }
@@ -453,14 +450,7 @@ impl GithubClient {
             .token(installation)
             .await
             .map_err(|_| Skipped::Unreadable)?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(|_| Skipped::Unreadable)?;
-        read_capped(response, limit).await
+        download(&self.http, url, token.expose_secret(), limit).await
     }
 
     /// The breaker that spaces out calls while GitHub fails.

@@ -399,26 +399,15 @@ impl SlackClient {
         url: &str,
         limit: u64,
     ) -> Result<Vec<u8>, crate::attachments::Skipped> {
-        use crate::attachments::{Skipped, read_capped};
-        let server = url::Url::parse(&self.api)
-            .ok()
-            .map(|api| api.origin().ascii_serialization())
-            .unwrap_or_default();
+        use crate::attachments::{Skipped, download, server_of};
         let allowed = url.starts_with("https://files.slack.com/")
-            || (!server.is_empty()
-                && server != "https://slack.com"
-                && url.starts_with(&format!("{server}/")));
+            || server_of(&self.api).is_some_and(|server| {
+                server != "https://slack.com" && url.starts_with(&format!("{server}/"))
+            });
         if !allowed {
             return Err(Skipped::ForeignHost);
         }
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(self.token.expose_secret())
-            .send()
-            .await
-            .map_err(|_| Skipped::Unreadable)?;
-        read_capped(response, limit).await
+        download(&self.http, url, self.token.expose_secret(), limit).await
     }
 
     async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
