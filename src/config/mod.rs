@@ -399,15 +399,12 @@ impl Config {
                 format!("`{listen_text}` is not an address like 0.0.0.0:8080"),
             )
         })?;
-        let metrics_listen = match file.metrics_listen.filter(|text| !text.is_empty()) {
-            None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-                config_error(
-                    name("metrics_listen"),
-                    format!("`{text}` is not an address like 0.0.0.0:9091"),
-                )
-            })?),
-        };
+        let metrics_listen = optional(
+            name("metrics_listen"),
+            file.metrics_listen,
+            |text| text.parse::<SocketAddr>().ok(),
+            "an address like 0.0.0.0:9091",
+        )?;
         if metrics_listen == Some(listen) {
             return Err(config_error(
                 name("metrics_listen"),
@@ -456,24 +453,18 @@ impl Config {
         if run_label.trim().is_empty() {
             return Err(config_error(name("oz.run_label"), "must not be empty"));
         }
-        let harness = match file.oz.harness.filter(|h| !h.is_empty()) {
-            None => None,
-            Some(text) => Some(HarnessKind::named(&text).ok_or_else(|| {
-                config_error(
-                    name("oz.harness"),
-                    format!("`{text}` is not a harness: oz, claude or gemini"),
-                )
-            })?),
-        };
-        let session_access = match file.oz.session_access.filter(|a| !a.is_empty()) {
-            None => None,
-            Some(text) => Some(PublicAccess::named(&text).ok_or_else(|| {
-                config_error(
-                    name("oz.session_access"),
-                    format!("`{text}` is not viewer or editor"),
-                )
-            })?),
-        };
+        let harness = optional(
+            name("oz.harness"),
+            file.oz.harness,
+            HarnessKind::named,
+            "a harness: oz, claude or gemini",
+        )?;
+        let session_access = optional(
+            name("oz.session_access"),
+            file.oz.session_access,
+            PublicAccess::named,
+            "viewer or editor",
+        )?;
         let oz = OzSettings {
             api_url: oz_api_url.trim_end_matches('/').to_owned(),
             api_key: file.oz.api_key,
@@ -802,6 +793,22 @@ fn seconds(
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<Duration, ConfigError> {
     number(name, value, range).map(Duration::from_secs)
+}
+
+/// An optional setting read with `parse` (empty counts as unset); an unreadable value is
+/// an error saying what `expected` is.
+fn optional<T>(
+    key: &str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, ConfigError> {
+    match value.filter(|text| !text.is_empty()) {
+        None => Ok(None),
+        Some(text) => parse(&text)
+            .map(Some)
+            .ok_or_else(|| config_error(key, format!("`{text}` is not {expected}"))),
+    }
 }
 
 fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {

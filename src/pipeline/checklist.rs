@@ -199,6 +199,16 @@ mod tests {
         }
     }
 
+    fn assistant(content: Vec<ContentBlock>) -> ConversationMessage {
+        ConversationMessage {
+            message_ids: None,
+            request_id: None,
+            role: MessageRole::Assistant,
+            timestamp: None,
+            content,
+        }
+    }
+
     fn action(name: &str) -> ContentBlock {
         ContentBlock::Other(serde_json::json!({
             "type": "action", "id": "a", "category": "command", "name": name, "input": {}
@@ -222,27 +232,15 @@ mod tests {
                 ),
             ],
         );
-        root.messages.push(ConversationMessage {
-            message_ids: None,
-            request_id: None,
-            role: MessageRole::Assistant,
-            timestamp: None,
-            content: vec![
-                action("run_command"),
-                action("run_command"),
-                action("edit_files"),
-            ],
-        });
-        root.steps[1].messages.push(ConversationMessage {
-            message_ids: None,
-            request_id: None,
-            role: MessageRole::Assistant,
-            timestamp: None,
-            content: vec![
-                action("run_command"),
-                ContentBlock::Text { text: "x".into() },
-            ],
-        });
+        root.messages.push(assistant(vec![
+            action("run_command"),
+            action("run_command"),
+            action("edit_files"),
+        ]));
+        root.steps[1].messages.push(assistant(vec![
+            action("run_command"),
+            ContentBlock::Text { text: "x".into() },
+        ]));
         let conversation = ConversationResponse {
             conversation_id: crate::ids::ConversationId("c".into()),
             steps: vec![root],
