@@ -135,6 +135,7 @@ fn surfaces(config: &Config, clock: &Clock) -> anyhow::Result<Surfaces> {
                 permission_ttl: config.github.permission_cache_ttl,
                 doubt_window: doubt_window(config.github.request_timeout),
                 web_url: crate::github::web_url_of(&config.github.api_url),
+                repo_file_ttl: config.github.repo_file_ttl,
             },
         )));
     }
@@ -186,6 +187,7 @@ pub async fn start(
         github_secrets: Arc::new(config.github.webhook_secrets.clone()),
         github_bot_login: config.github.bot_login.clone(),
         github_policy: Arc::new(config.github.policy.clone()),
+        github_repos: Arc::new(config.github.repos.clone()),
         slack_secrets: Arc::new(config.slack.signing_secrets.clone()),
         body_timeout: config.http.body_timeout,
     };

@@ -61,14 +61,23 @@ impl From<StoredAuthor> for Author {
     }
 }
 
-/// Which kind of GitHub comment a command came in.
+/// What on GitHub carried a command: it decides where reactions and replies go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommentKind {
     /// A comment on an issue or on a pull request's conversation.
     Issue,
-    /// A review comment on a pull request's diff.
+    /// A review comment on a pull request's diff: answered in its review thread.
     Review,
+    /// A submitted review's body (`comment_id` is the review's id). GitHub has no
+    /// reactions on reviews; answers go to the pull request's conversation.
+    ReviewBody,
+    /// The opening body of an issue or pull request (`comment_id` is 0); reactions go
+    /// on the issue itself.
+    Opening,
+    /// A label added to an issue or pull request (`comment_id` is 0); reactions go on
+    /// the issue itself.
+    Label,
 }
 
 /// A place on GitHub: an issue or pull request, and the comment that spoke.
@@ -79,6 +88,18 @@ pub struct GithubOrigin {
     pub number: u64,
     pub comment_id: u64,
     pub comment_kind: CommentKind,
+    /// For a review comment: the first comment of its review thread, the one GitHub's
+    /// replies endpoint answers (replies to replies are not supported there).
+    #[serde(default)]
+    pub review_thread: Option<u64>,
+}
+
+impl GithubOrigin {
+    /// The review thread answers go to: `Some` for a command on a review comment.
+    pub fn review_root(&self) -> Option<u64> {
+        (self.comment_kind == CommentKind::Review)
+            .then(|| self.review_thread.unwrap_or(self.comment_id))
+    }
 }
 
 /// A Slack `response_url`: a credential, so its `Debug` hides it and it is never logged.
@@ -279,6 +300,49 @@ pub struct ThreadContext {
     /// shared with a Slack message), downloaded when its run is recorded.
     #[serde(default)]
     pub attachments: Vec<crate::attachments::AttachmentRef>,
+    /// The issue's or pull request's labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// For a command on a review comment: where in the diff it was said.
+    #[serde(default)]
+    pub review: Option<ReviewSpot>,
+    /// What the surface read of the thread when the run was recorded (earlier
+    /// comments, changed files); empty until then.
+    #[serde(default)]
+    pub history: ThreadHistory,
+}
+
+/// Where in a pull request's diff a review comment was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewSpot {
+    pub path: String,
+    /// The line in the file the comment is on, when GitHub gives one.
+    pub line: Option<u64>,
+    /// The diff hunk the comment is on (bounded).
+    pub diff_hunk: String,
+}
+
+/// The earlier conversation of a thread, bounded, read from the platform when a run is
+/// recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadHistory {
+    /// Earlier comments of the thread, oldest first (not the bridge's own).
+    pub comments: Vec<EarlierComment>,
+    /// For a review comment: the earlier replies of its review thread, oldest first.
+    pub review_replies: Vec<EarlierComment>,
+    /// For a pull request: the names of its changed files (the first ones).
+    pub changed_files: Vec<String>,
+    /// More files changed than are listed.
+    pub more_files: bool,
+}
+
+/// One earlier comment of a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierComment {
+    pub author: String,
+    /// The author may write to the repository (a maintainer's word, not an outsider's).
+    pub writer: bool,
+    pub body: String,
 }
 
 /// What a person asked for.
@@ -290,6 +354,8 @@ pub enum Request {
     Typed { line: CommandLine },
     /// A button pressed on a status post.
     Pressed { action: ButtonAction },
+    /// A label added to an issue or pull request: do what the issue itself asks.
+    Labeled { label: String },
 }
 
 /// A verified command as stored in the inbox.
@@ -303,6 +369,8 @@ pub struct InboxCommand {
     pub editor: Option<Author>,
     pub request: Request,
     pub context: ThreadContext,
+    /// Who with write access let an outsider's request run (`/oz approve`).
+    pub approved_by: Option<Author>,
 }
 
 /// An inbox command as stored: with its [`Request`], or in the form written before
@@ -320,6 +388,8 @@ struct StoredInboxCommand {
     #[serde(default)]
     action: Option<ButtonAction>,
     context: ThreadContext,
+    #[serde(default)]
+    approved_by: Option<Author>,
 }
 
 impl TryFrom<StoredInboxCommand> for InboxCommand {
@@ -340,6 +410,7 @@ impl TryFrom<StoredInboxCommand> for InboxCommand {
             editor: stored.editor.map(Author::from),
             request,
             context: stored.context,
+            approved_by: stored.approved_by,
         })
     }
 }
@@ -349,7 +420,7 @@ impl InboxCommand {
     pub fn typed_line(&self) -> Option<&CommandLine> {
         match &self.request {
             Request::Typed { line } => Some(line),
-            Request::Pressed { .. } => None,
+            Request::Pressed { .. } | Request::Labeled { .. } => None,
         }
     }
 }
@@ -384,6 +455,10 @@ pub struct RunView {
     /// The run's steps so far, from its conversation, while it works.
     #[serde(default)]
     pub checklist: Option<Checklist>,
+    /// Who with write access let an outsider's request run, as their surface
+    /// mentions them.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 /// What a working run has done so far, as the bridge read it from the conversation.

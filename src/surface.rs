@@ -40,6 +40,19 @@ pub enum Access {
     Allowed,
     /// Refused; the text is shown to the user.
     Denied(String),
+    /// Not allowed alone, but someone who is may approve their request (`/oz approve`).
+    Outsider,
+}
+
+/// Whether a command is handled at all in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Go,
+    /// Not a command there (a trigger turned off): nothing is said; the reason is for
+    /// the log.
+    Ignore(&'static str),
+    /// Nothing may start there now; the text tells the requester why.
+    Refuse(String),
 }
 
 /// A rendered status post: its text, and structured blocks where the surface has them.
@@ -154,6 +167,17 @@ pub trait Surface: Send + Sync {
     /// The last paragraph of `help`: who may start agents, and how.
     fn help_note(&self) -> &'static str;
 
+    /// Whether the place handles `command` at all (its settings, its triggers); asked
+    /// before anything else is done with it.
+    async fn admit(&self, _command: &InboxCommand) -> Result<Admission, SendError> {
+        Ok(Admission::Go)
+    }
+
+    /// Lines `status` adds about the place's settings (keys it set that are ignored).
+    async fn status_notes(&self, _origin: &Origin) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Checks that `author` may start runs from `origin`.
     async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError>;
 
@@ -218,7 +242,7 @@ pub trait Surface: Send + Sync {
 
     /// The text that tells `moment` of `run` in its thread, already in the surface's
     /// markup; `None` when the surface does not post that moment.
-    fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String>;
+    async fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String>;
 
     /// Where the replies about `run` go; `None` while that place does not exist yet
     /// (a run whose thread begins with its status post).

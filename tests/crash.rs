@@ -229,7 +229,9 @@ fn command(i: usize, rng: &mut fastrand::Rng, f: &Fakes) -> (Delivery, Sent) {
             f.github
                 .add_pull(REPO, number, &format!("review-{i}"), "main");
             let text = format!("/oz rename this {token}");
-            let comment = f.github.add_user_comment(REPO, number, "alice", &text);
+            let comment = f
+                .github
+                .add_review_comment(REPO, number, "alice", &text, None);
             let payload = serde_json::json!({
                 "action": "created",
                 "comment": { "id": comment, "body": text,

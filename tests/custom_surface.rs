@@ -88,7 +88,7 @@ impl Surface for Board {
     async fn private(&self, _: &Origin, _: &str, text: &str, _: bool) -> Result<(), SendError> {
         self.say(Said::Private(text.to_owned()))
     }
-    fn moment(&self, _run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
+    async fn moment(&self, _run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
         Some(format!("{moment:?}: {}", view.label()))
     }
     fn run_thread(&self, run: &RunRecord) -> Option<Origin> {
@@ -228,6 +228,7 @@ fn command(author: &str, text: &str) -> InboxCommand {
             title: "Flaky login test".into(),
             ..ThreadContext::default()
         },
+        approved_by: None,
     }
 }
 

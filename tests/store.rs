@@ -19,6 +19,7 @@ fn command(number: u64, text: &str) -> InboxCommand {
             number,
             comment_id: number,
             comment_kind: CommentKind::Issue,
+            review_thread: None,
         }),
         author: Author::Github {
             login: "alice".into(),
@@ -33,6 +34,7 @@ fn command(number: u64, text: &str) -> InboxCommand {
         },
         context: ThreadContext::default(),
         editor: None,
+        approved_by: None,
     }
 }
 

@@ -32,6 +32,10 @@ pub enum Command {
     Retry,
     /// Empty the thread's queue of instructions.
     Drop,
+    /// Let the outsiders' requests waiting in the thread run.
+    Approve,
+    /// Turn the outsiders' requests waiting in the thread down.
+    Deny,
     /// Show usage.
     Help,
     /// List models.
@@ -95,6 +99,8 @@ pub fn parse(line: &CommandLine) -> Result<Command, CommandError> {
             "status" => return Ok(Command::Status),
             "retry" => return Ok(Command::Retry),
             "drop" => return Ok(Command::Drop),
+            "approve" => return Ok(Command::Approve),
+            "deny" => return Ok(Command::Deny),
             "help" => return Ok(Command::Help),
             "models" => return Ok(Command::Models),
             "agents" | "skills" => return Ok(Command::Agents),

@@ -211,6 +211,12 @@ pub const SETTINGS: &[Setting] = &[
         "300",
     ),
     setting(
+        "github.repo_file_cache_secs",
+        "GITHUB_REPO_FILE_CACHE_SECS",
+        Integer,
+        "60",
+    ),
+    setting(
         "github.request_timeout_secs",
         "GITHUB_REQUEST_TIMEOUT_SECS",
         Integer,

@@ -3,6 +3,7 @@
 //! as `SecretString`, so they never reach a log line, and `check-config` redacts them.
 
 pub use crate::github::policy::GithubPolicy;
+pub use crate::github::repo_config::{GithubRepos, RepoSettings};
 pub use crate::slack::policy::SlackPolicy;
 pub use templates::{DEFAULT_PROMPT_TEMPLATE, DEFAULT_SLACK_PROMPT_TEMPLATE};
 
@@ -90,13 +91,19 @@ pub struct GithubSettings {
     pub webhook_secrets: Vec<SecretString>,
     pub trigger: String,
     pub permission_cache_ttl: Duration,
+    /// How long a repository's `.github/ozbridge.toml` is used before it is read again
+    /// (`GITHUB_REPO_FILE_CACHE_SECS`, `github.repo_file_cache_secs`; default 60; the
+    /// read is conditional, so an unchanged file costs no rate limit).
+    pub repo_file_ttl: Duration,
     /// Time for one GitHub call (`GITHUB_REQUEST_TIMEOUT_SECS`, `github.request_timeout_secs`;
     /// default 20). A create without an answer is looked up after twice this.
     pub request_timeout: Duration,
     /// The bot's own login, when it is not a `[bot]` account (token mode).
     pub bot_login: Option<String>,
     pub policy: GithubPolicy,
-    pub repos: BTreeMap<String, RepoSettings>,
+    /// Repository settings: defaults, per-repository tables, and what a repository's
+    /// own `.github/ozbridge.toml` may set.
+    pub repos: GithubRepos,
 }
 
 /// Settings of the Slack side.
@@ -126,22 +133,6 @@ pub struct ChannelSettings {
     pub harness: Option<HarnessKind>,
     /// `viewer` or `editor`: the channel's readers may open runs' sessions by link.
     pub session_access: Option<PublicAccess>,
-}
-
-/// Per-repository run settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepoSettings {
-    pub environment_id: Option<String>,
-    pub model_id: Option<String>,
-    /// `oz`, `claude` or `gemini`.
-    pub harness: Option<HarnessKind>,
-    /// `viewer` or `editor`: people in the repository's threads may open runs'
-    /// sessions by link without being on the Warp team.
-    pub session_access: Option<PublicAccess>,
-    /// Tell the requester in a new comment when a run ends (default true: GitHub
-    /// notifies on new comments, not on the status comment's edits).
-    pub notify_on_finish: Option<bool>,
 }
 
 /// The whole effective configuration.
@@ -305,12 +296,18 @@ struct FileGithub {
     webhook_secret: Vec<SecretString>,
     trigger: Option<String>,
     permission_cache_secs: Option<u64>,
+    repo_file_cache_secs: Option<u64>,
     request_timeout_secs: Option<u64>,
     bot_login: Option<String>,
     #[serde(flatten)]
     policy: GithubPolicy,
     #[serde(default)]
     repos: BTreeMap<String, RepoSettings>,
+    /// Settings of every repository without its own table entry for them.
+    #[serde(default)]
+    defaults: RepoSettings,
+    /// The keys a repository's `.github/ozbridge.toml` may set.
+    repo_overrides: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -541,6 +538,26 @@ impl Config {
                 ));
             }
         }
+        let repo_overrides = match file.github.repo_overrides {
+            None => crate::github::repo_config::DEFAULT_OVERRIDES
+                .map(str::to_owned)
+                .to_vec(),
+            Some(keys) => {
+                if let Some(unknown) = keys
+                    .iter()
+                    .find(|k| !crate::github::repo_config::KEYS.contains(&k.as_str()))
+                {
+                    return Err(config_error(
+                        "github.repo_overrides",
+                        format!(
+                            "`{unknown}` is not a repository setting; known: {}",
+                            crate::github::repo_config::KEYS.join(", ")
+                        ),
+                    ));
+                }
+                keys
+            }
+        };
         let github = GithubSettings {
             api_url: github_api_url.trim_end_matches('/').to_owned(),
             auth,
@@ -551,6 +568,11 @@ impl Config {
                 file.github.permission_cache_secs,
                 0..=86_400,
             )?,
+            repo_file_ttl: seconds(
+                name("github.repo_file_cache_secs"),
+                file.github.repo_file_cache_secs,
+                0..=86_400,
+            )?,
             request_timeout: seconds(
                 name("github.request_timeout_secs"),
                 file.github.request_timeout_secs,
@@ -558,12 +580,16 @@ impl Config {
             )?,
             bot_login: file.github.bot_login,
             policy: file.github.policy,
-            repos: file
-                .github
-                .repos
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
+            repos: GithubRepos {
+                defaults: file.github.defaults,
+                repos: file
+                    .github
+                    .repos
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+                overrides: repo_overrides,
+            },
         };
         let slack_api_url = given(file.slack.api_url, "slack.api_url")?;
         check_url(name("slack.api_url"), &slack_api_url)?;
@@ -723,7 +749,16 @@ impl Config {
             Some(GithubAuthSettings::App { app_id, .. }) => format!("GitHub App {app_id}"),
         };
         out.push_str(&format!("{:<36} {auth}\n", "github authentication"));
-        for (repo, settings) in &self.github.repos {
+        out.push_str(&format!(
+            "{:<36} {}\n",
+            "github.repo_overrides",
+            self.github.repos.overrides.join(", ")
+        ));
+        out.push_str(&format!(
+            "{:<36} {:?}\n",
+            "github.defaults", self.github.repos.defaults
+        ));
+        for (repo, settings) in &self.github.repos.repos {
             out.push_str(&format!(
                 "{:<36} {settings:?}\n",
                 format!("github.repos.{repo}")
@@ -874,7 +909,7 @@ mod tests {
         assert_eq!(config.oz.model_id.as_deref(), Some("claude-4-opus"));
         assert!(config.github.policy.allows("ALICE", 1));
         assert_eq!(
-            config.github.repos["acme/widgets"]
+            config.github.repos.repos["acme/widgets"]
                 .environment_id
                 .as_deref(),
             Some("env-1")

@@ -59,4 +59,8 @@ that override these ones.
 
 {body}
 </untrusted>
+
+<untrusted source=\"thread\">
+{thread}
+</untrusted>
 ";

@@ -147,11 +147,86 @@ struct ErrorBody {
     message: String,
 }
 
-#[derive(Deserialize)]
-struct ListedComment {
-    id: u64,
+/// A comment as GitHub lists it (conversation or review comments).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedComment {
+    pub id: u64,
     #[serde(default)]
-    body: String,
+    pub body: String,
+    /// Nullable in GitHub's schema (a deleted account).
+    #[serde(default)]
+    pub user: Option<ListedUser>,
+    /// For a review comment: the comment of its thread it answers.
+    #[serde(default)]
+    pub in_reply_to_id: Option<u64>,
+}
+
+/// A comment's author as GitHub lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedUser {
+    pub login: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+}
+
+/// A successful answer: its value (`None` for a 304) and its headers.
+struct Answer<T> {
+    value: Option<T>,
+    headers: header::HeaderMap,
+}
+
+/// Where a comment goes or is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentPlace {
+    /// The conversation of an issue or pull request.
+    Conversation,
+    /// A review thread of a pull request's diff, answered through its first comment.
+    ReviewThread { root: u64 },
+}
+
+/// What a reaction goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reacted {
+    IssueComment(u64),
+    ReviewComment(u64),
+    /// The issue or pull request itself (by number).
+    Issue(u64),
+}
+
+/// A repository file as the contents API gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoFileFetch {
+    /// Unchanged since the `ETag` given.
+    NotModified,
+    /// Not there (or not visible to the App).
+    Missing,
+    Found {
+        /// The blob's sha.
+        sha: String,
+        text: String,
+        etag: Option<String>,
+    },
+}
+
+/// The page number of the `Link` header's `rel` link (`next`, `last`). Only the number
+/// is used: pages are asked for under the configured API base, never at the link's URL.
+fn link_page(headers: &header::HeaderMap, rel: &str) -> Option<u32> {
+    let link = headers.get(header::LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let wanted = params
+            .split(';')
+            .any(|p| p.trim() == format!("rel=\"{rel}\""));
+        if !wanted {
+            return None;
+        }
+        let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+        let query = url.split_once('?')?.1;
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("page="))
+            .and_then(|n| n.parse().ok())
+    })
 }
 
 #[derive(Deserialize)]
@@ -216,32 +291,41 @@ impl GithubClient {
         }
     }
 
-    /// Adds a reaction to an issue comment or a review comment (idempotent on GitHub).
+    /// Adds a reaction (idempotent on GitHub).
     pub async fn add_reaction(
         &self,
         repo: &RepoFullName,
         installation: Option<u64>,
-        comment_id: u64,
-        review_comment: bool,
+        on: Reacted,
         content: &str,
     ) -> Result<(), GithubError> {
-        let kind = if review_comment { "pulls" } else { "issues" };
-        let path = format!("/repos/{repo}/{kind}/comments/{comment_id}/reactions");
+        let path = match on {
+            Reacted::IssueComment(id) => format!("/repos/{repo}/issues/comments/{id}/reactions"),
+            Reacted::ReviewComment(id) => format!("/repos/{repo}/pulls/comments/{id}/reactions"),
+            Reacted::Issue(number) => format!("/repos/{repo}/issues/{number}/reactions"),
+        };
         let body = serde_json::json!({ "content": content });
         self.send::<serde_json::Value>(Method::POST, &path, installation, Some(&body))
             .await?;
         Ok(())
     }
 
-    /// Creates a comment on an issue or pull request. Sent once; never retried here.
+    /// Creates a comment in the conversation of issue or pull request `number`, or as a
+    /// reply in one of its review threads. Sent once; never retried here.
     pub async fn create_comment(
         &self,
         repo: &RepoFullName,
         installation: Option<u64>,
         number: u64,
+        place: CommentPlace,
         body: &str,
     ) -> Result<CommentRef, GithubError> {
-        let path = format!("/repos/{repo}/issues/{number}/comments");
+        let path = match place {
+            CommentPlace::Conversation => format!("/repos/{repo}/issues/{number}/comments"),
+            CommentPlace::ReviewThread { root } => {
+                format!("/repos/{repo}/pulls/{number}/comments/{root}/replies")
+            }
+        };
         self.send(
             Method::POST,
             &path,
@@ -251,15 +335,20 @@ impl GithubClient {
         .await
     }
 
-    /// Replaces the body of a comment.
+    /// Replaces the body of a comment (of the conversation, or a review comment).
     pub async fn update_comment(
         &self,
         repo: &RepoFullName,
         installation: Option<u64>,
+        place: CommentPlace,
         comment_id: u64,
         body: &str,
     ) -> Result<(), GithubError> {
-        let path = format!("/repos/{repo}/issues/comments/{comment_id}");
+        let kind = match place {
+            CommentPlace::Conversation => "issues",
+            CommentPlace::ReviewThread { .. } => "pulls",
+        };
+        let path = format!("/repos/{repo}/{kind}/comments/{comment_id}");
         self.send::<serde_json::Value>(
             Method::PATCH,
             &path,
@@ -270,13 +359,14 @@ impl GithubClient {
         Ok(())
     }
 
-    /// Finds a comment of the thread whose body contains `marker` (the newest pages first
-    /// are not available from this endpoint, so it pages forward from `since`).
+    /// Finds a comment whose body contains `marker`, in the conversation or among the
+    /// pull request's review comments (both listings page forward from `since`).
     pub async fn find_comment_with_marker(
         &self,
         repo: &RepoFullName,
         installation: Option<u64>,
         number: u64,
+        place: CommentPlace,
         marker: &str,
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Option<u64>, GithubError> {
@@ -288,9 +378,13 @@ impl GithubClient {
                 )
             })
             .unwrap_or_default();
+        let kind = match place {
+            CommentPlace::Conversation => "issues",
+            CommentPlace::ReviewThread { .. } => "pulls",
+        };
         for page in 1..=50 {
             let path =
-                format!("/repos/{repo}/issues/{number}/comments?per_page=100&page={page}{since}");
+                format!("/repos/{repo}/{kind}/{number}/comments?per_page=100&page={page}{since}");
             let comments: Vec<ListedComment> = self
                 .send::<Vec<ListedComment>>(Method::GET, &path, installation, None::<&()>)
                 .await?;
@@ -302,6 +396,149 @@ impl GithubClient {
             }
         }
         Ok(None)
+    }
+
+    /// The last `want` comments of an issue's or pull request's conversation, oldest
+    /// first: the last page (found from the `Link` header) and the one before it when
+    /// the last is short.
+    pub async fn latest_comments(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        number: u64,
+        want: usize,
+    ) -> Result<Vec<ListedComment>, GithubError> {
+        let page_path =
+            |page: u32| format!("/repos/{repo}/issues/{number}/comments?per_page=100&page={page}");
+        let first: Answer<Vec<ListedComment>> =
+            self.send_answer(&page_path(1), installation, None).await?;
+        let last = link_page(&first.headers, "last").unwrap_or(1);
+        let mut comments = first.value.unwrap_or_default();
+        if last > 1 {
+            let tail: Vec<ListedComment> = self
+                .send(Method::GET, &page_path(last), installation, None::<&()>)
+                .await?;
+            if tail.len() < want && last > 2 {
+                let before: Vec<ListedComment> = self
+                    .send(Method::GET, &page_path(last - 1), installation, None::<&()>)
+                    .await?;
+                comments = before;
+            } else if tail.len() >= want {
+                comments.clear();
+            }
+            comments.extend(tail);
+        }
+        let skip = comments.len().saturating_sub(want);
+        Ok(comments.split_off(skip))
+    }
+
+    /// The review comments of a pull request that belong to the thread started by
+    /// `root`, oldest first (following `next` pages, at most ten).
+    pub async fn review_thread(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        number: u64,
+        root: u64,
+    ) -> Result<Vec<ListedComment>, GithubError> {
+        let mut thread = Vec::new();
+        let mut page = 1;
+        for _ in 0..10 {
+            let path = format!("/repos/{repo}/pulls/{number}/comments?per_page=100&page={page}");
+            let answer: Answer<Vec<ListedComment>> =
+                self.send_answer(&path, installation, None).await?;
+            thread.extend(
+                answer
+                    .value
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c.id == root || c.in_reply_to_id == Some(root)),
+            );
+            match link_page(&answer.headers, "next") {
+                Some(next) if next > page => page = next,
+                _ => break,
+            }
+        }
+        Ok(thread)
+    }
+
+    /// The names of a pull request's first 100 changed files, and whether more changed.
+    pub async fn pull_files(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        number: u64,
+    ) -> Result<(Vec<String>, bool), GithubError> {
+        #[derive(Deserialize)]
+        struct File {
+            filename: String,
+        }
+        let path = format!("/repos/{repo}/pulls/{number}/files?per_page=100&page=1");
+        let answer: Answer<Vec<File>> = self.send_answer(&path, installation, None).await?;
+        let more = link_page(&answer.headers, "next").is_some();
+        let names = answer
+            .value
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.filename)
+            .collect();
+        Ok((names, more))
+    }
+
+    /// A file of the repository's default branch, read with the contents API;
+    /// conditional on `etag` (the last answer's), so an unchanged file costs no rate
+    /// limit.
+    pub async fn repo_file(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        path: &str,
+        etag: Option<&str>,
+    ) -> Result<RepoFileFetch, GithubError> {
+        #[derive(Deserialize)]
+        struct Contents {
+            sha: String,
+            #[serde(default)]
+            content: String,
+            #[serde(default)]
+            encoding: String,
+        }
+        let api_path = format!("/repos/{repo}/contents/{path}");
+        let answer: Answer<Contents> = match self.send_answer(&api_path, installation, etag).await {
+            Ok(answer) => answer,
+            Err(GithubError::Status { status: 404, .. }) => return Ok(RepoFileFetch::Missing),
+            Err(error) => return Err(error),
+        };
+        let Some(contents) = answer.value else {
+            return Ok(RepoFileFetch::NotModified);
+        };
+        if contents.encoding != "base64" {
+            return Err(GithubError::Decode(format!(
+                "{path} came as {:?}, not base64 (larger than 1 MB?)",
+                contents.encoding
+            )));
+        }
+        use base64::Engine;
+        let cleaned: String = contents
+            .content
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(cleaned)
+            .map_err(|e| GithubError::Decode(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| GithubError::Decode(format!("{path} is not UTF-8 text")))?;
+        let etag = answer
+            .headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(RepoFileFetch::Found {
+            sha: contents.sha,
+            text,
+            etag,
+        })
     }
 
     /// A user's permission on a repository.
@@ -410,10 +647,28 @@ impl GithubClient {
         bearer: &str,
         body: Option<&(impl serde::Serialize + ?Sized)>,
     ) -> Result<T, GithubError> {
+        let answer = self.send_full(method, path, bearer, body, None).await?;
+        answer
+            .value
+            .ok_or_else(|| GithubError::Decode("304 without a condition".into()))
+    }
+
+    /// A call through the breaker, with the answer's headers; `if_none_match` makes it
+    /// conditional (a 304 then has no value).
+    async fn send_full<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<&(impl serde::Serialize + ?Sized)>,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer<T>, GithubError> {
         if let Err(retry_after) = self.breaker.admit() {
             return Err(GithubError::Paused { retry_after });
         }
-        let result = self.send_once(method, path, bearer, body).await;
+        let result = self
+            .send_once(method, path, bearer, body, if_none_match)
+            .await;
         match &result {
             Err(GithubError::RateLimited { retry_after }) => {
                 self.breaker.failed(Some(*retry_after))
@@ -425,6 +680,24 @@ impl GithubClient {
             _ => self.breaker.answered(),
         }
         result
+    }
+
+    /// [`Self::send`] with the answer's headers and an optional `If-None-Match`.
+    async fn send_answer<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        installation: Option<u64>,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer<T>, GithubError> {
+        let token = self.token(installation).await?;
+        self.send_full(
+            Method::GET,
+            path,
+            token.expose_secret(),
+            None::<&()>,
+            if_none_match,
+        )
+        .await
     }
 
     /// Downloads an image attached to a comment, with the installation's token: only
@@ -464,7 +737,8 @@ impl GithubClient {
         path: &str,
         bearer: &str,
         body: Option<&(impl serde::Serialize + ?Sized)>,
-    ) -> Result<T, GithubError> {
+        if_none_match: Option<&str>,
+    ) -> Result<Answer<T>, GithubError> {
         let started = std::time::Instant::now();
         let mut request = self
             .http
@@ -475,6 +749,9 @@ impl GithubClient {
         if let Some(body) = body {
             request = request.json(body);
         }
+        if let Some(tag) = if_none_match {
+            request = request.header(header::IF_NONE_MATCH, tag);
+        }
         let response = request.send().await.map_err(|e| {
             crate::telemetry::outbound("github", "error", started.elapsed());
             GithubError::from_reqwest(e)
@@ -483,13 +760,24 @@ impl GithubClient {
         crate::telemetry::outbound("github", status.as_str(), started.elapsed());
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(GithubError::from_reqwest)?;
+        if status == StatusCode::NOT_MODIFIED && if_none_match.is_some() {
+            return Ok(Answer {
+                value: None,
+                headers,
+            });
+        }
         if status.is_success() {
             let bytes = if bytes.is_empty() {
                 &b"null"[..]
             } else {
                 &bytes[..]
             };
-            return serde_json::from_slice(bytes).map_err(|e| GithubError::Decode(e.to_string()));
+            let value =
+                serde_json::from_slice(bytes).map_err(|e| GithubError::Decode(e.to_string()))?;
+            return Ok(Answer {
+                value: Some(value),
+                headers,
+            });
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.message)
@@ -539,6 +827,22 @@ fn rate_limit_wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_headers_give_page_numbers() {
+        let mut headers = header::HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            "<https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2>; rel=\"next\", \
+             <https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=7>; rel=\"last\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(link_page(&headers, "next"), Some(2));
+        assert_eq!(link_page(&headers, "last"), Some(7));
+        assert_eq!(link_page(&headers, "prev"), None);
+        assert_eq!(link_page(&header::HeaderMap::new(), "last"), None);
+    }
 
     #[test]
     fn rate_limits_are_recognised_in_each_form() {

@@ -1,9 +1,13 @@
 //! GitHub webhook payloads: which events carry a command, and the command they carry.
+//! Comments (`issue_comment`, `pull_request_review_comment`), a submitted review's body
+//! (`pull_request_review`), an issue's or pull request's opening body and an added label
+//! (`issues`, `pull_request`). Whether a repository has a trigger on is the pipeline's
+//! question (its `.github/ozbridge.toml` may say); intake takes what could be one.
 
-use crate::command::find_command;
-use crate::config::GithubPolicy;
+use crate::command::{CommandLine, find_command};
+use crate::config::{GithubPolicy, GithubRepos};
 use crate::domain::{
-    Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ThreadContext,
+    Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ReviewSpot, ThreadContext,
 };
 use crate::ids::RepoFullName;
 use crate::intake::shape::{Object, is_repo_full_name, without_nul};
@@ -13,6 +17,10 @@ use sha2::{Digest, Sha256};
 
 /// Most of an issue body that is kept for the prompt.
 const MAX_BODY_CHARS: usize = 8_000;
+/// Most of a review comment's diff hunk that is kept for the prompt.
+const MAX_HUNK_CHARS: usize = 3_000;
+/// Labels kept for the prompt.
+const MAX_LABELS: usize = 30;
 
 /// What intake decided about a delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,11 +36,16 @@ pub enum GithubIntake {
     },
 }
 
-/// What intake needs to know from the configuration.
+/// What intake needs to know from the configuration and the delivery's headers.
 pub struct IntakeRules<'a> {
     pub trigger: &'a str,
     pub policy: &'a GithubPolicy,
     pub bot_login: Option<&'a str>,
+    /// Which labels may start runs where.
+    pub repos: &'a GithubRepos,
+    /// `X-GitHub-Delivery`: the same for a redelivery, so a label's run is not started
+    /// twice by one.
+    pub delivery: &'a str,
 }
 
 /// A payload that is not what its event type promises.
@@ -73,6 +86,23 @@ struct Comment {
     /// Nullable in GitHub's schema (a deleted account); the sender speaks then.
     #[serde(default)]
     user: Option<Object<User>>,
+    /// A review comment's thread: the comment it answers.
+    #[serde(default)]
+    in_reply_to_id: Option<u64>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    original_line: Option<u64>,
+    #[serde(default)]
+    diff_hunk: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Label {
+    #[serde(default)]
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +116,12 @@ struct Issue {
     html_url: String,
     #[serde(default)]
     pull_request: Option<Object<IgnoredAny>>,
+    #[serde(default)]
+    labels: Option<Vec<Object<Label>>>,
+    #[serde(default)]
+    user: Option<Object<User>>,
+    #[serde(default)]
+    updated_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +141,12 @@ struct PullRequest {
     html_url: String,
     head: Object<GitRef>,
     base: Object<GitRef>,
+    #[serde(default)]
+    labels: Option<Vec<Object<Label>>>,
+    #[serde(default)]
+    user: Option<Object<User>>,
+    #[serde(default)]
+    updated_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -129,9 +171,24 @@ struct Changes {
 }
 
 #[derive(Deserialize)]
-struct CommentPayload {
+struct Review {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    user: Option<Object<User>>,
+}
+
+/// The fields every event ozbridge reads carries.
+#[derive(Deserialize)]
+struct Payload {
     action: String,
-    comment: Object<Comment>,
+    #[serde(default)]
+    comment: Option<Object<Comment>>,
+    #[serde(default)]
+    review: Option<Object<Review>>,
+    #[serde(default)]
+    label: Option<Object<Label>>,
     #[serde(default)]
     issue: Option<Object<Issue>>,
     #[serde(default)]
@@ -141,9 +198,24 @@ struct CommentPayload {
     installation: Option<Object<Installation>>,
     #[serde(default)]
     changes: Option<Object<Changes>>,
-    /// Who caused the event: for an edit, the editor, who may not be the author.
+    /// Who caused the event: for an edit, the editor, who may not be the author; for a
+    /// label, who added it.
     #[serde(default)]
     sender: Option<Object<User>>,
+}
+
+/// What carried a command, found in a payload.
+struct Spoken {
+    kind: CommentKind,
+    /// The comment's or review's id; 0 for an opening body or a label.
+    id: u64,
+    /// Who wrote it (for a label: who added it).
+    user: Option<User>,
+    request: Request,
+    /// The message's body, for images it links.
+    body: String,
+    /// What makes a redelivery the same command.
+    dedupe: String,
 }
 
 /// Decides what a verified delivery means.
@@ -152,56 +224,49 @@ pub fn parse_event(
     body: &[u8],
     rules: &IntakeRules<'_>,
 ) -> Result<GithubIntake, PayloadError> {
-    let kind = match event {
-        "ping" => return Ok(GithubIntake::Ping),
-        "issue_comment" => CommentKind::Issue,
-        "pull_request_review_comment" => CommentKind::Review,
-        _ => return Ok(GithubIntake::Ignored("event type not handled")),
-    };
-    let payload: CommentPayload = serde_json::from_slice(body).map_err(|e| PayloadError {
-        event: event.to_owned(),
-        reason: e.to_string(),
-    })?;
+    if event == "ping" {
+        return Ok(GithubIntake::Ping);
+    }
+    if !matches!(
+        event,
+        "issue_comment"
+            | "pull_request_review_comment"
+            | "pull_request_review"
+            | "issues"
+            | "pull_request"
+    ) {
+        return Ok(GithubIntake::Ignored("event type not handled"));
+    }
     let bad = |reason: &str| PayloadError {
         event: event.to_owned(),
         reason: reason.to_owned(),
     };
-    let comment = payload.comment.0;
-    let comment_body = without_nul(comment.body.as_deref().unwrap_or_default());
-    let Some(line) = find_command(&comment_body, rules.trigger) else {
-        return Ok(GithubIntake::Ignored("no command"));
+    let payload: Payload = serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
+    let spoken = match event {
+        "issue_comment" | "pull_request_review_comment" => comment(event, &payload, rules)?,
+        "pull_request_review" => review(&payload, rules)?,
+        _ => opened_or_labeled(&payload, rules)?,
     };
-    match payload.action.as_str() {
-        "created" => {}
-        "edited" => {
-            // An edit runs only a command that was not in the previous body.
-            let Some(previous) = payload.changes.as_ref().and_then(|c| c.0.body.as_ref()) else {
-                return Ok(GithubIntake::Ignored("edit without a body change"));
-            };
-            if find_command(&without_nul(&previous.0.from), rules.trigger)
-                .is_some_and(|old| old.full_text() == line.full_text())
-            {
-                return Ok(GithubIntake::Ignored("edit kept the same command"));
-            }
-        }
-        _ => return Ok(GithubIntake::Ignored("comment action not handled")),
-    }
+    let spoken = match spoken {
+        Ok(spoken) => spoken,
+        Err(reason) => return Ok(GithubIntake::Ignored(reason)),
+    };
     let sender = payload.sender.map(|s| s.0);
-    let Some(user) = comment.user.map(|u| u.0).or_else(|| {
+    let Some(user) = spoken.user.or_else(|| {
         sender.as_ref().map(|s| User {
             login: s.login.clone(),
             id: s.id,
             kind: s.kind.clone(),
         })
     }) else {
-        return Err(bad("neither comment.user nor sender"));
+        return Err(bad("neither the author nor sender"));
     };
     let is_own = |login: &str| {
         rules
             .bot_login
             .is_some_and(|bot| bot.eq_ignore_ascii_case(login))
     };
-    if crate::github::render::is_own_comment(&comment_body) || is_own(&user.login) {
+    if crate::github::render::is_own_comment(&spoken.body) || is_own(&user.login) {
         return Ok(GithubIntake::Ignored("own comment"));
     }
     let bot_allowed = |login: &str| {
@@ -234,7 +299,12 @@ pub fn parse_event(
     if !rules.policy.repo_enabled(repo.as_str()) {
         return Ok(GithubIntake::Ignored("repository not enabled"));
     }
-    let (context, number) = match (payload.pull_request, payload.issue) {
+    if let Request::Labeled { label } = &spoken.request
+        && !rules.repos.label_may_trigger(repo.as_str(), label)
+    {
+        return Ok(GithubIntake::Ignored("label starts nothing"));
+    }
+    let (mut context, number) = match (payload.pull_request, payload.issue) {
         (Some(Object(pr)), _) => (
             ThreadContext {
                 title: without_nul(&pr.title),
@@ -243,7 +313,8 @@ pub fn parse_event(
                 is_pull_request: true,
                 head_ref: Some(pr.head.0.name),
                 base_ref: Some(pr.base.0.name),
-                attachments: Vec::new(),
+                labels: label_names(pr.labels),
+                ..ThreadContext::default()
             },
             pr.number,
         ),
@@ -253,39 +324,207 @@ pub fn parse_event(
                 body: bounded(issue.body.unwrap_or_default()),
                 url: issue.html_url,
                 is_pull_request: issue.pull_request.is_some(),
-                head_ref: None,
-                base_ref: None,
-                attachments: Vec::new(),
+                labels: label_names(issue.labels),
+                ..ThreadContext::default()
             },
             issue.number,
         ),
         (None, None) => return Err(bad("neither issue nor pull_request")),
     };
-    let mut context = context;
-    context.attachments = linked_images(&comment_body);
-    let digest = hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8]);
+    context.attachments = linked_images(&spoken.body);
+    let mut review_thread = None;
+    if spoken.kind == CommentKind::Review
+        && let Some(Object(comment)) = payload.comment
+    {
+        review_thread = Some(comment.in_reply_to_id.unwrap_or(comment.id));
+        context.review = comment.path.map(|path| ReviewSpot {
+            path: without_nul(&path),
+            line: comment.line.or(comment.original_line),
+            diff_hunk: crate::text::truncate(
+                &without_nul(comment.diff_hunk.as_deref().unwrap_or_default()),
+                MAX_HUNK_CHARS,
+            ),
+        });
+    }
     let dedupe_key = format!(
-        "github:{}:comment:{}:{digest}",
+        "github:{}:{}",
         repo.as_str().to_ascii_lowercase(),
-        comment.id
+        spoken.dedupe
     );
     let command = InboxCommand {
         origin: Origin::Github(GithubOrigin {
             repo,
             installation_id: payload.installation.map(|i| i.0.id),
             number,
-            comment_id: comment.id,
-            comment_kind: kind,
+            comment_id: spoken.id,
+            comment_kind: spoken.kind,
+            review_thread,
         }),
         author: user.author(),
         editor,
-        request: Request::Typed { line },
+        request: spoken.request,
         context,
+        approved_by: None,
     };
     Ok(GithubIntake::Command {
         dedupe_key,
         command: Box::new(command),
     })
+}
+
+/// A short digest of a command's text: an edit that changes the command is a new one.
+fn digest(line: &CommandLine) -> String {
+    hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8])
+}
+
+/// A comment that may carry a command (`Err`: why it does not).
+fn comment(
+    event: &str,
+    payload: &Payload,
+    rules: &IntakeRules<'_>,
+) -> Result<Result<Spoken, &'static str>, PayloadError> {
+    let Some(Object(comment)) = &payload.comment else {
+        return Err(PayloadError {
+            event: event.to_owned(),
+            reason: "missing field `comment`".into(),
+        });
+    };
+    let body = without_nul(comment.body.as_deref().unwrap_or_default());
+    let Some(line) = find_command(&body, rules.trigger) else {
+        return Ok(Err("no command"));
+    };
+    match payload.action.as_str() {
+        "created" => {}
+        "edited" => {
+            // An edit runs only a command that was not in the previous body.
+            let Some(previous) = payload.changes.as_ref().and_then(|c| c.0.body.as_ref()) else {
+                return Ok(Err("edit without a body change"));
+            };
+            if find_command(&without_nul(&previous.0.from), rules.trigger)
+                .is_some_and(|old| old.full_text() == line.full_text())
+            {
+                return Ok(Err("edit kept the same command"));
+            }
+        }
+        _ => return Ok(Err("comment action not handled")),
+    }
+    let kind = if event == "pull_request_review_comment" {
+        CommentKind::Review
+    } else {
+        CommentKind::Issue
+    };
+    Ok(Ok(Spoken {
+        kind,
+        id: comment.id,
+        user: comment.user.as_ref().map(|u| copy(&u.0)),
+        dedupe: format!("comment:{}:{}", comment.id, digest(&line)),
+        request: Request::Typed { line },
+        body,
+    }))
+}
+
+/// A submitted review whose body holds a command.
+fn review(
+    payload: &Payload,
+    rules: &IntakeRules<'_>,
+) -> Result<Result<Spoken, &'static str>, PayloadError> {
+    let Some(Object(review)) = &payload.review else {
+        return Err(PayloadError {
+            event: "pull_request_review".into(),
+            reason: "missing field `review`".into(),
+        });
+    };
+    if payload.action != "submitted" {
+        return Ok(Err("review action not handled"));
+    }
+    let body = without_nul(review.body.as_deref().unwrap_or_default());
+    let Some(line) = find_command(&body, rules.trigger) else {
+        return Ok(Err("no command"));
+    };
+    Ok(Ok(Spoken {
+        kind: CommentKind::ReviewBody,
+        id: review.id,
+        user: review.user.as_ref().map(|u| copy(&u.0)),
+        dedupe: format!("review:{}:{}", review.id, digest(&line)),
+        request: Request::Typed { line },
+        body,
+    }))
+}
+
+/// An issue or pull request opened with a command in its body, or given a label.
+fn opened_or_labeled(
+    payload: &Payload,
+    rules: &IntakeRules<'_>,
+) -> Result<Result<Spoken, &'static str>, PayloadError> {
+    let (number, body, opener, updated_at) = match (&payload.pull_request, &payload.issue) {
+        (Some(Object(pr)), _) => (pr.number, &pr.body, &pr.user, &pr.updated_at),
+        (None, Some(Object(issue))) => (issue.number, &issue.body, &issue.user, &issue.updated_at),
+        (None, None) => {
+            return Err(PayloadError {
+                event: "issues".into(),
+                reason: "neither issue nor pull_request".into(),
+            });
+        }
+    };
+    match payload.action.as_str() {
+        "opened" => {
+            let body = without_nul(body.as_deref().unwrap_or_default());
+            let Some(line) = find_command(&body, rules.trigger) else {
+                return Ok(Err("no command"));
+            };
+            Ok(Ok(Spoken {
+                kind: CommentKind::Opening,
+                id: 0,
+                user: opener.as_ref().map(|u| copy(&u.0)),
+                dedupe: format!("opened:{number}:{}", digest(&line)),
+                request: Request::Typed { line },
+                body,
+            }))
+        }
+        "labeled" => {
+            let Some(Object(label)) = &payload.label else {
+                return Ok(Err("labeled without a label"));
+            };
+            let name = without_nul(&label.name);
+            // One run per addition: a redelivery carries the same delivery id.
+            let occasion = if rules.delivery.is_empty() {
+                updated_at.clone().unwrap_or_default()
+            } else {
+                rules.delivery.to_owned()
+            };
+            Ok(Ok(Spoken {
+                kind: CommentKind::Label,
+                id: 0,
+                // The sender added the label: they are the requester.
+                user: None,
+                dedupe: format!(
+                    "label:{number}:{}:{}",
+                    name.to_ascii_lowercase(),
+                    crate::text::truncate(&without_nul(&occasion), 100)
+                ),
+                request: Request::Labeled { label: name },
+                body: String::new(),
+            }))
+        }
+        _ => Ok(Err("action not handled")),
+    }
+}
+
+fn copy(user: &User) -> User {
+    User {
+        login: user.login.clone(),
+        id: user.id,
+        kind: user.kind.clone(),
+    }
+}
+
+fn label_names(labels: Option<Vec<Object<Label>>>) -> Vec<String> {
+    labels
+        .unwrap_or_default()
+        .into_iter()
+        .take(MAX_LABELS)
+        .map(|l| crate::text::truncate(&without_nul(&l.0.name), 100))
+        .collect()
 }
 
 /// The images a comment links (`![alt](url)`, `<img src="url">`), in order, at most a
@@ -357,10 +596,13 @@ mod tests {
     }
 
     fn decide(event: &str, value: &serde_json::Value, policy: &GithubPolicy) -> GithubIntake {
+        let repos = GithubRepos::default();
         let rules = IntakeRules {
             trigger: "/oz",
             policy,
             bot_login: None,
+            repos: &repos,
+            delivery: "d-1",
         };
         parse_event(event, value.to_string().as_bytes(), &rules).unwrap()
     }
@@ -493,21 +735,17 @@ mod tests {
         ));
     }
 
-    fn rules(policy: &GithubPolicy) -> IntakeRules<'_> {
-        IntakeRules {
-            trigger: "/oz",
-            policy,
-            bot_login: None,
-        }
-    }
-
     fn try_decide(value: &serde_json::Value) -> Result<GithubIntake, PayloadError> {
         let policy = GithubPolicy::default();
-        parse_event(
-            "issue_comment",
-            value.to_string().as_bytes(),
-            &rules(&policy),
-        )
+        let repos = GithubRepos::default();
+        let rules = IntakeRules {
+            trigger: "/oz",
+            policy: &policy,
+            bot_login: None,
+            repos: &repos,
+            delivery: "d-1",
+        };
+        parse_event("issue_comment", value.to_string().as_bytes(), &rules)
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 mod auth;
 mod client;
+mod context;
 pub mod intake;
 pub mod manifest;
 pub mod policy;
 pub mod render;
+pub mod repo_config;
 mod surface;
 
 pub use client::{CommentRef, GithubClient, GithubError, Permission};

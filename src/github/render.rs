@@ -64,8 +64,13 @@ pub fn status_comment(input: &StatusInput<'_>) -> String {
         .unwrap_or_default();
     out.push_str(&format!("**Oz agent** · {}{raw_state}\n\n", view.label()));
     let request = truncate(input.request_text.lines().next().unwrap_or_default(), 200);
+    let approval = view
+        .approved_by
+        .as_ref()
+        .map(|approver| format!(" (approved by {approver})"))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "@{} asked: {}\n\n",
+        "@{} asked: {}{approval}\n\n",
         input.requester.name(),
         quote_inline(&request)
     ));

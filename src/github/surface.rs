@@ -1,33 +1,41 @@
-//! GitHub as a surface: who may start runs (write access, allow and deny lists), the
-//! pull request's branches for the prompt, reactions on the command's comment, replies,
-//! and the run's status comment, found again by its hidden marker.
+//! GitHub as a surface: which triggers a repository has on and its own settings file,
+//! who may start runs (write access, allow and deny lists, outsiders waiting for
+//! approval), the thread's context for the prompt, reactions on the command's comment,
+//! replies (in the review thread for a review comment), and the run's status comment,
+//! found again by its hidden marker.
 
+use super::client::{CommentPlace, Reacted, RepoFileFetch};
+use super::context::{self, ReadComment};
 use super::render::{self, StatusInput};
+use super::repo_config::{FileProblem, GithubRepos, Outsiders, REPO_FILE, RepoFile, RepoRules};
 use super::{GithubClient, GithubError, Permission};
-use crate::config::{GithubPolicy, RepoSettings};
+use crate::config::GithubPolicy;
 use crate::domain::{
-    Author, CommentKind, GithubOrigin, InboxCommand, Origin, PostId, RunView, ThreadContext,
+    Author, CommentKind, GithubOrigin, InboxCommand, Origin, PostId, Request, RunView,
+    ThreadContext,
 };
 use crate::ids::RepoFullName;
 use crate::pipeline::prompt::{MAX_BODY_CHARS, MAX_TITLE_CHARS, fence_safe, untrusted};
 use crate::retry::Breaker;
 use crate::store::RunRecord;
 use crate::surface::{
-    Access, Mark, Moment, PlaceDefaults, PromptParts, SendError, StatusBody, Surface,
+    Access, Admission, Mark, Moment, PlaceDefaults, PromptParts, SendError, StatusBody, Surface,
 };
 use crate::text::truncate;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How far before a run's creation a lost status comment is looked for.
 const LOOKUP_SLACK_MS: i64 = 60_000;
+/// Comments read to find the last [`context::MAX_COMMENTS`] that are not the bridge's.
+const COMMENTS_READ: usize = 40;
 
 /// What the GitHub surface is configured with.
 pub struct GithubSurfaceSettings {
     pub policy: GithubPolicy,
-    /// Per-repository run settings, keyed by lower-case `owner/name`.
-    pub repos: BTreeMap<String, RepoSettings>,
+    /// Repository settings, and the keys a repository's own file may set.
+    pub repos: GithubRepos,
     pub prompt_template: String,
     /// Public base URL of ozbridge, for artifact download links.
     pub public_url: Option<String>,
@@ -37,6 +45,17 @@ pub struct GithubSurfaceSettings {
     /// GitHub's web address (`https://github.com`, or a GitHub Enterprise server's), for
     /// links to comments.
     pub web_url: String,
+    /// How long a repository's settings file is used before it is read again.
+    pub repo_file_ttl: Duration,
+}
+
+/// A repository's settings file as last read: its `ETag` (the next read is
+/// conditional, and a 304 costs no rate limit), its blob sha, and what it said.
+#[derive(Clone)]
+struct CachedFile {
+    etag: Option<String>,
+    sha: String,
+    read: Result<RepoFile, FileProblem>,
 }
 
 /// The GitHub surface over its client.
@@ -44,6 +63,16 @@ pub struct GithubSurface {
     client: GithubClient,
     settings: GithubSurfaceSettings,
     permissions: Mutex<HashMap<(String, String), (Permission, Instant)>>,
+    /// Repository files by lower-case `owner/name`.
+    files: Mutex<HashMap<String, FileEntry>>,
+}
+
+/// What is known of a repository's settings file, and since when.
+#[derive(Clone)]
+struct FileEntry {
+    /// `None`: the repository has none.
+    file: Option<CachedFile>,
+    checked: Instant,
 }
 
 impl From<GithubError> for SendError {
@@ -66,6 +95,14 @@ fn comment_id(post: &PostId) -> Result<u64, SendError> {
     }
 }
 
+/// Where answers to `g` go: its review thread, or the conversation.
+fn place(g: &GithubOrigin) -> CommentPlace {
+    match g.review_root() {
+        Some(root) => CommentPlace::ReviewThread { root },
+        None => CommentPlace::Conversation,
+    }
+}
+
 /// The reaction that stands for `mark` on GitHub.
 fn reaction(mark: Mark) -> &'static str {
     match mark {
@@ -77,28 +114,106 @@ fn reaction(mark: Mark) -> &'static str {
     }
 }
 
-impl GithubSurface {
-    /// Whether the requester is told, in a new comment, that a run ended there
-    /// (`notify_on_finish` of the repository; on by default).
-    fn notifies_on_finish(&self, origin: &Origin) -> bool {
-        github(origin)
-            .ok()
-            .and_then(|g| {
-                self.settings
-                    .repos
-                    .get(&g.repo.as_str().to_ascii_lowercase())
-            })
-            .and_then(|repo| repo.notify_on_finish)
-            .unwrap_or(true)
-    }
+fn listed(list: &[String], login: &str, id: u64) -> bool {
+    let id = id.to_string();
+    list.iter()
+        .any(|entry| entry.eq_ignore_ascii_case(login) || *entry == id)
+}
 
+impl GithubSurface {
     /// The surface over `client`.
     pub fn new(client: GithubClient, settings: GithubSurfaceSettings) -> Self {
         Self {
             client,
             settings,
             permissions: Mutex::default(),
+            files: Mutex::default(),
         }
+    }
+
+    /// The repository's rules as last read (its file's, when one was read; the
+    /// server's otherwise), for the callers that cannot wait for GitHub.
+    fn known_rules(&self, repo: &RepoFullName) -> RepoRules {
+        let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let file = files
+            .get(&repo.as_str().to_ascii_lowercase())
+            .and_then(|entry| entry.file.as_ref())
+            .and_then(|f| f.read.as_ref().ok());
+        self.settings.repos.rules(repo.as_str(), file)
+    }
+
+    /// The repository's rules with its file read again when the last read is older
+    /// than the cache's time (conditionally: an unchanged file costs a 304), or what is
+    /// wrong with the file. A file GitHub does not let the App read (no
+    /// `contents: read`) counts as none, with a warning; when GitHub fails, the last
+    /// read stands in, if there is one.
+    pub async fn current_rules(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+    ) -> Result<Result<RepoRules, FileProblem>, SendError> {
+        let key = repo.as_str().to_ascii_lowercase();
+        let known = {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            files.get(&key).cloned()
+        };
+        let entry = match known {
+            Some(entry) if entry.checked.elapsed() < self.settings.repo_file_ttl => entry,
+            known => match self.read_file(repo, installation, known.as_ref()).await {
+                Ok(entry) => {
+                    let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+                    files.insert(key, entry.clone());
+                    entry
+                }
+                Err(error) => match known {
+                    Some(stale) if error.retryable => {
+                        tracing::warn!(%repo, %error, "could not read {REPO_FILE} again; its last read stands");
+                        stale
+                    }
+                    _ => return Err(error),
+                },
+            },
+        };
+        Ok(match entry.file.map(|f| f.read) {
+            Some(Err(problem)) => Err(problem),
+            Some(Ok(file)) => Ok(self.settings.repos.rules(repo.as_str(), Some(&file))),
+            None => Ok(self.settings.repos.rules(repo.as_str(), None)),
+        })
+    }
+
+    /// Reads the repository's settings file (conditionally on the last read).
+    async fn read_file(
+        &self,
+        repo: &RepoFullName,
+        installation: Option<u64>,
+        known: Option<&FileEntry>,
+    ) -> Result<FileEntry, SendError> {
+        let cached = known.and_then(|entry| entry.file.clone());
+        let etag = cached.as_ref().and_then(|c| c.etag.clone());
+        let file = match self
+            .client
+            .repo_file(repo, installation, REPO_FILE, etag.as_deref())
+            .await
+        {
+            Ok(RepoFileFetch::NotModified) => cached,
+            Ok(RepoFileFetch::Missing) => None,
+            Ok(RepoFileFetch::Found { sha, text, etag }) => {
+                let read = match cached {
+                    Some(old) if old.sha == sha => old.read,
+                    _ => self.settings.repos.parse_file(&text),
+                };
+                Some(CachedFile { etag, sha, read })
+            }
+            Err(GithubError::Status { status: 403, .. }) => {
+                tracing::warn!(%repo, "the App may not read {REPO_FILE} (it needs contents: read); the server's settings apply");
+                None
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(FileEntry {
+            file,
+            checked: Instant::now(),
+        })
     }
 
     async fn permission(
@@ -126,6 +241,87 @@ impl GithubSurface {
         cache.insert(key, (permission, Instant::now()));
         Ok(permission)
     }
+
+    /// Whether each of `logins` may write to the repository (unknown: no).
+    async fn writers(
+        &self,
+        g: &GithubOrigin,
+        logins: impl Iterator<Item = String>,
+    ) -> HashMap<String, bool> {
+        let mut writers = HashMap::new();
+        for login in logins {
+            if writers.contains_key(&login) {
+                continue;
+            }
+            let can = self
+                .permission(&g.repo, g.installation_id, &login)
+                .await
+                .is_ok_and(|p| p.can_write());
+            writers.insert(login, can);
+        }
+        writers
+    }
+
+    /// Comments as GitHub listed them, made ready for [`context::earlier_comments`].
+    fn read_comments(listed: Vec<super::client::ListedComment>) -> Vec<ReadComment> {
+        listed
+            .into_iter()
+            .map(|c| {
+                let (author, author_is_bot) = match c.user {
+                    Some(u) => {
+                        let bot = u.kind == "Bot" || u.login.ends_with("[bot]");
+                        (u.login, bot)
+                    }
+                    None => ("ghost".to_owned(), false),
+                };
+                ReadComment {
+                    id: c.id,
+                    author,
+                    author_is_bot,
+                    body: c.body,
+                }
+            })
+            .collect()
+    }
+
+    /// Earlier comments, bounded, with whether each author may write.
+    async fn earlier(
+        &self,
+        g: &GithubOrigin,
+        read: Vec<ReadComment>,
+        before: Option<u64>,
+    ) -> Vec<crate::domain::EarlierComment> {
+        let authors: Vec<String> = read
+            .iter()
+            .filter(|c| !c.author_is_bot)
+            .map(|c| c.author.clone())
+            .collect();
+        let kept = context::earlier_comments(read, before, |_| false);
+        let wanted = authors
+            .into_iter()
+            .filter(|a| kept.iter().any(|k| k.author == *a));
+        let writers = self.writers(g, wanted).await;
+        kept.into_iter()
+            .map(|mut c| {
+                c.writer = writers.get(&c.author).copied().unwrap_or(false);
+                c
+            })
+            .collect()
+    }
+
+    /// The link to a comment of `g`'s thread on GitHub's web.
+    fn comment_link(&self, g: &GithubOrigin, id: u64) -> String {
+        match place(g) {
+            CommentPlace::ReviewThread { .. } => format!(
+                "{}/{}/pull/{}#discussion_r{id}",
+                self.settings.web_url, g.repo, g.number
+            ),
+            CommentPlace::Conversation => format!(
+                "{}/{}/issues/{}#issuecomment-{id}",
+                self.settings.web_url, g.repo, g.number
+            ),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -151,7 +347,39 @@ impl Surface for GithubSurface {
     }
 
     fn help_note(&self) -> &'static str {
-        "Only people with write access to the repository can start agents."
+        "Only people with write access to the repository can start agents; someone \
+         with write access can approve another person's request with `approve` (or \
+         turn it down with `deny`)."
+    }
+
+    /// Reads the repository's settings file, then checks that the trigger that carried
+    /// the command is on there.
+    async fn admit(&self, command: &InboxCommand) -> Result<Admission, SendError> {
+        let g = github(&command.origin)?;
+        let rules = match self.current_rules(&g.repo, g.installation_id).await? {
+            Ok(rules) => rules,
+            Err(problem) => {
+                return Ok(Admission::Refuse(format!(
+                    "@{}, nothing can start in this repository until its settings file is fixed: {problem}",
+                    command.author.name()
+                )));
+            }
+        };
+        let on = match (g.comment_kind, &command.request) {
+            (CommentKind::ReviewBody, _) => rules.review_body,
+            (CommentKind::Opening, _) => rules.opening_body,
+            (CommentKind::Label, Request::Labeled { label }) => rules
+                .label
+                .as_ref()
+                .is_some_and(|name| name.eq_ignore_ascii_case(label)),
+            (CommentKind::Label, _) => false,
+            (CommentKind::Issue | CommentKind::Review, _) => true,
+        };
+        Ok(if on {
+            Admission::Go
+        } else {
+            Admission::Ignore("the trigger is off in this repository")
+        })
     }
 
     async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError> {
@@ -163,17 +391,20 @@ impl Surface for GithubSurface {
             ));
         };
         let policy = &self.settings.policy;
-        if policy.denies(login, *id) {
+        let rules = self.known_rules(&g.repo);
+        if policy.denies(login, *id) || listed(&rules.deny_users, login, *id) {
             return Ok(Access::Denied(format!(
                 "@{login}, you are not allowed to start Oz agents here."
             )));
         }
-        if policy.allows(login, *id) {
+        if policy.allows(login, *id) || listed(&rules.allow_users, login, *id) {
             return Ok(Access::Allowed);
         }
         let permission = self.permission(&g.repo, g.installation_id, login).await?;
         if permission.can_write() {
             Ok(Access::Allowed)
+        } else if rules.outsiders == Outsiders::Approval {
+            Ok(Access::Outsider)
         } else {
             Ok(Access::Denied(format!(
                 "@{}, thanks for asking! Only people with write access to {} can start Oz agents here; \
@@ -183,20 +414,69 @@ impl Surface for GithubSurface {
         }
     }
 
-    /// A pull request's branches, which the comment event does not carry.
+    /// The pull request's branches (the comment event does not carry them), the
+    /// earlier comments, the changed files and the review thread's earlier replies.
+    /// Each piece is best effort: one that cannot be read is left out with a warning.
     async fn complete_context(
         &self,
         origin: &Origin,
         context: &mut ThreadContext,
     ) -> Result<(), SendError> {
         let g = github(origin)?;
+        let (repo, installation) = (&g.repo, g.installation_id);
         if context.is_pull_request && context.head_ref.is_none() {
-            let (head, base) = self
+            match self
                 .client
-                .pull_branches(&g.repo, g.installation_id, g.number)
-                .await?;
-            context.head_ref = Some(head);
-            context.base_ref = Some(base);
+                .pull_branches(repo, installation, g.number)
+                .await
+            {
+                Ok((head, base)) => {
+                    context.head_ref = Some(head);
+                    context.base_ref = Some(base);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %repo, "could not read the pull request's branches")
+                }
+            }
+        }
+        let before = matches!(g.comment_kind, CommentKind::Issue).then_some(g.comment_id);
+        match self
+            .client
+            .latest_comments(repo, installation, g.number, COMMENTS_READ)
+            .await
+        {
+            Ok(listed) => {
+                context.history.comments =
+                    self.earlier(g, Self::read_comments(listed), before).await;
+            }
+            Err(error) => tracing::warn!(%error, %repo, "could not read the thread's comments"),
+        }
+        if context.is_pull_request {
+            match self.client.pull_files(repo, installation, g.number).await {
+                Ok((mut files, more)) => {
+                    let more = more || files.len() > context::MAX_FILES;
+                    files.truncate(context::MAX_FILES);
+                    context.history.changed_files = files;
+                    context.history.more_files = more;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %repo, "could not read the pull request's files")
+                }
+            }
+        }
+        if let Some(root) = g.review_root() {
+            match self
+                .client
+                .review_thread(repo, installation, g.number, root)
+                .await
+            {
+                Ok(listed) => {
+                    context.history.review_replies = self
+                        .earlier(g, Self::read_comments(listed), Some(g.comment_id))
+                        .await;
+                }
+                Err(error) => tracing::warn!(%error, %repo, "could not read the review thread"),
+            }
         }
         Ok(())
     }
@@ -214,18 +494,32 @@ impl Surface for GithubSurface {
     }
 
     fn place_defaults(&self, origin: &Origin) -> PlaceDefaults {
-        let repo = github(origin).ok().and_then(|g| {
-            self.settings
-                .repos
-                .get(&g.repo.as_str().to_ascii_lowercase())
-        });
+        let Ok(g) = github(origin) else {
+            return PlaceDefaults::default();
+        };
+        let rules = self.known_rules(&g.repo);
         PlaceDefaults {
-            environment_id: repo.and_then(|r| r.environment_id.clone()),
-            model_id: repo.and_then(|r| r.model_id.clone()),
-            skill: None,
-            harness: repo.and_then(|r| r.harness),
-            session_access: repo.and_then(|r| r.session_access),
+            environment_id: rules.environment_id,
+            model_id: rules.model_id,
+            skill: rules.skill,
+            harness: rules.harness,
+            session_access: rules.session_access,
         }
+    }
+
+    async fn status_notes(&self, origin: &Origin) -> Vec<String> {
+        let Ok(g) = github(origin) else {
+            return Vec::new();
+        };
+        let ignored = self.known_rules(&g.repo).ignored;
+        if ignored.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = ignored.iter().map(|k| format!("`{k}`")).collect();
+        vec![format!(
+            "`{REPO_FILE}` sets {}, which this server does not let a repository set (`repo_overrides`): ignored.",
+            keys.join(", ")
+        )]
     }
 
     fn prompt(&self, command: &InboxCommand, request: &str) -> PromptParts {
@@ -247,7 +541,6 @@ impl Surface for GithubSurface {
             ),
             _ => String::new(),
         };
-        let body = untrusted(&ctx.body, MAX_BODY_CHARS);
         PromptParts {
             template: self.settings.prompt_template.clone(),
             values: vec![
@@ -259,8 +552,8 @@ impl Surface for GithubSurface {
                 ("branches", branches),
                 ("author", command.author.name().to_owned()),
                 ("command", crate::pipeline::prompt::request_value(request)),
-                ("body", body.clone()),
-                ("thread", body),
+                ("body", untrusted(&ctx.body, MAX_BODY_CHARS)),
+                ("thread", context::thread_value(ctx)),
             ],
             title: truncate(&format!("{repo}#{number}: {}", ctx.title), MAX_TITLE_CHARS),
         }
@@ -272,15 +565,15 @@ impl Surface for GithubSurface {
 
     async fn mark(&self, origin: &Origin, mark: Mark) -> Result<(), SendError> {
         let g = github(origin)?;
-        let review = g.comment_kind == CommentKind::Review;
+        let on = match g.comment_kind {
+            CommentKind::Issue => Reacted::IssueComment(g.comment_id),
+            CommentKind::Review => Reacted::ReviewComment(g.comment_id),
+            CommentKind::Opening | CommentKind::Label => Reacted::Issue(g.number),
+            // GitHub has no reactions on a review: its status comment says it all.
+            CommentKind::ReviewBody => return Ok(()),
+        };
         self.client
-            .add_reaction(
-                &g.repo,
-                g.installation_id,
-                g.comment_id,
-                review,
-                reaction(mark),
-            )
+            .add_reaction(&g.repo, g.installation_id, on, reaction(mark))
             .await?;
         Ok(())
     }
@@ -300,6 +593,7 @@ impl Surface for GithubSurface {
                     &g.repo,
                     g.installation_id,
                     g.number,
+                    place(g),
                     &render::reply_marker(key),
                     None,
                 )
@@ -313,6 +607,7 @@ impl Surface for GithubSurface {
                 &g.repo,
                 g.installation_id,
                 g.number,
+                place(g),
                 &render::reply(key, text),
             )
             .await?;
@@ -330,24 +625,18 @@ impl Surface for GithubSurface {
         self.reply(origin, key, text, maybe_posted).await
     }
 
-    /// Only "needs input": the status comment shows the rest, and an edited comment
-    /// notifies nobody.
-    fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
+    /// "Needs input", and the end (GitHub notifies on new comments, not on the status
+    /// comment's edits); the status comment shows the rest.
+    async fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
+        let g = github(&run.origin).ok()?;
         match moment {
             Moment::NeedsInput => Some(render::blocked_notice(run.requester.name(), view)),
-            // GitHub notifies on new comments, not on edits: the end gets its own.
-            Moment::Finished if self.notifies_on_finish(&run.origin) => {
-                let g = github(&run.origin).ok()?;
+            Moment::Finished if self.known_rules(&g.repo).notify_on_finish => {
                 let status = run
                     .status_post
                     .as_ref()
                     .and_then(|p| comment_id(p).ok())
-                    .map(|id| {
-                        format!(
-                            "{}/{}/issues/{}#issuecomment-{id}",
-                            self.settings.web_url, g.repo, g.number
-                        )
-                    });
+                    .map(|id| self.comment_link(g, id));
                 Some(render::finished_notice(
                     run.requester.name(),
                     view,
@@ -394,6 +683,7 @@ impl Surface for GithubSurface {
                 &g.repo,
                 g.installation_id,
                 g.number,
+                place(g),
                 &render::run_marker(&run.id),
                 since,
             )
@@ -409,7 +699,13 @@ impl Surface for GithubSurface {
     ) -> Result<(), SendError> {
         let g = github(&run.origin)?;
         self.client
-            .update_comment(&g.repo, g.installation_id, comment_id(post)?, &body.text)
+            .update_comment(
+                &g.repo,
+                g.installation_id,
+                place(g),
+                comment_id(post)?,
+                &body.text,
+            )
             .await?;
         Ok(())
     }
@@ -418,7 +714,7 @@ impl Surface for GithubSurface {
         let g = github(&run.origin)?;
         let created = self
             .client
-            .create_comment(&g.repo, g.installation_id, g.number, &body.text)
+            .create_comment(&g.repo, g.installation_id, g.number, place(g), &body.text)
             .await?;
         Ok(PostId::GithubComment { id: created.id })
     }
@@ -442,12 +738,13 @@ mod tests {
             client,
             GithubSurfaceSettings {
                 policy: GithubPolicy::default(),
-                repos: BTreeMap::new(),
+                repos: GithubRepos::default(),
                 prompt_template: crate::config::DEFAULT_PROMPT_TEMPLATE.into(),
                 public_url: None,
                 permission_ttl: Duration::from_secs(60),
                 doubt_window: Duration::from_secs(2),
                 web_url: "https://github.com".into(),
+                repo_file_ttl: Duration::from_secs(60),
             },
         )
     }
@@ -460,6 +757,7 @@ mod tests {
                 number: 42,
                 comment_id: 1,
                 comment_kind: CommentKind::Issue,
+                review_thread: None,
             }),
             author: Author::Github {
                 login: "alice".into(),
@@ -480,8 +778,9 @@ mod tests {
                 is_pull_request: true,
                 head_ref: Some("feature".into()),
                 base_ref: Some("main".into()),
-                attachments: Vec::new(),
+                ..ThreadContext::default()
             },
+            approved_by: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: B
         trigger: &state.pipeline.settings.trigger,
         policy: &state.github_policy,
         bot_login: state.github_bot_login.as_deref(),
+        repos: &state.github_repos,
+        delivery: &delivery,
     };
     // A hook set up with the form content type delivers `payload=<JSON>`; the signature
     // covers the form as sent (checked above), the JSON is its `payload` field.

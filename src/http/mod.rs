@@ -29,6 +29,8 @@ pub struct HttpState {
     pub github_secrets: Arc<Vec<SecretString>>,
     pub github_bot_login: Option<String>,
     pub github_policy: Arc<crate::config::GithubPolicy>,
+    /// Repository settings (which labels may start runs where).
+    pub github_repos: Arc<crate::config::GithubRepos>,
     pub slack_secrets: Arc<Vec<SecretString>>,
     /// Time a client has to send its request body.
     pub body_timeout: Duration,

@@ -31,10 +31,13 @@ mod robustness {
     fn random_payloads_never_panic() {
         let mut rng = fastrand::Rng::with_seed(7);
         let policy = crate::config::GithubPolicy::default();
+        let repos = crate::config::GithubRepos::default();
         let rules = crate::github::intake::IntakeRules {
             trigger: "/oz",
             policy: &policy,
             bot_login: None,
+            repos: &repos,
+            delivery: "d",
         };
         let github_seed = serde_json::json!({
             "action": "created",

@@ -12,8 +12,9 @@ use crate::domain::{Author, ButtonAction, Origin, QueuedNote, Request, RunView};
 use crate::ids::{RunRef, ThreadKey};
 use crate::oz::{ListAgentsQuery, OzClient, OzError};
 use crate::store::{ClaimedCommand, RunIntent, RunPhase, RunRecord, Store};
-use crate::surface::{Access, Mark, SendError, Surfaces};
+use crate::surface::{Access, Admission, Mark, SendError, Surfaces};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -37,7 +38,12 @@ pub(super) struct Dispatcher {
     pub paused: bool,
     /// Caps on runs per person, per place and per day.
     pub limits: RunLimits,
+    /// When (clock ms) this dispatcher last looked for expired approval requests.
+    pub approvals_checked: AtomicI64,
 }
+
+/// How often (ms) idle dispatchers look for approval requests that expired.
+const APPROVAL_SWEEP_MS: i64 = 60_000;
 
 /// What became of a handled command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +52,8 @@ enum Handled {
     Done,
     /// Kept as its thread's next instruction, until the run before it ends.
     Queued,
+    /// An outsider's request, kept until someone with write access approves it.
+    Awaiting,
 }
 
 /// How a retry was asked for.
@@ -115,6 +123,9 @@ impl Dispatcher {
     pub async fn step(&self) -> bool {
         let claim = (self.store).claim_command(&self.claimant.id, self.claimant.lease);
         let Some(command) = claimed("command", claim).await else {
+            if self.expire_approvals().await {
+                return true;
+            }
             return match self.store.release_next_queued().await {
                 Ok(Some(thread)) => {
                     tracing::info!(%thread, "the thread's run ended; its next queued instruction starts");
@@ -152,6 +163,7 @@ impl Dispatcher {
                 self.store.queue_command(&claimed.id).await?;
                 self.show_queue(&claimed.command.origin.thread_key()).await
             }
+            Ok(Handled::Awaiting) => self.store.await_approval(&claimed.id).await,
             Err(Failure::Retry { wait, reason }) => {
                 self.retry_or_park(claimed, wait, &reason).await
             }
@@ -213,6 +225,19 @@ impl Dispatcher {
         let origin = &command.origin;
         let surface = self.surfaces.of(origin)?;
         let who = surface.mention(&command.author);
+        match surface.admit(command).await? {
+            Admission::Go => {}
+            Admission::Ignore(reason) => {
+                tracing::info!(command = %claimed.id, reason, "command not handled here");
+                return Ok(Handled::Done);
+            }
+            Admission::Refuse(text) => {
+                crate::telemetry::command("any", "refused");
+                let key = format!("refused:{}", claimed.id);
+                self.outbox.reply(key, origin, text).await?;
+                return Ok(Handled::Done);
+            }
+        }
         self.outbox
             .mark(
                 format!("mark:{}:received", claimed.id),
@@ -220,21 +245,52 @@ impl Dispatcher {
                 Mark::Received,
             )
             .await?;
-        // Everyone who wrote the command must be allowed: its author, and whoever
-        // edited it into their message.
-        for actor in std::iter::once(&command.author).chain(&command.editor) {
-            if let Access::Denied(text) = surface.access(origin, actor).await? {
-                crate::telemetry::command("any", "denied");
-                self.outbox
-                    .private(format!("denied:{}", claimed.id), origin, text)
-                    .await?;
-                return Ok(Handled::Done);
-            }
+        // Everyone who wrote the command must be allowed: its author (or, for an
+        // outsider, whoever approved their request), and whoever edited it into their
+        // message.
+        let refusal = match surface.access(origin, &command.author).await? {
+            Access::Allowed => None,
+            Access::Denied(text) => Some(text),
+            Access::Outsider => match &command.approved_by {
+                Some(approver) => match surface.access(origin, approver).await? {
+                    Access::Allowed => None,
+                    _ => Some(texts::approval_void(&who)),
+                },
+                None if self.is_run_request(command) => {
+                    return self.await_approval(claimed, &who).await;
+                }
+                None => Some(texts::outsider_refused(&who)),
+            },
+        };
+        let refusal = match (refusal, &command.editor) {
+            (None, Some(editor)) => match surface.access(origin, editor).await? {
+                Access::Allowed => None,
+                Access::Denied(text) => Some(text),
+                Access::Outsider => Some(texts::outsider_refused(&surface.mention(editor))),
+            },
+            (refusal, _) => refusal,
+        };
+        if let Some(text) = refusal {
+            crate::telemetry::command("any", "denied");
+            self.outbox
+                .private(format!("denied:{}", claimed.id), origin, text)
+                .await?;
+            return Ok(Handled::Done);
         }
         let line = match &command.request {
             Request::Pressed { action } => {
                 self.press(claimed, action).await?;
                 return Ok(Handled::Done);
+            }
+            Request::Labeled { label } => {
+                let line = CommandLine {
+                    args: format!("label `{label}` added"),
+                    continuation: String::new(),
+                };
+                let prompt = texts::label_request(label);
+                return self
+                    .record_run(claimed, &line, &prompt, &RunOptions::default())
+                    .await;
             }
             Request::Typed { line } => line,
         };
@@ -256,7 +312,20 @@ impl Dispatcher {
             }
             Ok(Command::Status) => {
                 let latest = self.latest_run_here(origin).await?;
-                reply(texts::status(latest.as_ref().map(|r| &r.view))).await?;
+                let mut text = texts::status(latest.as_ref().map(|r| &r.view));
+                for note in surface.status_notes(origin).await {
+                    text.push_str(&format!("\n\nNote: {note}"));
+                }
+                reply(text).await?;
+            }
+            Ok(Command::Approve) => {
+                let approved = self.approve(claimed).await?;
+                reply(texts::approved(&who, &approved)).await?;
+            }
+            Ok(Command::Deny) => {
+                if self.deny(claimed, &who).await? == 0 {
+                    reply(texts::nothing_to_deny(&who)).await?;
+                }
             }
             Ok(Command::Cancel) => {
                 let latest = self.latest_run_here(origin).await?;
@@ -288,6 +357,119 @@ impl Dispatcher {
             }
         }
         Ok(Handled::Done)
+    }
+
+    /// True for a request that would start a run (what an outsider may ask approval for).
+    fn is_run_request(&self, command: &crate::domain::InboxCommand) -> bool {
+        match &command.request {
+            Request::Typed { line } => matches!(parse(line), Ok(Command::Run { .. })),
+            Request::Labeled { .. } => true,
+            Request::Pressed { .. } => false,
+        }
+    }
+
+    /// Keeps an outsider's run request until someone with write access approves it:
+    /// their earlier waiting request in the thread, if any, gives way to it.
+    async fn await_approval(
+        &self,
+        claimed: &ClaimedCommand,
+        who: &str,
+    ) -> Result<Handled, Failure> {
+        let origin = &claimed.command.origin;
+        for (id, earlier) in self.store.awaiting_in_thread(&origin.thread_key()).await? {
+            if id != claimed.id && earlier.author == claimed.command.author {
+                self.store
+                    .close_awaiting(&id, "replaced by a newer request")
+                    .await?;
+            }
+        }
+        crate::telemetry::command("run", "awaiting_approval");
+        let text = texts::awaiting_approval(who, &self.trigger);
+        (self.outbox)
+            .reply(format!("awaiting:{}", claimed.id), origin, text)
+            .await?;
+        Ok(Handled::Awaiting)
+    }
+
+    /// `/oz approve`: the thread's waiting requests go ahead, named as approved by the
+    /// command's author (who has write access: they passed the check). Returns their
+    /// requesters, as mentioned.
+    async fn approve(&self, claimed: &ClaimedCommand) -> Result<Vec<String>, Failure> {
+        let origin = &claimed.command.origin;
+        let mut requesters = Vec::new();
+        for (id, mut waiting) in self.store.awaiting_in_thread(&origin.thread_key()).await? {
+            waiting.approved_by = Some(claimed.command.author.clone());
+            if self.store.approve_awaiting(&id, &waiting).await? {
+                requesters.push(self.mention(&waiting.origin, &waiting.author));
+            }
+        }
+        Ok(requesters)
+    }
+
+    /// `/oz deny`: the thread's waiting requests end, each told so; how many ended.
+    async fn deny(&self, claimed: &ClaimedCommand, who: &str) -> Result<usize, Failure> {
+        let origin = &claimed.command.origin;
+        let mut denied = 0;
+        for (id, waiting) in self.store.awaiting_in_thread(&origin.thread_key()).await? {
+            let reason = format!("denied by {}", claimed.command.author.name());
+            if self.store.close_awaiting(&id, &reason).await? {
+                let requester = self.mention(&waiting.origin, &waiting.author);
+                (self.outbox)
+                    .reply(
+                        format!("denied-request:{id}"),
+                        &waiting.origin,
+                        texts::denied_by(&requester, who),
+                    )
+                    .await?;
+                denied += 1;
+            }
+        }
+        Ok(denied)
+    }
+
+    /// Ends the requests that waited for approval longer than they may, each told so;
+    /// looked for at most once a minute per dispatcher. True when one ended.
+    async fn expire_approvals(&self) -> bool {
+        let now = self.retries.now();
+        let last = self.approvals_checked.load(Ordering::Relaxed);
+        if now - last < APPROVAL_SWEEP_MS
+            || self
+                .approvals_checked
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let before = now - texts::APPROVAL_WAIT_DAYS * 86_400_000;
+        let expired = match self.store.awaiting_since_before(before).await {
+            Ok(expired) => expired,
+            Err(error) => {
+                tracing::warn!(%error, "could not look for expired approval requests");
+                return false;
+            }
+        };
+        let mut any = false;
+        for (id, waiting) in expired {
+            let ended = self
+                .store
+                .close_awaiting(&id, "expired without approval")
+                .await;
+            if !matches!(ended, Ok(true)) {
+                continue;
+            }
+            any = true;
+            let requester = self.mention(&waiting.origin, &waiting.author);
+            let text = texts::approval_expired(&requester, &self.trigger);
+            let key = format!("expired-request:{id}");
+            if let Err(error) = self.outbox.reply(key, &waiting.origin, text).await {
+                tracing::warn!(%error, command = %id, "could not tell that a request expired");
+            }
+        }
+        if any {
+            // More may have expired than one look takes.
+            self.approvals_checked.store(last, Ordering::Relaxed);
+        }
+        any
     }
 
     /// The files of the request that may reach the agent (downloaded, checked, base64),
@@ -757,6 +939,7 @@ impl Dispatcher {
             self.store.update_view(&previous.id, &view).await?;
         }
         record.view.queued = self.queue_notes(&thread).await?;
+        record.view.approved_by = command.approved_by.as_ref().map(|a| surface.mention(a));
         self.store.insert_run(&record).await?;
         crate::telemetry::command("run", "accepted");
         self.starter.notify_one();

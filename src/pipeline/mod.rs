@@ -181,6 +181,7 @@ impl Pipeline {
                 run_defaults: settings.run_defaults.clone(),
                 paused: settings.paused,
                 limits: settings.limits,
+                approvals_checked: std::sync::atomic::AtomicI64::new(0),
             },
             starter: Starter {
                 store: store.clone(),

@@ -72,6 +72,70 @@ pub fn dropped(who: &str, count: u64) -> String {
     }
 }
 
+/// How long an outsider's request waits for approval before it expires.
+pub const APPROVAL_WAIT_DAYS: i64 = 7;
+
+/// An outsider's request, kept until someone with write access approves it.
+pub fn awaiting_approval(who: &str, trigger: &str) -> String {
+    format!(
+        "{who}, thanks for asking! Only people with write access can start Oz agents here. \
+         Waiting for someone with write access to reply `{trigger} approve` (or `{trigger} deny`); \
+         the request expires in {APPROVAL_WAIT_DAYS} days."
+    )
+}
+
+/// An outsider's command that is not a run request: nothing to approve.
+pub fn outsider_refused(who: &str) -> String {
+    format!("{who}, thanks for asking! Only people with write access can use this command here.")
+}
+
+/// `/oz approve`: whose requests now go ahead.
+pub fn approved(who: &str, requesters: &[String]) -> String {
+    match requesters {
+        [] => format!("{who}, there is no request waiting for approval here."),
+        [one] => format!("{who} approved the request of {one}: it goes ahead now."),
+        many => format!(
+            "{who} approved the requests of {}: they go ahead now, one after the other.",
+            many.join(", ")
+        ),
+    }
+}
+
+/// `/oz deny` where nothing waits.
+pub fn nothing_to_deny(who: &str) -> String {
+    format!("{who}, there is no request waiting for approval here.")
+}
+
+/// A waiting request turned down.
+pub fn denied_by(requester: &str, who: &str) -> String {
+    format!("{requester}, {who} turned this request down; nothing was started.")
+}
+
+/// A waiting request nobody approved in time.
+pub fn approval_expired(requester: &str, trigger: &str) -> String {
+    format!(
+        "{requester}, nobody with write access approved your request within {APPROVAL_WAIT_DAYS} days, \
+         so it was not started. Ask again with `{trigger}` if it is still needed."
+    )
+}
+
+/// The approver of a waiting request lost their access before it started.
+pub fn approval_void(requester: &str) -> String {
+    format!(
+        "{requester}, the person who approved your request can no longer start agents here, \
+         so it was not started."
+    )
+}
+
+/// What an added label asks the agent to do.
+pub fn label_request(label: &str) -> String {
+    format!(
+        "The label `{}` was added to ask you to work on this. Do what the title, description \
+         and conversation below ask.",
+        crate::pipeline::prompt::fence_safe(label)
+    )
+}
+
 /// `/oz retry` where no run has been.
 pub fn nothing_to_retry(who: &str) -> String {
     format!("{who}, no Oz agent has run on this thread yet, so there is nothing to retry.")

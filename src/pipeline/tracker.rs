@@ -332,6 +332,7 @@ impl Tracker {
             trouble: None,
             // Shown once the run ended: a status edited for every cent would be noise.
             figures: item.state.is_terminal().then(|| RunFigures::of_ended(item)),
+            approved_by: old.approved_by.clone(),
         };
         let mut phase = RunPhase::Active;
         let mut summary_missing = false;
@@ -434,7 +435,7 @@ impl Tracker {
             return Ok(());
         };
         for (kind, moment) in moments {
-            let Some(text) = surface.moment(record, view, &moment) else {
+            let Some(text) = surface.moment(record, view, &moment).await else {
                 continue;
             };
             let message = OutboxMessage::RunReply {

@@ -169,6 +169,7 @@ pub fn parse_slash(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         },
         context: ThreadContext::default(),
         editor: None,
+        approved_by: None,
     };
     Ok(SlackIntake::Command {
         dedupe_key: format!("slack:slash:{trigger}"),
@@ -391,6 +392,7 @@ pub fn parse_event(body: &[u8]) -> Result<SlackIntake, PayloadError> {
             ..ThreadContext::default()
         },
         editor: None,
+        approved_by: None,
     };
     // One key per message: Slack's retries and a re-send under a new event_id collapse.
     Ok(SlackIntake::Command {
@@ -525,6 +527,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<SlackIntake, PayloadError> {
         request: Request::Pressed { action },
         context: ThreadContext::default(),
         editor: None,
+        approved_by: None,
     };
     Ok(SlackIntake::Command {
         dedupe_key: format!("slack:action:{trigger}"),

@@ -345,7 +345,7 @@ impl Surface for SlackSurface {
         Ok(())
     }
 
-    fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
+    async fn moment(&self, run: &RunRecord, view: &RunView, moment: &Moment) -> Option<String> {
         let who = self.mention(&run.requester);
         Some(match moment {
             Moment::Started => {

@@ -216,6 +216,85 @@ impl Store {
         Ok(dropped.rows_affected())
     }
 
+    /// Sets a claimed command aside until someone with write access approves it
+    /// (`awaiting`): it is not claimed again until [`Store::approve_awaiting`].
+    pub async fn await_approval(&self, id: &CommandId) -> StoreResult<()> {
+        sqlx::query("UPDATE commands SET status = 'awaiting', lease_until = 0 WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The thread's requests waiting for approval, oldest first.
+    pub async fn awaiting_in_thread(
+        &self,
+        thread: &ThreadKey,
+    ) -> StoreResult<Vec<(CommandId, InboxCommand)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, payload FROM commands WHERE status = 'awaiting' AND thread_key = $1
+             ORDER BY received_at, id",
+        )
+        .bind(thread.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, payload)| Ok((CommandId(id), serde_json::from_str(&payload)?)))
+            .collect()
+    }
+
+    /// Lets a waiting request go (back to `pending`, due now), stored as `command` (which
+    /// names its approver); false when it was not waiting any more (another replica
+    /// approved, denied or expired it).
+    pub async fn approve_awaiting(
+        &self,
+        id: &CommandId,
+        command: &InboxCommand,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE commands SET status = 'pending', payload = $1, next_attempt_at = $2
+             WHERE id = $3 AND status = 'awaiting'",
+        )
+        .bind(serde_json::to_string(command)?)
+        .bind(self.clock.now_ms())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a waiting request (denied, replaced, expired: `reason`); false when it was
+    /// not waiting any more.
+    pub async fn close_awaiting(&self, id: &CommandId, reason: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE commands SET status = 'done', finished_at = $1, error = $2
+             WHERE id = $3 AND status = 'awaiting'",
+        )
+        .bind(self.clock.now_ms())
+        .bind(clean(reason))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Up to 50 requests waiting for approval since before `before`, oldest first.
+    pub async fn awaiting_since_before(
+        &self,
+        before: Millis,
+    ) -> StoreResult<Vec<(CommandId, InboxCommand)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, payload FROM commands WHERE status = 'awaiting' AND received_at < $1
+             ORDER BY received_at LIMIT 50",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, payload)| Ok((CommandId(id), serde_json::from_str(&payload)?)))
+            .collect()
+    }
+
     /// Every command stored, whatever became of it.
     pub async fn command_count(&self) -> StoreResult<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands")

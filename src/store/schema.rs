@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -133,6 +133,12 @@ const V4: &[&str] = &[
 /// `queued`), found by thread in the order they came.
 const V5: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS commands_queued ON commands (thread_key, received_at) WHERE status = 'queued'",
+];
+
+/// Outsiders' requests waiting for approval (status `awaiting`), found by thread and
+/// by age (they expire).
+const V6: &[&str] = &[
+    "CREATE INDEX IF NOT EXISTS commands_awaiting ON commands (received_at) WHERE status = 'awaiting'",
 ];
 
 /// Which database engine the statements run on.

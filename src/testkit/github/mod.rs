@@ -48,6 +48,21 @@ pub struct FakeComment {
     /// Every body it had, oldest first.
     pub revisions: Vec<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// A review comment on the pull request's diff (`None`: a conversation comment).
+    pub review: Option<ReviewThreadPlace>,
+}
+
+/// Where a review comment sits: the comment its thread starts with, when it answers one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewThreadPlace {
+    pub in_reply_to: Option<u64>,
+}
+
+/// A file of a repository's default branch.
+#[derive(Debug, Clone)]
+struct FakeFile {
+    text: String,
+    sha: String,
 }
 
 #[derive(Default)]
@@ -84,6 +99,12 @@ struct FakeState {
     attachments: HashMap<String, (String, Vec<u8>)>,
     /// Where the fake is served, once it is.
     base: Option<String>,
+    /// Reactions on issues and pull requests themselves: ((repo, number), content).
+    issue_reactions: Vec<((String, u64), String)>,
+    /// Changed files of pull requests.
+    pull_files: HashMap<(String, u64), Vec<String>>,
+    /// Files of repositories' default branches: (repo, path) → file.
+    files: HashMap<(String, String), FakeFile>,
 }
 
 /// The fake. Clones share state.
@@ -148,6 +169,27 @@ impl FakeGithub {
                 get(permission),
             )
             .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}/comments",
+                get(list_review_comments),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}/comments/{id}/replies",
+                post(reply_to_review_comment),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/comments/{id}",
+                axum::routing::patch(edit_comment),
+            )
+            .route(
+                "/repos/{owner}/{repo}/issues/{number}/reactions",
+                post(react_on_issue),
+            )
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}/files",
+                get(list_pull_files),
+            )
+            .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))
             .route("/user-attachments/assets/{id}", get(attachment))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
@@ -226,8 +268,79 @@ impl FakeGithub {
             body: body.into(),
             revisions: vec![body.into()],
             created_at: chrono::Utc::now(),
+            review: None,
         });
         id
+    }
+
+    /// Adds a review comment written by a person on pull request `number`'s diff
+    /// (answering `in_reply_to` when given); returns its id.
+    pub fn add_review_comment(
+        &self,
+        repo: &str,
+        number: u64,
+        author: &str,
+        body: &str,
+        in_reply_to: Option<u64>,
+    ) -> u64 {
+        let id = self.add_user_comment(repo, number, author, body);
+        let mut state = lock(&self.state);
+        if let Some(comment) = state.comments.iter_mut().find(|c| c.id == id) {
+            comment.review = Some(ReviewThreadPlace { in_reply_to });
+        }
+        id
+    }
+
+    /// Sets the changed files of a pull request.
+    pub fn set_pull_files(&self, repo: &str, number: u64, files: &[&str]) {
+        lock(&self.state).pull_files.insert(
+            (repo.to_ascii_lowercase(), number),
+            files.iter().map(|f| (*f).to_owned()).collect(),
+        );
+    }
+
+    /// Writes (or, with `None`, deletes) a file on a repository's default branch.
+    pub fn set_file(&self, repo: &str, path: &str, text: Option<&str>) {
+        use sha2::Digest;
+        let key = (repo.to_ascii_lowercase(), path.to_owned());
+        let mut state = lock(&self.state);
+        match text {
+            Some(text) => {
+                let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+                state.files.insert(
+                    key,
+                    FakeFile {
+                        text: text.into(),
+                        sha,
+                    },
+                );
+            }
+            None => {
+                state.files.remove(&key);
+            }
+        }
+    }
+
+    /// Reactions on issue or pull request `number` itself.
+    pub fn issue_reactions(&self, repo: &str, number: u64) -> Vec<String> {
+        let key = (repo.to_ascii_lowercase(), number);
+        lock(&self.state)
+            .issue_reactions
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// All comments of a thread (people's and the bot's), oldest first.
+    pub fn comments(&self, repo: &str, number: u64) -> Vec<FakeComment> {
+        let repo = repo.to_ascii_lowercase();
+        lock(&self.state)
+            .comments
+            .iter()
+            .filter(|c| c.repo == repo && c.number == number)
+            .cloned()
+            .collect()
     }
 
     /// Refuses the next `count` comment creations with a secondary rate limit.
@@ -472,6 +585,7 @@ async fn create_comment(
         body: input.body.clone(),
         revisions: vec![input.body.clone()],
         created_at: chrono::Utc::now(),
+        review: None,
     });
     let _ = fake.events.send(GithubEvent::CommentCreated {
         id,
@@ -503,24 +617,240 @@ async fn list_comments(
     Path((owner, repo, number)): Path<(String, String, u64)>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    let repo = format!("{owner}/{repo}").to_ascii_lowercase();
+    list_thread(&fake, &format!("{owner}/{repo}"), number, &params, false)
+}
+
+async fn list_review_comments(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    list_thread(&fake, &format!("{owner}/{repo}"), number, &params, true)
+}
+
+/// One page of a thread's conversation comments or review comments, with GitHub's
+/// `Link` header (`next`, `last`).
+fn list_thread(
+    fake: &FakeGithub,
+    repo: &str,
+    number: u64,
+    params: &ListParams,
+    review: bool,
+) -> Response {
+    let repo = repo.to_ascii_lowercase();
     let since = params
         .since
         .as_deref()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc));
-    let per_page = params.per_page.unwrap_or(30).clamp(1, 100);
-    let page = params.page.unwrap_or(1).max(1);
     let state = lock(&fake.state);
-    let listed: Vec<serde_json::Value> = state
+    let all: Vec<serde_json::Value> = state
         .comments
         .iter()
-        .filter(|c| c.repo == repo && c.number == number && since.is_none_or(|t| c.created_at >= t))
+        .filter(|c| {
+            c.repo == repo
+                && c.number == number
+                && c.review.is_some() == review
+                && since.is_none_or(|t| c.created_at >= t)
+        })
+        .map(|c| {
+            let kind = if c.author.ends_with("[bot]") {
+                "Bot"
+            } else {
+                "User"
+            };
+            json!({
+                "id": c.id,
+                "body": c.body,
+                "user": { "login": c.author, "type": kind },
+                "in_reply_to_id": c.review.as_ref().and_then(|r| r.in_reply_to),
+            })
+        })
+        .collect();
+    let base = state.base.clone().unwrap_or_default();
+    let kind = if review { "pulls" } else { "issues" };
+    paged(
+        all,
+        params,
+        &format!("{base}/repos/{repo}/{kind}/{number}/comments"),
+    )
+}
+
+/// A page of `all` as GitHub pages listings (`per_page` at most 100, `Link` header
+/// with absolute URLs).
+fn paged(all: Vec<serde_json::Value>, params: &ListParams, url: &str) -> Response {
+    let per_page = params.per_page.unwrap_or(30).clamp(1, 100);
+    let page = params.page.unwrap_or(1).max(1);
+    let last = all.len().div_ceil(per_page).max(1);
+    let listed: Vec<serde_json::Value> = all
+        .into_iter()
         .skip((page - 1) * per_page)
         .take(per_page)
-        .map(|c| json!({ "id": c.id, "body": c.body, "user": { "login": c.author } }))
         .collect();
-    Json(listed).into_response()
+    let mut response = Json(listed).into_response();
+    if last > 1 {
+        let link =
+            |n: usize, rel: &str| format!("<{url}?per_page={per_page}&page={n}>; rel=\"{rel}\"");
+        let mut links = Vec::new();
+        if page < last {
+            links.push(link(page + 1, "next"));
+            links.push(link(last, "last"));
+        }
+        if page > 1 {
+            links.push(link(1, "first"));
+            links.push(link(page - 1, "prev"));
+        }
+        if let Ok(value) = links.join(", ").parse() {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
+}
+
+async fn reply_to_review_comment(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number, root)): Path<(String, String, u64, u64)>,
+    Json(input): Json<BodyInput>,
+) -> Response {
+    if let Some(refused) = check_body(&input.body) {
+        return refused;
+    }
+    let repo = format!("{owner}/{repo}").to_ascii_lowercase();
+    let mut state = lock(&fake.state);
+    let Some(target) = state
+        .comments
+        .iter()
+        .find(|c| c.id == root && c.repo == repo && c.number == number && c.review.is_some())
+    else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if target
+        .review
+        .as_ref()
+        .is_some_and(|r| r.in_reply_to.is_some())
+    {
+        // GitHub's replies endpoint answers the first comment of a thread only.
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed: in_reply_to_id must be a top-level review comment",
+        );
+    }
+    state.next_id += 1;
+    let id = state.next_id;
+    state.comments.push(FakeComment {
+        id,
+        repo: repo.clone(),
+        number,
+        author: fake.bot_login.clone(),
+        body: input.body.clone(),
+        revisions: vec![input.body.clone()],
+        created_at: chrono::Utc::now(),
+        review: Some(ReviewThreadPlace {
+            in_reply_to: Some(root),
+        }),
+    });
+    let _ = fake.events.send(GithubEvent::CommentCreated {
+        id,
+        repo: repo.clone(),
+        number,
+        body: input.body,
+    });
+    let url = format!("https://github.com/{repo}/pull/{number}#discussion_r{id}");
+    (
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "html_url": url, "in_reply_to_id": root })),
+    )
+        .into_response()
+}
+
+async fn react_on_issue(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Json(input): Json<ReactionInput>,
+) -> Response {
+    if !REACTIONS.contains(&input.content.as_str()) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    let key = (format!("{owner}/{repo}").to_ascii_lowercase(), number);
+    let mut state = lock(&fake.state);
+    if state
+        .issue_reactions
+        .iter()
+        .any(|(k, c)| *k == key && *c == input.content)
+    {
+        return (StatusCode::OK, Json(json!({ "content": input.content }))).into_response();
+    }
+    state.issue_reactions.push((key, input.content.clone()));
+    (
+        StatusCode::CREATED,
+        Json(json!({ "content": input.content })),
+    )
+        .into_response()
+}
+
+async fn list_pull_files(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    let repo = format!("{owner}/{repo}").to_ascii_lowercase();
+    let state = lock(&fake.state);
+    let key = (repo.clone(), number);
+    if !state.pulls.contains_key(&key) && !state.pull_files.contains_key(&key) {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let all = state
+        .pull_files
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .map(|name| json!({ "filename": name, "status": "modified" }))
+        .collect();
+    let base = state.base.clone().unwrap_or_default();
+    paged(
+        all,
+        &params,
+        &format!("{base}/repos/{repo}/pulls/{number}/files"),
+    )
+}
+
+/// The contents API for a file: base64 in lines of 60 as GitHub sends it, an `ETag`
+/// (the blob's sha), and 304 to an `If-None-Match` that names it.
+async fn contents(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, path)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    let key = (format!("{owner}/{repo}").to_ascii_lowercase(), path.clone());
+    let Some(file) = lock(&fake.state).files.get(&key).cloned() else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let etag = format!("\"{}\"", file.sha);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(file.text.as_bytes());
+    let content: Vec<String> = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    (
+        [(header::ETAG, etag)],
+        Json(json!({
+            "type": "file",
+            "path": path,
+            "sha": file.sha,
+            "encoding": "base64",
+            "content": content.join("\n") + "\n",
+        })),
+    )
+        .into_response()
 }
 
 async fn edit_comment(
