@@ -29,6 +29,10 @@ enum Commands {
         /// Also check each credential against its API.
         #[arg(long)]
         online: bool,
+        /// With `--online`: also read `owner/name`'s `.github/ozbridge.toml` and show the
+        /// repository's settings as commands there see them.
+        #[arg(long, value_name = "OWNER/NAME", requires = "online")]
+        repo: Option<String>,
     },
     /// Ask the service on this machine whether it is up (`GET /healthz` on the configured
     /// listen address), for a container's HEALTHCHECK: exit 0 when it answers.
@@ -158,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "demo")]
         Commands::Demo => crate::demo::run().await,
-        Commands::CheckConfig { online } => {
+        Commands::CheckConfig { online, repo } => {
             let config = Config::load(cli.config.as_deref())?;
             print!("{}", config.describe());
             let mut ok = true;
@@ -168,6 +172,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if online {
                 ok &= check_online(&config).await;
+            }
+            if let Some(repo) = repo {
+                ok &= check_repo(&config, &repo).await;
             }
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -372,6 +379,60 @@ async fn check_slack(config: &Config) -> Option<anyhow::Result<String>> {
         }
         .await,
     )
+}
+
+/// Reads a repository's settings file as the service would and prints the merged
+/// settings; false when the file cannot be used (or read).
+async fn check_repo(config: &Config, repo: &str) -> bool {
+    use crate::github::repo_config::REPO_FILE;
+    let name = crate::ids::RepoFullName(repo.to_owned());
+    if name.split().is_none() {
+        println!("\nRepository {repo}: FAILED: not owner/name");
+        return false;
+    }
+    let Some(auth) = &config.github.auth else {
+        println!("\nRepository {repo}: skipped (no GitHub credentials)");
+        return true;
+    };
+    let read = async {
+        let client = crate::github::GithubClient::new(
+            &config.github.api_url,
+            auth,
+            std::time::Duration::from_secs(20),
+        )?;
+        let installation = client.installation_of(&name).await?;
+        anyhow::Ok(
+            client
+                .repo_file(&name, installation, REPO_FILE, None)
+                .await?,
+        )
+    }
+    .await;
+    let repos = &config.github.repos;
+    println!();
+    let (file, source) = match read {
+        Err(error) => {
+            println!("Repository {repo}: FAILED: {error}");
+            return false;
+        }
+        Ok(crate::github::RepoFileFetch::Found { sha, text, .. }) => {
+            match repos.parse_file(&text) {
+                Ok(file) => (Some(file), format!("{REPO_FILE} (blob {sha})")),
+                Err(problem) => {
+                    println!(
+                        "Repository {repo}: FAILED: {problem}; nothing starts there until it is fixed"
+                    );
+                    return false;
+                }
+            }
+        }
+        Ok(_) => (None, format!("no {REPO_FILE}: the server's settings")),
+    };
+    println!("Repository {repo}: ok ({source})");
+    for line in repos.rules(repo, file.as_ref()).describe() {
+        println!("  {line}");
+    }
+    true
 }
 
 async fn check_online(config: &Config) -> bool {

@@ -1,7 +1,9 @@
 //! `ozbridge demo`: the whole flow on loopback with no credentials and no network: the
 //! Oz simulator, a fake GitHub, a fake Slack, a temporary SQLite database, and real
-//! signed requests: a GitHub `/oz` comment, a Slack `/oz` slash command and a follow-up
-//! `@oz` mention in the thread it made.
+//! signed requests: a GitHub `/oz` comment (and a second one, queued behind it), a
+//! command in a pull request's review thread, an outsider's request approved by a
+//! maintainer, a Slack `/oz` slash command and a follow-up `@oz` mention in the thread it
+//! made.
 
 use crate::config::Config;
 use crate::intake::signature::sign_github;
@@ -61,9 +63,11 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     );
 
     let github_done = github_flow(&github, &base).await?;
+    let review_done = review_thread_flow(&github, &base).await?;
+    let approval_done = approval_flow(&github, &base).await?;
     let slack_done = slack_flow(&slack, &base, &hooks).await?;
     app.shutdown().await;
-    if github_done && slack_done {
+    if github_done && review_done && approval_done && slack_done {
         println!("\nDemo complete: every run was followed from request to final state.");
         Ok(ExitCode::SUCCESS)
     } else {
@@ -89,20 +93,7 @@ async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
         }
         .payload()
         .to_string();
-        let response = reqwest::Client::new()
-            .post(format!("{base}/github/webhook"))
-            .header("X-GitHub-Event", "issue_comment")
-            .header("X-GitHub-Delivery", crate::ids::new_uuid())
-            .header("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes()))
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        println!(
-            "[{:>5} ms] webhook answered {}",
-            started.elapsed().as_millis(),
-            response.status()
-        );
+        deliver(base, "issue_comment", body, started).await?;
         anyhow::Ok(comment_id)
     };
     let first = comment("/oz fix the flaky login test").await?;
@@ -147,6 +138,158 @@ async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
         comments.first().map(|c| c.revisions.len()).unwrap_or(0)
     );
     Ok(finished)
+}
+
+/// Sends a signed GitHub delivery and prints its answer.
+async fn deliver(base: &str, event: &str, body: String, started: Instant) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/github/webhook"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", crate::ids::new_uuid())
+        .header("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes()))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    println!(
+        "[{:>5} ms] webhook answered {}",
+        started.elapsed().as_millis(),
+        response.status()
+    );
+    Ok(())
+}
+
+/// Prints what ozbridge does on GitHub until `mark` lands on comment `on`.
+async fn follow_github(
+    github: &FakeGithub,
+    events: &mut tokio::sync::broadcast::Receiver<GithubEvent>,
+    started: Instant,
+    on: u64,
+    mark: &str,
+) -> bool {
+    follow(events, started, |event, at| match event {
+        GithubEvent::Reaction {
+            content,
+            comment_id,
+        } => {
+            println!("[{at:>5} ms] reaction :{content}: on comment {comment_id}");
+            comment_id == on && content == mark
+        }
+        GithubEvent::CommentCreated {
+            id, number, body, ..
+        } => {
+            let in_review = github
+                .comments(REPO, number)
+                .iter()
+                .any(|c| c.id == id && c.review.is_some());
+            let place = if in_review {
+                "replied in the review thread"
+            } else {
+                "posted a comment"
+            };
+            println!("[{at:>5} ms] ozbridge {place}:\n{}", indent(&body));
+            false
+        }
+        GithubEvent::CommentEdited { body, .. } => {
+            println!(
+                "[{at:>5} ms] ozbridge edited its comment:\n{}",
+                indent(&body)
+            );
+            false
+        }
+    })
+    .await
+}
+
+/// A command on a pull request's diff, answered in its review thread.
+async fn review_thread_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
+    println!("━━ GitHub: a pull request's review thread ━━");
+    github.add_pull(REPO, 43, "retry-setting", "main");
+    github.set_pull_files(REPO, 43, &["src/login.rs"]);
+    let mut events = github.subscribe();
+    let started = Instant::now();
+    let root = github.add_review_comment(REPO, 43, "bob", "Why five retries here?", None);
+    let text = "/oz make the retry count a setting";
+    let id = github.add_review_comment(REPO, 43, "alice", text, Some(root));
+    println!(
+        "@bob commented on line 42 of src/login.rs in {REPO}#43: Why five retries here?\n\
+         @alice replied in that review thread:\n    {text}"
+    );
+    let body = serde_json::json!({
+        "action": "created",
+        "comment": {
+            "id": id, "body": text, "in_reply_to_id": root,
+            "user": { "login": "alice", "id": 1001, "type": "User" },
+            "path": "src/login.rs", "line": 42,
+            "diff_hunk": "@@ -40,3 +40,3 @@\n-    retry(3)\n+    retry(5)",
+        },
+        "pull_request": {
+            "number": 43, "title": "Retry logins", "body": "", "html_url": format!("https://github.com/{REPO}/pull/43"),
+            "head": { "ref": "retry-setting" }, "base": { "ref": "main" },
+        },
+        "repository": { "full_name": REPO },
+        "sender": { "login": "alice", "id": 1001, "type": "User" },
+    });
+    deliver(
+        base,
+        "pull_request_review_comment",
+        body.to_string(),
+        started,
+    )
+    .await?;
+    let finished = follow_github(github, &mut events, started, id, "rocket").await;
+    let in_thread = github
+        .comments(REPO, 43)
+        .iter()
+        .filter(|c| c.review.is_some() && c.author.ends_with("[bot]"))
+        .count();
+    println!(
+        "Review thread of {REPO}#43: {in_thread} comment(s) by ozbridge, all in the thread.\n"
+    );
+    Ok(finished)
+}
+
+/// A request by someone without write access, run once a maintainer approves it.
+async fn approval_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
+    println!("━━ GitHub: an outsider's request, approved ━━");
+    github.set_permission(REPO, "mallory", "read");
+    let mut events = github.subscribe();
+    let started = Instant::now();
+    let say = |author: &'static str, text: &'static str| async move {
+        let id = github.add_user_comment(REPO, 44, author, text);
+        println!(
+            "[{:>5} ms] @{author} commented on {REPO}#44:\n    {text}",
+            started.elapsed().as_millis()
+        );
+        let body = CommentEventSpec {
+            author_id: if author == "alice" { 1001 } else { 2002 },
+            ..CommentEventSpec::created(REPO, 44, id, author, text)
+        }
+        .payload()
+        .to_string();
+        deliver(base, "issue_comment", body, started).await?;
+        anyhow::Ok(id)
+    };
+    let request = say("mallory", "/oz fix the typo in the README").await?;
+    let waiting = follow(&mut events, started, |event, at| match event {
+        GithubEvent::CommentCreated { body, .. } => {
+            println!("[{at:>5} ms] ozbridge posted a comment:\n{}", indent(&body));
+            body.contains("approve")
+        }
+        GithubEvent::Reaction {
+            content,
+            comment_id,
+        } => {
+            println!("[{at:>5} ms] reaction :{content}: on comment {comment_id}");
+            false
+        }
+        GithubEvent::CommentEdited { .. } => false,
+    })
+    .await;
+    say("alice", "/oz approve").await?;
+    let finished = follow_github(github, &mut events, started, request, "rocket").await;
+    println!();
+    Ok(waiting && finished)
 }
 
 async fn slack_flow(slack: &FakeSlack, base: &str, hooks: &str) -> anyhow::Result<bool> {

@@ -576,6 +576,24 @@ impl GithubClient {
         Ok((pull.head.name, pull.base.name))
     }
 
+    /// The App's installation on `repo` (`GET /repos/{o}/{r}/installation`, with the
+    /// App's JWT); `None` with a token, which needs none.
+    pub async fn installation_of(&self, repo: &RepoFullName) -> Result<Option<u64>, GithubError> {
+        #[derive(Deserialize)]
+        struct Installation {
+            id: u64,
+        }
+        let Auth::App(app) = &*self.auth else {
+            return Ok(None);
+        };
+        let jwt = app.jwt().map_err(|e| GithubError::Auth(e.to_string()))?;
+        let path = format!("/repos/{repo}/installation");
+        let found: Installation = self
+            .send_with(Method::GET, &path, &jwt, None::<&()>)
+            .await?;
+        Ok(Some(found.id))
+    }
+
     /// Checks the credentials: `GET /app` for an App, `GET /rate_limit` for a token.
     pub async fn check_credentials(&self) -> Result<String, GithubError> {
         match &*self.auth {

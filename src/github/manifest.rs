@@ -15,7 +15,13 @@ pub const PERMISSIONS: [(&str, &str); 4] = [
 ];
 
 /// The webhook events ozbridge acts on.
-pub const EVENTS: [&str; 2] = ["issue_comment", "pull_request_review_comment"];
+pub const EVENTS: [&str; 5] = [
+    "issue_comment",
+    "pull_request_review_comment",
+    "pull_request_review",
+    "issues",
+    "pull_request",
+];
 
 /// The manifest of an App named `name` for a deployment at `public_url`, whose
 /// registration sends the browser back to `redirect_url`.
@@ -59,7 +65,13 @@ mod tests {
         assert_eq!(manifest["default_permissions"]["contents"], "read");
         assert_eq!(
             manifest["default_events"],
-            json!(["issue_comment", "pull_request_review_comment"])
+            json!([
+                "issue_comment",
+                "pull_request_review_comment",
+                "pull_request_review",
+                "issues",
+                "pull_request"
+            ])
         );
     }
 }

@@ -11,7 +11,7 @@ pub mod render;
 pub mod repo_config;
 mod surface;
 
-pub use client::{CommentRef, GithubClient, GithubError, Permission};
+pub use client::{CommentRef, GithubClient, GithubError, Permission, RepoFileFetch};
 
 /// GitHub's web address for an API base: `https://github.com` for
 /// `https://api.github.com`, `https://HOST` for a GitHub Enterprise `https://HOST/api/v3`.

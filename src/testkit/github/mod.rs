@@ -105,6 +105,10 @@ struct FakeState {
     pull_files: HashMap<(String, u64), Vec<String>>,
     /// Files of repositories' default branches: (repo, path) → file.
     files: HashMap<(String, String), FakeFile>,
+    /// Reads whose path contains the text are answered with the status.
+    refused_paths: Vec<(String, u16)>,
+    /// 304 answers given to conditional reads.
+    not_modified: u32,
 }
 
 /// The fake. Clones share state.
@@ -190,6 +194,10 @@ impl FakeGithub {
                 get(list_pull_files),
             )
             .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))
+            .route(
+                "/repos/{owner}/{repo}/installation",
+                get(|| async { Json(json!({ "id": 1 })) }),
+            )
             .route("/user-attachments/assets/{id}", get(attachment))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
@@ -321,6 +329,19 @@ impl FakeGithub {
         }
     }
 
+    /// Answers every later read (`GET`) whose path contains `part` with `status` (an
+    /// outage of one listing).
+    pub fn refuse_reads_containing(&self, part: &str, status: u16) {
+        lock(&self.state)
+            .refused_paths
+            .push((part.to_owned(), status));
+    }
+
+    /// How many conditional reads were answered 304 Not Modified.
+    pub fn not_modified_answers(&self) -> u32 {
+        lock(&self.state).not_modified
+    }
+
     /// Reactions on issue or pull request `number` itself.
     pub fn issue_reactions(&self, repo: &str, number: u64) -> Vec<String> {
         let key = (repo.to_ascii_lowercase(), number);
@@ -435,7 +456,8 @@ fn credential_ok(state: &FakeState, path: &str, bearer: &str) -> bool {
     let Some((app_id, key)) = &state.app else {
         return !bearer.is_empty();
     };
-    if path.starts_with("/app") {
+    if path.starts_with("/app") || (path.starts_with("/repos/") && path.ends_with("/installation"))
+    {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.set_required_spec_claims(&["exp", "iat", "iss"]);
         jsonwebtoken::decode::<AppClaims>(bearer, key, &validation)
@@ -468,6 +490,16 @@ async fn gate(
     };
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let reading = request.method() == axum::http::Method::GET;
+    let refused = lock(&fake.state)
+        .refused_paths
+        .iter()
+        .find(|(part, _)| reading && path.contains(part.as_str()))
+        .map(|(_, status)| *status);
+    if let Some(status) = refused {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return error(status, "Server Error");
     }
     if failing {
         return error(StatusCode::BAD_GATEWAY, "Server Error");
@@ -823,7 +855,8 @@ async fn contents(
 ) -> Response {
     use base64::Engine;
     let key = (format!("{owner}/{repo}").to_ascii_lowercase(), path.clone());
-    let Some(file) = lock(&fake.state).files.get(&key).cloned() else {
+    let mut state = lock(&fake.state);
+    let Some(file) = state.files.get(&key).cloned() else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
     let etag = format!("\"{}\"", file.sha);
@@ -832,8 +865,10 @@ async fn contents(
         .and_then(|v| v.to_str().ok())
         == Some(etag.as_str())
     {
+        state.not_modified += 1;
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
+    drop(state);
     let encoded = base64::engine::general_purpose::STANDARD.encode(file.text.as_bytes());
     let content: Vec<String> = encoded
         .as_bytes()
