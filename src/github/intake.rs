@@ -748,6 +748,87 @@ mod tests {
         parse_event("issue_comment", value.to_string().as_bytes(), &rules)
     }
 
+    fn decide_with(event: &str, value: &serde_json::Value, delivery: &str) -> GithubIntake {
+        let policy = GithubPolicy::default();
+        let repos = GithubRepos {
+            overrides: vec!["triggers".into()],
+            ..GithubRepos::default()
+        };
+        let rules = IntakeRules {
+            trigger: "/oz",
+            policy: &policy,
+            bot_login: None,
+            repos: &repos,
+            delivery,
+        };
+        parse_event(event, value.to_string().as_bytes(), &rules).unwrap()
+    }
+
+    #[test]
+    fn reviews_openings_and_labels_carry_commands_with_their_own_keys() {
+        let pull = json!({ "number": 5, "title": "T", "body": "/oz in the body", "html_url": "u",
+                           "head": { "ref": "f" }, "base": { "ref": "main" },
+                           "user": { "login": "alice", "id": 1, "type": "User" } });
+        let review = json!({ "action": "submitted", "pull_request": pull, "repository": { "full_name": "acme/widgets" },
+                             "review": { "id": 77, "body": "Nice.\n/oz tidy up", "user": { "login": "bob", "id": 2, "type": "User" } } });
+        let GithubIntake::Command {
+            dedupe_key,
+            command,
+        } = decide_with("pull_request_review", &review, "d-1")
+        else {
+            panic!("a review body with a command");
+        };
+        assert!(
+            dedupe_key.starts_with("github:acme/widgets:review:77:"),
+            "{dedupe_key}"
+        );
+        assert_eq!(command.author.name(), "bob");
+        assert!(
+            matches!(&command.origin, Origin::Github(g) if g.comment_kind == CommentKind::ReviewBody && g.comment_id == 77)
+        );
+        let mut dismissed = review.clone();
+        dismissed["action"] = json!("dismissed");
+        assert_eq!(
+            decide_with("pull_request_review", &dismissed, "d-1"),
+            GithubIntake::Ignored("review action not handled")
+        );
+
+        let opened = json!({ "action": "opened", "pull_request": pull, "repository": { "full_name": "acme/widgets" },
+                             "sender": { "login": "alice", "id": 1, "type": "User" } });
+        let GithubIntake::Command {
+            dedupe_key,
+            command,
+        } = decide_with("pull_request", &opened, "d-2")
+        else {
+            panic!("an opening body with a command");
+        };
+        assert!(
+            dedupe_key.starts_with("github:acme/widgets:opened:5:"),
+            "{dedupe_key}"
+        );
+        assert_eq!(command.typed_line().unwrap().args, "in the body");
+
+        let labeled = json!({ "action": "labeled", "label": { "name": "oz" },
+                              "issue": { "number": 9, "title": "T", "body": "b", "html_url": "u", "labels": [{ "name": "oz" }] },
+                              "repository": { "full_name": "acme/widgets" },
+                              "sender": { "login": "carol", "id": 3, "type": "User" } });
+        let key = |delivery| match decide_with("issues", &labeled, delivery) {
+            GithubIntake::Command {
+                dedupe_key,
+                command,
+            } => {
+                assert_eq!(command.author.name(), "carol", "who added the label asks");
+                assert_eq!(command.request, Request::Labeled { label: "oz".into() });
+                assert_eq!(command.context.labels, ["oz"]);
+                dedupe_key
+            }
+            other => panic!("{other:?}"),
+        };
+        // A redelivery is the same request; a new addition is a new one.
+        assert_eq!(key("d-3"), key("d-3"));
+        assert_ne!(key("d-3"), key("d-4"));
+    }
+
     #[test]
     fn structs_arrive_as_objects_only() {
         for (pointer, shape) in [

@@ -536,13 +536,14 @@ impl Dispatcher {
             .map(|(_, command)| QueuedNote {
                 who: self.mention(&command.origin, &command.author),
                 asked: crate::text::truncate(
-                    command
-                        .typed_line()
-                        .map(|line| line.full_text())
-                        .unwrap_or_default()
-                        .lines()
-                        .next()
-                        .unwrap_or_default(),
+                    match &command.request {
+                        Request::Typed { line } => line.full_text(),
+                        Request::Labeled { label } => format!("label `{label}` added"),
+                        Request::Pressed { .. } => String::new(),
+                    }
+                    .lines()
+                    .next()
+                    .unwrap_or_default(),
                     120,
                 ),
             })

@@ -171,11 +171,21 @@ impl Store {
         &self,
         thread: &ThreadKey,
     ) -> StoreResult<Vec<(CommandId, InboxCommand)>> {
+        self.commands_in_thread(thread, "queued").await
+    }
+
+    /// The thread's commands of `status` (`queued`, `awaiting`), first first.
+    async fn commands_in_thread(
+        &self,
+        thread: &ThreadKey,
+        status: &str,
+    ) -> StoreResult<Vec<(CommandId, InboxCommand)>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, payload FROM commands WHERE thread_key = $1 AND status = 'queued'
+            "SELECT id, payload FROM commands WHERE thread_key = $1 AND status = $2
              ORDER BY received_at, id",
         )
         .bind(thread.as_str())
+        .bind(status)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -231,16 +241,7 @@ impl Store {
         &self,
         thread: &ThreadKey,
     ) -> StoreResult<Vec<(CommandId, InboxCommand)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, payload FROM commands WHERE status = 'awaiting' AND thread_key = $1
-             ORDER BY received_at, id",
-        )
-        .bind(thread.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(id, payload)| Ok((CommandId(id), serde_json::from_str(&payload)?)))
-            .collect()
+        self.commands_in_thread(thread, "awaiting").await
     }
 
     /// Lets a waiting request go (back to `pending`, due now), stored as `command` (which

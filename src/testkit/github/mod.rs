@@ -435,6 +435,38 @@ impl FakeGithub {
     }
 }
 
+impl FakeGithub {
+    /// Stores a comment the bot created and tells the feed; returns its id.
+    fn bot_comment(
+        &self,
+        state: &mut FakeState,
+        repo: &str,
+        number: u64,
+        body: String,
+        review: Option<ReviewThreadPlace>,
+    ) -> u64 {
+        state.next_id += 1;
+        let id = state.next_id;
+        state.comments.push(FakeComment {
+            id,
+            repo: repo.to_owned(),
+            number,
+            author: self.bot_login.clone(),
+            body: body.clone(),
+            revisions: vec![body.clone()],
+            created_at: chrono::Utc::now(),
+            review,
+        });
+        let _ = self.events.send(GithubEvent::CommentCreated {
+            id,
+            repo: repo.to_owned(),
+            number,
+            body,
+        });
+        id
+    }
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
@@ -607,24 +639,7 @@ async fn create_comment(
         }
         return response;
     }
-    state.next_id += 1;
-    let id = state.next_id;
-    state.comments.push(FakeComment {
-        id,
-        repo: repo.clone(),
-        number,
-        author: fake.bot_login.clone(),
-        body: input.body.clone(),
-        revisions: vec![input.body.clone()],
-        created_at: chrono::Utc::now(),
-        review: None,
-    });
-    let _ = fake.events.send(GithubEvent::CommentCreated {
-        id,
-        repo: repo.clone(),
-        number,
-        body: input.body,
-    });
+    let id = fake.bot_comment(&mut state, &repo, number, input.body, None);
     if state.lose_create_answers > 0 {
         state.lose_create_answers -= 1;
         return error(StatusCode::BAD_GATEWAY, "Server Error");
@@ -767,26 +782,10 @@ async fn reply_to_review_comment(
             "Validation Failed: in_reply_to_id must be a top-level review comment",
         );
     }
-    state.next_id += 1;
-    let id = state.next_id;
-    state.comments.push(FakeComment {
-        id,
-        repo: repo.clone(),
-        number,
-        author: fake.bot_login.clone(),
-        body: input.body.clone(),
-        revisions: vec![input.body.clone()],
-        created_at: chrono::Utc::now(),
-        review: Some(ReviewThreadPlace {
-            in_reply_to: Some(root),
-        }),
+    let review = Some(ReviewThreadPlace {
+        in_reply_to: Some(root),
     });
-    let _ = fake.events.send(GithubEvent::CommentCreated {
-        id,
-        repo: repo.clone(),
-        number,
-        body: input.body,
-    });
+    let id = fake.bot_comment(&mut state, &repo, number, input.body, review);
     let url = format!("https://github.com/{repo}/pull/{number}#discussion_r{id}");
     (
         StatusCode::CREATED,
