@@ -100,35 +100,13 @@ async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
     // A second request while the first run works: queued, then run as its follow-up.
     let second = comment("/oz then add a regression test for it").await?;
     let mut ended = 0;
-    let finished = follow(&mut events, started, |event, at| match event {
-        GithubEvent::Reaction {
-            content,
-            comment_id,
-        } => {
-            let which = if comment_id == first {
-                "first"
-            } else {
-                "second"
-            };
-            println!("[{at:>5} ms] reaction :{content}: on @alice's {which} comment");
-            if matches!(content.as_str(), "rocket" | "confused" | "-1")
-                && (comment_id == first || comment_id == second)
-            {
-                ended += 1;
-            }
-            ended == 2
+    let finished = follow_github(github, &mut events, started, |comment_id, content| {
+        if matches!(content, "rocket" | "confused" | "-1")
+            && (comment_id == first || comment_id == second)
+        {
+            ended += 1;
         }
-        GithubEvent::CommentCreated { body, .. } => {
-            println!("[{at:>5} ms] ozbridge posted a comment:\n{}", indent(&body));
-            false
-        }
-        GithubEvent::CommentEdited { body, .. } => {
-            println!(
-                "[{at:>5} ms] ozbridge edited its comment:\n{}",
-                indent(&body)
-            );
-            false
-        }
+        ended == 2
     })
     .await;
     let comments = github.bot_comments(REPO, 42);
@@ -159,13 +137,13 @@ async fn deliver(base: &str, event: &str, body: String, started: Instant) -> any
     Ok(())
 }
 
-/// Prints what ozbridge does on GitHub until `mark` lands on comment `on`.
+/// Prints what ozbridge does on GitHub until `done` says of a reaction (the comment it
+/// is on, its content) that the flow ended.
 async fn follow_github(
     github: &FakeGithub,
     events: &mut tokio::sync::broadcast::Receiver<GithubEvent>,
     started: Instant,
-    on: u64,
-    mark: &str,
+    mut done: impl FnMut(u64, &str) -> bool,
 ) -> bool {
     follow(events, started, |event, at| match event {
         GithubEvent::Reaction {
@@ -173,7 +151,7 @@ async fn follow_github(
             comment_id,
         } => {
             println!("[{at:>5} ms] reaction :{content}: on comment {comment_id}");
-            comment_id == on && content == mark
+            done(comment_id, &content)
         }
         GithubEvent::CommentCreated {
             id, number, body, ..
@@ -237,7 +215,10 @@ async fn review_thread_flow(github: &FakeGithub, base: &str) -> anyhow::Result<b
         started,
     )
     .await?;
-    let finished = follow_github(github, &mut events, started, id, "rocket").await;
+    let finished = follow_github(github, &mut events, started, |on, mark| {
+        on == id && mark == "rocket"
+    })
+    .await;
     let in_thread = github
         .comments(REPO, 43)
         .iter()
@@ -287,7 +268,10 @@ async fn approval_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> 
     })
     .await;
     say("alice", "/oz approve").await?;
-    let finished = follow_github(github, &mut events, started, request, "rocket").await;
+    let finished = follow_github(github, &mut events, started, |on, mark| {
+        on == request && mark == "rocket"
+    })
+    .await;
     println!();
     Ok(waiting && finished)
 }

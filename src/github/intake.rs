@@ -56,7 +56,7 @@ pub struct PayloadError {
     reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct User {
     login: String,
     id: u64,
@@ -252,13 +252,7 @@ pub fn parse_event(
         Err(reason) => return Ok(GithubIntake::Ignored(reason)),
     };
     let sender = payload.sender.map(|s| s.0);
-    let Some(user) = spoken.user.or_else(|| {
-        sender.as_ref().map(|s| User {
-            login: s.login.clone(),
-            id: s.id,
-            kind: s.kind.clone(),
-        })
-    }) else {
+    let Some(user) = spoken.user.or_else(|| sender.clone()) else {
         return Err(bad("neither the author nor sender"));
     };
     let is_own = |login: &str| {
@@ -372,9 +366,25 @@ pub fn parse_event(
     })
 }
 
-/// A short digest of a command's text: an edit that changes the command is a new one.
-fn digest(line: &CommandLine) -> String {
-    hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8])
+/// A typed command found in `body`, deduplicated by `place` (what carried it) and a
+/// short digest of the command: an edit that changes the command is a new one.
+fn typed(
+    kind: CommentKind,
+    id: u64,
+    user: Option<User>,
+    place: String,
+    line: CommandLine,
+    body: String,
+) -> Spoken {
+    let digest = hex::encode(&Sha256::digest(line.full_text().as_bytes())[..8]);
+    Spoken {
+        kind,
+        id,
+        user,
+        dedupe: format!("{place}:{digest}"),
+        request: Request::Typed { line },
+        body,
+    }
 }
 
 /// A comment that may carry a command (`Err`: why it does not).
@@ -413,14 +423,9 @@ fn comment(
     } else {
         CommentKind::Issue
     };
-    Ok(Ok(Spoken {
-        kind,
-        id: comment.id,
-        user: comment.user.as_ref().map(|u| copy(&u.0)),
-        dedupe: format!("comment:{}:{}", comment.id, digest(&line)),
-        request: Request::Typed { line },
-        body,
-    }))
+    let user = comment.user.as_ref().map(|u| u.0.clone());
+    let dedupe = format!("comment:{}", comment.id);
+    Ok(Ok(typed(kind, comment.id, user, dedupe, line, body)))
 }
 
 /// A submitted review whose body holds a command.
@@ -441,14 +446,16 @@ fn review(
     let Some(line) = find_command(&body, rules.trigger) else {
         return Ok(Err("no command"));
     };
-    Ok(Ok(Spoken {
-        kind: CommentKind::ReviewBody,
-        id: review.id,
-        user: review.user.as_ref().map(|u| copy(&u.0)),
-        dedupe: format!("review:{}:{}", review.id, digest(&line)),
-        request: Request::Typed { line },
+    let user = review.user.as_ref().map(|u| u.0.clone());
+    let dedupe = format!("review:{}", review.id);
+    Ok(Ok(typed(
+        CommentKind::ReviewBody,
+        review.id,
+        user,
+        dedupe,
+        line,
         body,
-    }))
+    )))
 }
 
 /// An issue or pull request opened with a command in its body, or given a label.
@@ -472,14 +479,9 @@ fn opened_or_labeled(
             let Some(line) = find_command(&body, rules.trigger) else {
                 return Ok(Err("no command"));
             };
-            Ok(Ok(Spoken {
-                kind: CommentKind::Opening,
-                id: 0,
-                user: opener.as_ref().map(|u| copy(&u.0)),
-                dedupe: format!("opened:{number}:{}", digest(&line)),
-                request: Request::Typed { line },
-                body,
-            }))
+            let user = opener.as_ref().map(|u| u.0.clone());
+            let dedupe = format!("opened:{number}");
+            Ok(Ok(typed(CommentKind::Opening, 0, user, dedupe, line, body)))
         }
         "labeled" => {
             let Some(Object(label)) = &payload.label else {
@@ -507,14 +509,6 @@ fn opened_or_labeled(
             }))
         }
         _ => Ok(Err("action not handled")),
-    }
-}
-
-fn copy(user: &User) -> User {
-    User {
-        login: user.login.clone(),
-        id: user.id,
-        kind: user.kind.clone(),
     }
 }
 

@@ -22,7 +22,8 @@ pub struct GithubPolicy {
 }
 
 impl GithubPolicy {
-    fn listed(list: &[String], login: &str, id: u64) -> bool {
+    /// True when `list` names the user by login (any case) or numeric id.
+    pub fn listed(list: &[String], login: &str, id: u64) -> bool {
         let id = id.to_string();
         list.iter()
             .any(|entry| entry.eq_ignore_ascii_case(login) || *entry == id)

@@ -114,12 +114,6 @@ fn reaction(mark: Mark) -> &'static str {
     }
 }
 
-fn listed(list: &[String], login: &str, id: u64) -> bool {
-    let id = id.to_string();
-    list.iter()
-        .any(|entry| entry.eq_ignore_ascii_case(login) || *entry == id)
-}
-
 impl GithubSurface {
     /// The surface over `client`.
     pub fn new(client: GithubClient, settings: GithubSurfaceSettings) -> Self {
@@ -291,22 +285,16 @@ impl GithubSurface {
         read: Vec<ReadComment>,
         before: Option<u64>,
     ) -> Vec<crate::domain::EarlierComment> {
-        let authors: Vec<String> = read
-            .iter()
-            .filter(|c| !c.author_is_bot)
-            .map(|c| c.author.clone())
-            .collect();
-        let kept = context::earlier_comments(read, before, |_| false);
-        let wanted = authors
-            .into_iter()
-            .filter(|a| kept.iter().any(|k| k.author == *a));
-        let writers = self.writers(g, wanted).await;
-        kept.into_iter()
-            .map(|mut c| {
-                c.writer = writers.get(&c.author).copied().unwrap_or(false);
-                c
-            })
-            .collect()
+        // Kept comments by people (not bots) are the candidates; their permission decides.
+        let mut kept = context::earlier_comments(read, before, |_| true);
+        let candidates = kept.iter().filter(|c| c.writer).map(|c| c.author.clone());
+        let writers = self
+            .writers(g, candidates.collect::<Vec<_>>().into_iter())
+            .await;
+        for comment in &mut kept {
+            comment.writer &= writers.get(&comment.author).copied().unwrap_or(false);
+        }
+        kept
     }
 
     /// The link to a comment of `g`'s thread on GitHub's web.
@@ -392,12 +380,12 @@ impl Surface for GithubSurface {
         };
         let policy = &self.settings.policy;
         let rules = self.known_rules(&g.repo);
-        if policy.denies(login, *id) || listed(&rules.deny_users, login, *id) {
+        if policy.denies(login, *id) || GithubPolicy::listed(&rules.deny_users, login, *id) {
             return Ok(Access::Denied(format!(
                 "@{login}, you are not allowed to start Oz agents here."
             )));
         }
-        if policy.allows(login, *id) || listed(&rules.allow_users, login, *id) {
+        if policy.allows(login, *id) || GithubPolicy::listed(&rules.allow_users, login, *id) {
             return Ok(Access::Allowed);
         }
         let permission = self.permission(&g.repo, g.installation_id, login).await?;

@@ -799,24 +799,9 @@ async fn react_on_issue(
     Path((owner, repo, number)): Path<(String, String, u64)>,
     Json(input): Json<ReactionInput>,
 ) -> Response {
-    if !REACTIONS.contains(&input.content.as_str()) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
-    }
     let key = (format!("{owner}/{repo}").to_ascii_lowercase(), number);
-    let mut state = lock(&fake.state);
-    if state
-        .issue_reactions
-        .iter()
-        .any(|(k, c)| *k == key && *c == input.content)
-    {
-        return (StatusCode::OK, Json(json!({ "content": input.content }))).into_response();
-    }
-    state.issue_reactions.push((key, input.content.clone()));
-    (
-        StatusCode::CREATED,
-        Json(json!({ "content": input.content })),
-    )
-        .into_response()
+    let added = add_reaction(&mut lock(&fake.state).issue_reactions, key, &input.content);
+    reaction_answer(added, input.content)
 }
 
 async fn list_pull_files(
@@ -917,33 +902,48 @@ const REACTIONS: [&str; 8] = [
     "+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes",
 ];
 
+/// Adds `content` under `key` unless it is there; `Some(true)` when it is new, `None`
+/// for a content GitHub does not know.
+fn add_reaction<K: PartialEq>(list: &mut Vec<(K, String)>, key: K, content: &str) -> Option<bool> {
+    if !REACTIONS.contains(&content) {
+        return None;
+    }
+    if list.iter().any(|(k, c)| *k == key && c == content) {
+        return Some(false);
+    }
+    list.push((key, content.to_owned()));
+    Some(true)
+}
+
+/// GitHub's answer: 201 for a new reaction, 200 with the existing one (adding is
+/// idempotent), 422 for an unknown content.
+fn reaction_answer(added: Option<bool>, content: String) -> Response {
+    match added {
+        None => error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"),
+        Some(new) => {
+            let status = if new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(json!({ "content": content }))).into_response()
+        }
+    }
+}
+
 async fn react(
     State(fake): State<FakeGithub>,
     Path((_owner, _repo, id)): Path<(String, String, u64)>,
     Json(input): Json<ReactionInput>,
 ) -> Response {
-    if !REACTIONS.contains(&input.content.as_str()) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    let added = add_reaction(&mut lock(&fake.state).reactions, id, &input.content);
+    if added == Some(true) {
+        let _ = fake.events.send(GithubEvent::Reaction {
+            comment_id: id,
+            content: input.content.clone(),
+        });
     }
-    let mut state = lock(&fake.state);
-    if state
-        .reactions
-        .iter()
-        .any(|(c, r)| *c == id && *r == input.content)
-    {
-        // GitHub answers 200 with the existing reaction: adding one is idempotent.
-        return (StatusCode::OK, Json(json!({ "content": input.content }))).into_response();
-    }
-    state.reactions.push((id, input.content.clone()));
-    let _ = fake.events.send(GithubEvent::Reaction {
-        comment_id: id,
-        content: input.content.clone(),
-    });
-    (
-        StatusCode::CREATED,
-        Json(json!({ "content": input.content })),
-    )
-        .into_response()
+    reaction_answer(added, input.content)
 }
 
 async fn permission(
