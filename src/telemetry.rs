@@ -129,7 +129,10 @@ fn describe() {
         "ozbridge_outbound_requests_total",
         "Calls to Oz, GitHub and Slack, by status"
     );
-    metrics::describe_gauge!("ozbridge_runs", "Runs by phase");
+    metrics::describe_gauge!(
+        "ozbridge_runs",
+        "Runs going on, by phase (starting, active, parked)"
+    );
     metrics::describe_gauge!("ozbridge_active_runs", "Runs followed at Oz, by Oz state");
     metrics::describe_gauge!(
         "ozbridge_notification_lag_seconds",

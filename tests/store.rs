@@ -251,6 +251,70 @@ async fn resuming_makes_deferred_work_due_now() {
     }
 }
 
+/// A status post's create that was answered leaves no doubt behind once the run is
+/// given back: the next worker to claim the run edits its post at once, instead of
+/// holding the edit back for the create's whole doubt window (a claim between giving
+/// the run back and clearing the doubt used to do that).
+#[tokio::test]
+async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
+    use ozbridge::domain::PostId;
+    for (name, store, _dir) in stores().await {
+        let run = ozbridge::store::RunRecord::intent(
+            ozbridge::store::RunIntent {
+                id: ozbridge::ids::RunRef(format!("run-{name}")),
+                command_id: ozbridge::ids::CommandId(format!("cmd-{name}")),
+                origin: command(8, "fix").origin,
+                requester: command(8, "fix").author,
+                asked: "fix".into(),
+                request: ozbridge::oz::types::RunAgentRequest::default(),
+                post_first: true,
+            },
+            store.clock().now_ms(),
+        );
+        store.insert_run(&run).await.unwrap();
+        let lease = Duration::from_secs(30);
+        let claimed = store
+            .claim_run_to_notify("a", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        let doubt_until = store.clock().now_ms() + 60_000;
+        assert!(
+            store
+                .note_post_attempt(&run.id, "a", doubt_until, lease)
+                .await
+                .unwrap()
+        );
+        store
+            .mark_posted(
+                &run.id,
+                claimed.version,
+                &PostId::GithubComment { id: 9 },
+                "d",
+                true,
+            )
+            .await
+            .unwrap();
+        // A change comes in; another worker claims the run right away.
+        let view = ozbridge::domain::RunView {
+            note: Some("changed".into()),
+            ..claimed.view.clone()
+        };
+        store.update_view(&run.id, &view).await.unwrap();
+        let next = store
+            .claim_run_to_notify("b", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            next.post_lookup_after
+                .is_none_or(|at| at <= store.clock().now_ms()),
+            "{name}: the create still counts as in doubt: {:?}",
+            next.post_lookup_after
+        );
+    }
+}
+
 /// A database written by the previous version: bare status post ids and artifacts only
 /// inside the runs' views. Migrating types the post ids and gives the artifacts rows.
 #[tokio::test]

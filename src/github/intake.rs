@@ -570,8 +570,15 @@ fn linked_images(body: &str) -> Vec<crate::attachments::AttachmentRef> {
         .collect()
 }
 
+/// At most `MAX_BODY_CHARS` characters, without NULs (a NUL is one character, as its
+/// replacement is; the text is copied once unless it has one).
 fn bounded(text: String) -> String {
-    crate::text::truncate(&without_nul(&text), MAX_BODY_CHARS)
+    let cut = crate::text::truncate(&text, MAX_BODY_CHARS);
+    if cut.contains('\0') {
+        without_nul(&cut)
+    } else {
+        cut
+    }
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "ozbridge".into())
 }
 
-/// Longest a worker steps aside for a busy intake before its next step.
+/// While the intake is busy, the pipeline takes one step per this, over all workers.
 const STEP_ASIDE: Duration = Duration::from_millis(100);
 /// How often finished work past its retention is looked for.
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);

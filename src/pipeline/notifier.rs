@@ -207,16 +207,21 @@ impl Notifier {
                         .adopt_thread(&run.id, &origin, &origin.thread_key())
                         .await?;
                 }
+                // Created and answered: no earlier create of it can land any more.
                 self.store
-                    .mark_posted(&run.id, run.version, &posted.id, &posted.digest)
+                    .mark_posted(
+                        &run.id,
+                        run.version,
+                        &posted.id,
+                        &posted.digest,
+                        posted.created,
+                    )
                     .await?;
                 crate::telemetry::status_post_delay(Duration::from_millis(
                     u64::try_from(self.store.clock().now_ms() - run.updated_at).unwrap_or(0),
                 ));
-                if posted.created {
-                    // Answered: no earlier create of it can land any more.
-                    self.store.clear_post_doubt(&run.id).await?;
-                } else if run.status_post.is_some()
+                if !posted.created
+                    && run.status_post.is_some()
                     && let Some(until) = run.post_lookup_after.filter(|at| *at > self.retries.now())
                 {
                     // An earlier edit got no answer and may still land over this one:

@@ -41,6 +41,22 @@ pub struct ParkedItem {
     pub reason: String,
 }
 
+/// How many items of each kind are parked (a gauge), each counted from a partial index.
+pub(super) const PARKED_COUNTS: [(ParkedKind, &str); 3] = [
+    (
+        ParkedKind::Command,
+        "SELECT COUNT(*) FROM commands WHERE status = 'parked'",
+    ),
+    (
+        ParkedKind::Run,
+        "SELECT COUNT(*) FROM runs WHERE phase = 'parked'",
+    ),
+    (
+        ParkedKind::Notification,
+        "SELECT COUNT(*) FROM outbox WHERE status = 'parked'",
+    ),
+];
+
 impl Store {
     /// Every parked item, oldest first.
     pub async fn parked(&self) -> StoreResult<Vec<ParkedItem>> {
@@ -80,20 +96,7 @@ impl Store {
     /// Parked items by kind, for metrics.
     pub async fn parked_counts(&self) -> StoreResult<Vec<(ParkedKind, i64)>> {
         let mut counts = Vec::new();
-        for (kind, sql) in [
-            (
-                ParkedKind::Command,
-                "SELECT COUNT(*) FROM commands WHERE status = 'parked'",
-            ),
-            (
-                ParkedKind::Run,
-                "SELECT COUNT(*) FROM runs WHERE phase = 'parked'",
-            ),
-            (
-                ParkedKind::Notification,
-                "SELECT COUNT(*) FROM outbox WHERE status = 'parked'",
-            ),
-        ] {
+        for (kind, sql) in PARKED_COUNTS {
             let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&self.pool).await?;
             counts.push((kind, n));
         }

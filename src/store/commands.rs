@@ -20,6 +20,9 @@ pub struct ClaimedCommand {
     pub give_up_at: Millis,
 }
 
+/// How many commands wait to be handled (a gauge).
+pub(super) const PENDING_COMMANDS: &str = "SELECT COUNT(*) FROM commands WHERE status = 'pending'";
+
 /// Commands due: the oldest due command whose thread has no older pending command.
 pub(super) const COMMAND_CLAIM: Claimable<'static> = Claimable {
         table: "commands",
@@ -306,7 +309,7 @@ impl Store {
 
     /// Commands not yet handled, for metrics and tests.
     pub async fn pending_command_count(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands WHERE status = 'pending'")
+        let (n,): (i64,) = sqlx::query_as(PENDING_COMMANDS)
             .fetch_one(&self.pool)
             .await?;
         Ok(n)

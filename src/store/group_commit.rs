@@ -88,12 +88,46 @@ async fn writer(pool: AnyPool, mut receiver: mpsc::Receiver<Job>) {
     }
 }
 
+/// Inserts the batch in one statement (one round trip to the database's thread, one
+/// commit); which rows were stored, in order (a row whose dedupe key was seen before,
+/// in the database or earlier in the batch, is not).
 async fn commit(pool: &AnyPool, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut stored = Vec::with_capacity(batch.len());
+    let values: Vec<String> = (0..batch.len())
+        .map(|i| {
+            let p = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, 'pending', ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 5
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO commands (id, dedupe_key, thread_key, payload, status, next_attempt_at, received_at)
+         VALUES {} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (row, _) in batch {
-        stored.push(bind(row).execute(&mut *tx).await?.rows_affected() == 1);
+        query = query
+            .bind(row.id.as_str())
+            .bind(row.dedupe_key.as_str())
+            .bind(row.thread_key.as_str())
+            .bind(row.payload.as_str())
+            .bind(row.now);
     }
-    tx.commit().await?;
-    Ok(stored)
+    let inserted: std::collections::HashSet<String> = query
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| sqlx::Row::try_get::<String, _>(row, "id"))
+        .collect::<Result<_, _>>()?;
+    Ok(batch
+        .iter()
+        .map(|(row, _)| inserted.contains(&row.id))
+        .collect())
 }

@@ -393,11 +393,6 @@ mod tests {
     use super::*;
     use sqlx::Row;
 
-    /// Every claim finds its row through an index that holds only what may be due, in
-    /// claim order: no scan of the table, no sort of the backlog. So a claim costs the
-    /// same with ten pending commands or a hundred thousand, and a hundred thousand
-    /// finished runs cost nothing. The same holds for the counts every new command
-    /// makes (the abuse limits): they read the runs going on, not all ever started.
     #[tokio::test]
     async fn a_durable_store_syncs_every_commit_on_every_connection() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -422,6 +417,11 @@ mod tests {
         }
     }
 
+    /// Every claim finds its row through an index that holds only what may be due, in
+    /// claim order: no scan of the table, no sort of the backlog. So a claim costs the
+    /// same with ten pending commands or a hundred thousand, and a hundred thousand
+    /// finished runs cost nothing. The same holds for the counts every new command
+    /// makes (the abuse limits): they read the runs going on, not all ever started.
     #[tokio::test]
     async fn every_claim_is_an_indexed_lookup_in_claim_order() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -479,6 +479,61 @@ mod tests {
                 plan.iter()
                     .all(|step| !matches!(step.as_str(), "SCAN c" | "SCAN o" | "SCAN runs")),
                 "{what}: a table is scanned: {plan:?}"
+            );
+        }
+    }
+
+    /// The gauges (read every 15 seconds) and the tracker's queries of every tick find
+    /// what is going on through indexes that hold only that, or seek straight to it:
+    /// their cost does not grow with finished history nor with the runs followed.
+    #[tokio::test]
+    async fn every_gauge_and_tick_query_reads_an_index_of_what_is_going_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/gauges.db", dir.path().display());
+        let store = Store::connect(&url).await.expect("store");
+        let mut gauges = vec![
+            ("runs going on", runs::RUNS_GOING_ON, "runs_followed"),
+            ("oldest unposted", runs::OLDEST_UNPOSTED, "runs_unposted"),
+            (
+                "pending commands",
+                commands::PENDING_COMMANDS,
+                "commands_pending",
+            ),
+            (
+                "pending notifications",
+                outbox::PENDING_NOTIFICATIONS,
+                "outbox_pending",
+            ),
+            ("oldest followed", runs::OLDEST_FOLLOWED, "runs_followed"),
+            ("oldest retried", runs::OLDEST_RETRIED, "runs_retried"),
+        ];
+        let parked = ["commands_parked", "runs_followed", "outbox_parked"];
+        for ((_, sql), index) in admin::PARKED_COUNTS.iter().zip(parked) {
+            gauges.push(("parked", sql, index));
+        }
+        for (what, statement, index) in gauges {
+            let statement = statement.replace("$1", "0");
+            let sql = format!("EXPLAIN QUERY PLAN {statement}");
+            let plan: Vec<String> = sqlx::query(composed(sql))
+                .fetch_all(&store.pool)
+                .await
+                .expect("plan")
+                .iter()
+                .map(|row| row.try_get::<String, _>("detail").expect("detail"))
+                .collect();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains(&format!("INDEX {index}"))),
+                "{what}: {plan:?}"
+            );
+            // A scan is only of a partial index (what is pending), never of history.
+            assert!(
+                plan.iter()
+                    .filter(|step| step.starts_with("SCAN"))
+                    .all(|step| ["_pending", "_unposted", "_parked"]
+                        .iter()
+                        .any(|p| step.contains(p))),
+                "{what} reads history: {plan:?}"
             );
         }
     }

@@ -52,6 +52,10 @@ pub(super) const OUTBOX_CLAIM: Claimable<'static> = Claimable {
     returning: "id, payload, attempts, attempted, give_up_at",
 };
 
+/// How many messages wait to be delivered (a gauge).
+pub(super) const PENDING_NOTIFICATIONS: &str =
+    "SELECT COUNT(*) FROM outbox WHERE status = 'pending'";
+
 impl Store {
     /// Queues a message unless one with the same key exists.
     pub async fn enqueue(&self, dedupe_key: &str, message: &OutboxMessage) -> StoreResult<()> {
@@ -169,7 +173,7 @@ impl Store {
 
     /// Messages not delivered yet.
     pub async fn pending_outbox_count(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+        let (n,): (i64,) = sqlx::query_as(PENDING_NOTIFICATIONS)
             .fetch_one(&self.pool)
             .await?;
         Ok(n)

@@ -211,6 +211,22 @@ pub(super) const GOING_OF_ACTOR: &str =
 pub(super) const GOING_IN_PLACE: &str =
     "SELECT COUNT(*) FROM runs WHERE place = $1 AND phase IN ('starting', 'active')";
 
+/// The oldest run followed (a tracker tick).
+pub(super) const OLDEST_FOLLOWED: &str =
+    "SELECT MIN(created_at) FROM runs WHERE phase IN ('active', 'starting', 'parked')";
+/// The oldest run changed since `$1` whose create was sent more than once (a tracker
+/// tick).
+pub(super) const OLDEST_RETRIED: &str =
+    "SELECT MIN(created_at) FROM runs WHERE updated_at > $1 AND create_attempts > 1";
+
+/// Runs going on by phase (a gauge).
+pub(super) const RUNS_GOING_ON: &str = "SELECT phase, COUNT(*) FROM runs
+    WHERE phase IN ('starting', 'active', 'parked') GROUP BY phase";
+
+/// When the oldest change not posted yet was made (a gauge).
+pub(super) const OLDEST_UNPOSTED: &str =
+    "SELECT MIN(updated_at) FROM runs WHERE posted_version < version";
+
 impl Store {
     /// Records a new run (one per command); false when the command already has one.
     pub async fn insert_run(&self, run: &RunRecord) -> StoreResult<bool> {
@@ -396,17 +412,13 @@ impl Store {
     /// than once is watched for ten minutes after its last change even when it ended:
     /// an earlier create may still land, and that duplicate must be cancelled.
     pub async fn oldest_followed_run(&self) -> StoreResult<Option<Millis>> {
-        let (followed,): (Option<i64>,) = sqlx::query_as(
-            "SELECT MIN(created_at) FROM runs WHERE phase IN ('active', 'starting', 'parked')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let (retried,): (Option<i64>,) = sqlx::query_as(
-            "SELECT MIN(created_at) FROM runs WHERE updated_at > $1 AND create_attempts > 1",
-        )
-        .bind(self.clock.now_ms() - STALE_MS)
-        .fetch_one(&self.pool)
-        .await?;
+        let (followed,): (Option<i64>,) = sqlx::query_as(OLDEST_FOLLOWED)
+            .fetch_one(&self.pool)
+            .await?;
+        let (retried,): (Option<i64>,) = sqlx::query_as(OLDEST_RETRIED)
+            .bind(self.clock.now_ms() - STALE_MS)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(followed.into_iter().chain(retried).min())
     }
 
@@ -644,23 +656,30 @@ impl Store {
         Ok(())
     }
 
-    /// Records the status post as up to date with `version`.
+    /// Records the status post as up to date with `version`. `created`: this post was
+    /// just created and its create answered, so no earlier create can land any more;
+    /// that is recorded in the same statement that gives the run back, or the next
+    /// worker to claim it would take the create as still in doubt and hold its next
+    /// edit back for the whole doubt window.
     pub async fn mark_posted(
         &self,
         id: &RunRef,
         version: i64,
         post: &PostId,
         digest: &str,
+        created: bool,
     ) -> StoreResult<()> {
         let post = serde_json::to_string(post)?;
         sqlx::query(
             "UPDATE runs SET posted_version = $1, status_post = $2, posted_digest = $3, notify_lease_until = 0,
-                notify_next_at = 0, notify_attempts = 0
-             WHERE id = $4",
+                notify_next_at = 0, notify_attempts = 0,
+                post_attempted = CASE WHEN $4 = 1 AND post_attempted > 0 THEN 1 ELSE post_attempted END
+             WHERE id = $5",
         )
         .bind(version)
         .bind(post)
         .bind(digest)
+        .bind(i64::from(created))
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
@@ -752,21 +771,17 @@ impl Store {
         Ok(cost.unwrap_or(0.0))
     }
 
-    /// Runs by phase, for metrics.
+    /// Runs going on (starting, active, parked) by phase, for metrics: finished runs
+    /// are history, which the gauges never read.
     pub async fn run_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT phase, COUNT(*) FROM runs GROUP BY phase")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(RUNS_GOING_ON).fetch_all(&self.pool).await?)
     }
 
     /// Oldest unsent status change, in ms of age (notification lag), or 0.
     pub async fn oldest_unposted_age(&self) -> StoreResult<Millis> {
-        let row: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT MIN(updated_at) FROM runs WHERE posted_version < version")
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(Option<i64>,)> = sqlx::query_as(OLDEST_UNPOSTED)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row
             .and_then(|r| r.0)
             .map(|t| (self.clock.now_ms() - t).max(0))

@@ -296,6 +296,19 @@ impl OzSim {
         }
     }
 
+    /// The run moves to `state` now, as if its agent got there (for benchmarks of how
+    /// soon a change reaches the thread).
+    pub fn set_state(&self, id: &OzRunId, state: RunState) {
+        let now = self.clock.now();
+        let mut state_now = lock(&self.state);
+        state_now.advance(now);
+        if let Some(&i) = state_now.index.get(id) {
+            let item = &mut state_now.runs[i].item;
+            item.state = state;
+            item.updated_at = now.max(item.updated_at + chrono::Duration::milliseconds(1));
+        }
+    }
+
     /// Every call answered so far, all operations together.
     pub fn total_calls(&self) -> u64 {
         lock(&self.state).calls.values().sum()

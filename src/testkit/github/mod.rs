@@ -134,7 +134,7 @@ impl Default for FakeGithub {
 impl FakeGithub {
     /// An empty fake GitHub.
     pub fn new() -> Self {
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(16_384);
         Self {
             state: Arc::new(Mutex::new(FakeState {
                 next_id: 1000,
