@@ -1,9 +1,11 @@
 //! The floor ozbridge's intake is compared with: a minimal axum service that verifies
 //! the signature, parses the JSON and stores one SQLite row (WAL, `synchronous =
-//! NORMAL`) for a comment that holds a command, nothing for one that does not. Two
-//! variants: each request commits its own row, or one writer task commits every row
-//! waiting at that moment in one transaction (group commit). Each runs in its own
-//! process: this program with `--floor <port> <database> <each|group>`.
+//! NORMAL`) for a comment that holds a command, nothing for one that does not. Three
+//! variants: each request commits its own row (the command line), one writer task
+//! commits every row waiting at that moment in one transaction (group commit), and the
+//! same storing the whole delivery as ozbridge stores the command with its thread's
+//! context (about 10 KB a row instead of 60 bytes). Each runs in its own process: this
+//! program with `--floor <port> <database> <each|group|group-whole>`.
 
 use crate::process::SECRET;
 use std::time::Duration;
@@ -17,6 +19,8 @@ pub enum Commit {
     Each,
     /// Concurrent requests' rows in one transaction.
     Group,
+    /// Group commit of rows holding the whole delivery.
+    GroupWhole,
 }
 
 impl Commit {
@@ -24,13 +28,15 @@ impl Commit {
         match self {
             Commit::Each => "each",
             Commit::Group => "group",
+            Commit::GroupWhole => "group-whole",
         }
     }
 
+    /// Every variant, in the order they are measured.
+    pub const ALL: [Commit; 3] = [Commit::Each, Commit::Group, Commit::GroupWhole];
+
     pub fn parse(name: &str) -> Option<Self> {
-        [Commit::Each, Commit::Group]
-            .into_iter()
-            .find(|c| c.name() == name)
+        Self::ALL.into_iter().find(|c| c.name() == name)
     }
 }
 
@@ -82,11 +88,11 @@ impl Drop for Floor {
 
 type Row = (String, String, oneshot::Sender<bool>);
 
-/// Where the floor's rows go.
+/// Where the floor's rows go, and whether a row holds the whole delivery.
 #[derive(Clone)]
 enum Writer {
     Each(sqlx::SqlitePool),
-    Group(mpsc::Sender<Row>),
+    Group(mpsc::Sender<Row>, bool),
 }
 
 const INSERT: &str = "INSERT INTO inbox (delivery, command) VALUES (?, ?) ON CONFLICT DO NOTHING";
@@ -100,7 +106,7 @@ impl Writer {
                 .execute(pool)
                 .await
                 .is_ok(),
-            Writer::Group(rows) => {
+            Writer::Group(rows, _) => {
                 let (done, answer) = oneshot::channel();
                 rows.send((delivery, command, done)).await.is_ok() && answer.await.unwrap_or(false)
             }
@@ -152,7 +158,7 @@ pub async fn serve(port: u16, database: &str, commit: Commit) -> anyhow::Result<
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
-        .max_connections(if commit == Commit::Group { 1 } else { 8 })
+        .max_connections(if commit == Commit::Each { 8 } else { 1 })
         .connect_with(options)
         .await?;
     sqlx::query("CREATE TABLE inbox (delivery TEXT PRIMARY KEY, command TEXT NOT NULL)")
@@ -160,10 +166,10 @@ pub async fn serve(port: u16, database: &str, commit: Commit) -> anyhow::Result<
         .await?;
     let writer = match commit {
         Commit::Each => Writer::Each(pool),
-        Commit::Group => {
+        Commit::Group | Commit::GroupWhole => {
             let (rows, receiver) = mpsc::channel(1024);
             tokio::spawn(group_writer(pool, receiver));
-            Writer::Group(rows)
+            Writer::Group(rows, commit == Commit::GroupWhole)
         }
     };
     async fn webhook(
@@ -195,7 +201,11 @@ pub async fn serve(port: u16, database: &str, commit: Commit) -> anyhow::Result<
             .get("x-github-delivery")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if writer.insert(delivery.to_owned(), command.to_owned()).await {
+        let row = match writer {
+            Writer::Group(_, true) => String::from_utf8_lossy(&body).into_owned(),
+            _ => command.to_owned(),
+        };
+        if writer.insert(delivery.to_owned(), row).await {
             StatusCode::ACCEPTED
         } else {
             StatusCode::SERVICE_UNAVAILABLE

@@ -48,7 +48,7 @@ pub async fn webhooks() -> anyhow::Result<()> {
     {
         let first = 1_000_000 * (round as u64 + 1);
         let mut floors = Vec::new();
-        for commit in [Commit::Each, Commit::Group] {
+        for commit in Commit::ALL {
             let floor = Floor::start(commit)?;
             let figures =
                 closed_loop(&floor.url().await?, deliveries(mix, first, REQUESTS)).await?;
@@ -62,10 +62,12 @@ pub async fn webhooks() -> anyhow::Result<()> {
         let intake = Up::start(Options::INTAKE_ONLY).await?;
         let figures = closed_loop(&intake.github_url(), deliveries(mix, first, REQUESTS)).await?;
         println!(
-            "ozbridge intake only, {}: {figures} ({:.0} % of the floor, {:.0} % of its group-commit variant), RSS {:.1} MB",
+            "ozbridge intake only, {}: {figures} ({:.0} % of the floor, {:.0} % of its group-commit variant, \
+             {:.0} % of the group-commit variant storing whole deliveries), RSS {:.1} MB",
             mix.name(),
             100.0 * figures.per_second / floors[0],
             100.0 * figures.per_second / floors[1],
+            100.0 * figures.per_second / floors[2],
             intake.bridge.rss_mb()
         );
         drop(intake);
