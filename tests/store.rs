@@ -4,38 +4,12 @@
 mod common;
 
 use ozbridge::clock::Clock;
-use ozbridge::command::CommandLine;
-use ozbridge::domain::{
-    Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ThreadContext,
-};
+use ozbridge::domain::InboxCommand;
 use ozbridge::store::Store;
 use std::time::Duration;
 
 fn command(number: u64, text: &str) -> InboxCommand {
-    InboxCommand {
-        origin: Origin::Github(GithubOrigin {
-            repo: "acme/widgets".into(),
-            installation_id: None,
-            number,
-            comment_id: number,
-            comment_kind: CommentKind::Issue,
-            review_thread: None,
-        }),
-        author: Author::Github {
-            login: "alice".into(),
-            id: 1,
-            is_bot: false,
-        },
-        request: Request::Typed {
-            line: CommandLine {
-                args: text.into(),
-                continuation: String::new(),
-            },
-        },
-        context: ThreadContext::default(),
-        editor: None,
-        approved_by: None,
-    }
+    ozbridge::testkit::commands::github_command(number, text)
 }
 
 async fn stores() -> Vec<(&'static str, Store, tempfile::TempDir)> {
@@ -315,8 +289,9 @@ async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
     }
 }
 
-/// A database written by the previous version: bare status post ids and artifacts only
-/// inside the runs' views. Migrating types the post ids and gives the artifacts rows.
+/// A database written by the previous versions: bare status post ids, artifacts and Oz
+/// states only inside the runs' views. Migrating types the post ids, gives the
+/// artifacts rows and copies the active runs' states out for the gauges.
 #[tokio::test]
 async fn migration_types_old_post_ids_and_lists_old_artifacts() {
     use sqlx::Connection;
@@ -349,9 +324,12 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
         let mut conn = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
         let view = r#"{"state":"SUCCEEDED","oz_run_id":"oz-1","conversation_id":null,"session_link":null,"artifacts":[{"artifact_type":"SCREENSHOT","created_at":null,"data":{"artifact_uid":"shot-old","mime_type":"image/png"}}],"status_message":null,"summary":null,"start_error":null}"#;
         for statement in [
-            format!("UPDATE runs SET status_post = '123', view = '{view}'"),
+            format!("UPDATE runs SET status_post = '123', view = '{view}', phase = 'active'"),
             "DELETE FROM artifacts".to_owned(),
             "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
+            // What version 7 added, which the previous version did not have either.
+            "DROP INDEX IF EXISTS runs_active_state".to_owned(),
+            "ALTER TABLE runs DROP COLUMN oz_state".to_owned(),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement))
                 .execute(&mut conn)
@@ -372,5 +350,8 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
         );
         assert!(store.artifact_known("shot-old").await.unwrap());
         assert!(!store.artifact_known("shot-new").await.unwrap());
+        // The active run's state was copied out of its view for the gauges.
+        let states = store.active_states().await.unwrap();
+        assert_eq!(states.get("SUCCEEDED"), Some(&1), "{states:?}");
     }
 }

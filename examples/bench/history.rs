@@ -224,34 +224,11 @@ pub async fn claim_times() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A command as the GitHub intake stores it, with a long issue body.
+/// A command as the GitHub intake stores it, with a long text.
 fn template_command() -> ozbridge::domain::InboxCommand {
-    use ozbridge::command::CommandLine;
-    use ozbridge::domain::{
-        Author, CommentKind, GithubOrigin, InboxCommand, Origin, Request, ThreadContext,
-    };
-    InboxCommand {
-        origin: Origin::Github(GithubOrigin {
-            repo: crate::process::REPO.into(),
-            installation_id: None,
-            number: 1,
-            comment_id: 1,
-            comment_kind: CommentKind::Issue,
-            review_thread: None,
-        }),
-        author: Author::Github {
-            login: "alice".into(),
-            id: 1,
-            is_bot: false,
-        },
-        request: Request::Typed {
-            line: CommandLine {
-                args: "fix the flaky login test".into(),
-                continuation: "The login test fails about one run in five on CI. ".repeat(170),
-            },
-        },
-        context: ThreadContext::default(),
-        editor: None,
-        approved_by: None,
+    let mut command = ozbridge::testkit::commands::github_command(1, "fix the flaky login test");
+    if let ozbridge::domain::Request::Typed { line } = &mut command.request {
+        line.continuation = "The login test fails about one run in five on CI. ".repeat(170);
     }
+    command
 }

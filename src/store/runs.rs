@@ -5,7 +5,6 @@ use super::{Claimable, Millis, Store, StoreResult, clean, composed, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
-use serde::Deserialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -219,6 +218,15 @@ pub(super) const OLDEST_FOLLOWED: &str =
 pub(super) const OLDEST_RETRIED: &str =
     "SELECT MIN(created_at) FROM runs WHERE updated_at > $1 AND create_attempts > 1";
 
+/// Active runs by Oz state (a gauge).
+pub(super) const ACTIVE_STATES: &str =
+    "SELECT oz_state, COUNT(*) FROM runs WHERE phase = 'active' GROUP BY oz_state";
+
+/// The Oz state a view shows, as the `oz_state` column holds it.
+fn state_of(view: &RunView) -> Option<String> {
+    view.state.as_ref().map(|state| state.to_string())
+}
+
 /// Runs going on by phase (a gauge).
 pub(super) const RUNS_GOING_ON: &str = "SELECT phase, COUNT(*) FROM runs
     WHERE phase IN ('starting', 'active', 'parked') GROUP BY phase";
@@ -341,24 +349,15 @@ impl Store {
     }
 
     /// How many followed runs are in each Oz state (`NONE` before Oz named one), for
-    /// the gauges: the views are read as a stream, one row at a time, and only their
-    /// state is decoded, so the memory this takes does not grow with the runs.
+    /// the gauges: counted from the state column's index of active runs, not their views.
     pub async fn active_states(&self) -> StoreResult<BTreeMap<String, i64>> {
-        use futures_util::TryStreamExt;
-        #[derive(Deserialize)]
-        struct StateOnly {
-            state: Option<crate::oz::types::RunState>,
-        }
-        let mut rows =
-            sqlx::query("SELECT view FROM runs WHERE phase = 'active'").fetch(&self.pool);
+        let rows: Vec<(Option<String>, i64)> =
+            sqlx::query_as(ACTIVE_STATES).fetch_all(&self.pool).await?;
         let mut counts = BTreeMap::new();
-        while let Some(row) = rows.try_next().await? {
-            let view: String = row.try_get("view")?;
-            let state = serde_json::from_str::<StateOnly>(&view)
-                .ok()
-                .and_then(|v| v.state)
-                .map_or_else(|| "NONE".to_owned(), |s| s.to_string());
-            *counts.entry(state).or_default() += 1;
+        for (state, count) in rows {
+            *counts
+                .entry(state.unwrap_or_else(|| "NONE".to_owned()))
+                .or_default() += count;
         }
         Ok(counts)
     }
@@ -533,13 +532,15 @@ impl Store {
         let now = self.clock.now_ms();
         let result = sqlx::query(
             "UPDATE runs SET phase = 'active', view = $1, oz_run_id = $2, version = version + 1,
-                updated_at = $3, check_at = $4, start_lease_until = 0, parked_reason = NULL
-             WHERE id = $5 AND oz_run_id IS NULL AND phase IN ('starting', 'parked')",
+                updated_at = $3, check_at = $4, start_lease_until = 0, parked_reason = NULL,
+                oz_state = $5
+             WHERE id = $6 AND oz_run_id IS NULL AND phase IN ('starting', 'parked')",
         )
         .bind(serde_json::to_string(view)?)
         .bind(view.oz_run_id.as_ref().map(|id| id.as_str().to_owned()))
         .bind(now)
         .bind(if check_now { now } else { now + STALE_MS })
+        .bind(state_of(view))
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
@@ -550,10 +551,12 @@ impl Store {
     /// lease or phase is touched, so a worker holding the run keeps it.
     pub async fn update_view(&self, id: &RunRef, view: &RunView) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE runs SET view = $1, version = version + 1, updated_at = $2 WHERE id = $3",
+            "UPDATE runs SET view = $1, version = version + 1, updated_at = $2, oz_state = $3
+             WHERE id = $4",
         )
         .bind(serde_json::to_string(view)?)
         .bind(self.clock.now_ms())
+        .bind(state_of(view))
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;
@@ -572,8 +575,9 @@ impl Store {
         let now = self.clock.now_ms();
         sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
-                version = version + $4, updated_at = $5, start_lease_until = 0, check_at = $6
-             WHERE id = $7",
+                version = version + $4, updated_at = $5, start_lease_until = 0, check_at = $6,
+                oz_state = $7
+             WHERE id = $8",
         )
         .bind(phase.as_str())
         .bind(serde_json::to_string(view)?)
@@ -581,6 +585,7 @@ impl Store {
         .bind(i64::from(changed))
         .bind(now)
         .bind(now + STALE_MS)
+        .bind(state_of(view))
         .bind(id.as_str())
         .execute(&self.pool)
         .await?;

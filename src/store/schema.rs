@@ -144,8 +144,12 @@ const V6: &[&str] = &[
 /// Parked work counted for the gauges from partial indexes, whatever the size of
 /// history (without them each count read every command and notification); the runs
 /// whose create was sent more than once, which the tracker watches for duplicates
-/// every tick, found without reading every run changed in the last ten minutes.
+/// every tick, found without reading every run changed in the last ten minutes; and
+/// each run's Oz state in a column of its own, so the gauge of the active runs' states
+/// reads an index instead of every active run's view.
 const V7: &[&str] = &[
+    "ALTER TABLE runs ADD COLUMN oz_state TEXT",
+    "CREATE INDEX IF NOT EXISTS runs_active_state ON runs (phase, oz_state)",
     "CREATE INDEX IF NOT EXISTS runs_retried ON runs (updated_at) WHERE create_attempts > 1",
     "CREATE INDEX IF NOT EXISTS commands_parked ON commands (received_at) WHERE status = 'parked'",
     "CREATE INDEX IF NOT EXISTS outbox_parked ON outbox (created_at) WHERE status = 'parked'",
@@ -217,8 +221,36 @@ async fn apply_pending(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error
         if version == 3 {
             backfill_artifacts(conn).await?;
         }
+        if version == 7 {
+            backfill_states(conn).await?;
+        }
         sqlx::query("INSERT INTO ozbridge_schema (version) VALUES ($1)")
             .bind(version)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies the Oz state of each active run stored before runs had an `oz_state` column
+/// out of its view.
+async fn backfill_states(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    #[derive(serde::Deserialize)]
+    struct StateOnly {
+        state: Option<crate::oz::types::RunState>,
+    }
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, view FROM runs WHERE phase = 'active'")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (run, view) in rows {
+        let state = serde_json::from_str::<StateOnly>(&view)
+            .ok()
+            .and_then(|v| v.state)
+            .map(|s| s.to_string());
+        sqlx::query("UPDATE runs SET oz_state = $1 WHERE id = $2")
+            .bind(state)
+            .bind(&run)
             .execute(&mut *conn)
             .await?;
     }

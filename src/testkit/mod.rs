@@ -4,6 +4,7 @@
 //! service's own modules never use them (`--no-default-features` builds without them).
 
 pub mod chaos;
+pub mod commands;
 pub mod github;
 pub mod oz;
 pub mod payloads;
