@@ -64,10 +64,12 @@ pub async fn first_reaction() -> anyhow::Result<()> {
             .filter_map(|(n, sent)| Some(seen.status_posts.get(&n)?.duration_since((*sent)?)))
             .collect();
         println!(
-            "{rate:.0} commands/s: answers {answers}; first reaction {}{}; first status comment {}",
+            "{rate:.0} commands/s: answers {answers}; first reaction {}{}; first status comment {}; \
+             events the watcher missed (left out of the samples): {}",
             distribution(&mut reactions),
             if reacted { "" } else { " (some never came)" },
             distribution(&mut posts),
+            seen.missed,
         );
         first += count;
     }
@@ -124,7 +126,7 @@ pub async fn state_to_edit() -> anyhow::Result<()> {
                 comments.iter().zip(&changed).all(|((_, comment), at)| {
                     s.edits
                         .get(comment)
-                        .is_some_and(|edits| edits.iter().any(|(t, _)| t > at))
+                        .is_some_and(|edits| edits.iter().any(|t| t > at))
                 })
             })
         })
@@ -134,7 +136,7 @@ pub async fn state_to_edit() -> anyhow::Result<()> {
             .iter()
             .zip(&changed)
             .filter_map(|((_, comment), at)| {
-                let edited = seen.edits.get(comment)?.iter().find(|(t, _)| t > at)?.0;
+                let edited = *seen.edits.get(comment)?.iter().find(|t| *t > at)?;
                 Some(edited.duration_since(*at))
             })
             .collect();

@@ -161,7 +161,9 @@ pub async fn fixed_rate() -> anyhow::Result<()> {
 pub struct Sightings {
     pub reactions: HashMap<u64, Instant>,
     pub status_posts: HashMap<u64, Instant>,
-    pub edits: HashMap<u64, Vec<(Instant, String)>>,
+    /// When each comment was edited.
+    pub edits: HashMap<u64, Vec<Instant>>,
+    /// Events the watcher fell too far behind to see (their samples are missing).
     pub missed: u64,
 }
 
@@ -182,8 +184,8 @@ pub fn watch(fakes: &Fakes) -> Arc<Mutex<Sightings>> {
                 Ok(GithubEvent::CommentCreated { number, .. }) => {
                     seen.status_posts.entry(number).or_insert(now);
                 }
-                Ok(GithubEvent::CommentEdited { id, body }) => {
-                    seen.edits.entry(id).or_default().push((now, body));
+                Ok(GithubEvent::CommentEdited { id, .. }) => {
+                    seen.edits.entry(id).or_default().push(now);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => seen.missed += n,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
