@@ -79,6 +79,8 @@ pub async fn run() -> anyhow::Result<ExitCode> {
 async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
     println!("━━ GitHub ━━");
     github.set_permission(REPO, "alice", "write");
+    let description = "`login_test` fails about one run in five on CI.";
+    github.add_issue(REPO, 42, "Login test is flaky", Some(description), &[]);
     let mut events = github.subscribe();
     let started = Instant::now();
     let comment = |text: &'static str| async move {
@@ -88,7 +90,7 @@ async fn github_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
             started.elapsed().as_millis()
         );
         let body = CommentEventSpec {
-            issue_body: "`login_test` fails about one run in five on CI.",
+            issue_body: description,
             ..CommentEventSpec::created(REPO, 42, comment_id, "alice", text)
         }
         .payload()
@@ -183,6 +185,7 @@ async fn follow_github(
 async fn review_thread_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
     println!("━━ GitHub: a pull request's review thread ━━");
     github.add_pull(REPO, 43, "retry-setting", "main");
+    github.add_issue(REPO, 43, "Retry logins", None, &[]);
     github.set_pull_files(REPO, 43, &["src/login.rs"]);
     let mut events = github.subscribe();
     let started = Instant::now();
@@ -234,6 +237,7 @@ async fn review_thread_flow(github: &FakeGithub, base: &str) -> anyhow::Result<b
 async fn approval_flow(github: &FakeGithub, base: &str) -> anyhow::Result<bool> {
     println!("━━ GitHub: an outsider's request, approved ━━");
     github.set_permission(REPO, "mallory", "read");
+    github.add_issue(REPO, 44, "Login test is flaky", None, &[]);
     let mut events = github.subscribe();
     let started = Instant::now();
     let say = |author: &'static str, text: &'static str| async move {

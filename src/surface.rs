@@ -181,8 +181,10 @@ pub trait Surface: Send + Sync {
     /// Checks that `author` may start runs from `origin`.
     async fn access(&self, origin: &Origin, author: &Author) -> Result<Access, SendError>;
 
-    /// Completes the thread context the intake could not see. Best effort: on an error
-    /// the run starts with what there is.
+    /// Completes the thread context the intake could not see or did not keep, just
+    /// before the run is recorded. What the surface can do without, it leaves out with a
+    /// warning; an error means the run cannot start well yet: a retryable one makes the
+    /// command wait and try again, any other gives it up.
     async fn complete_context(
         &self,
         origin: &Origin,

@@ -36,6 +36,12 @@ fn pull_request(number: u64) -> Value {
     })
 }
 
+/// What GitHub holds of [`pull_request`]'s pull request.
+fn add_pull_description(h: &Harness, number: u64) {
+    let description = Some("Splits the handler.");
+    (h.github).add_issue(REPO, number, "Refactor the login flow", description, &["refactor"]);
+}
+
 fn repository() -> Value {
     json!({ "full_name": REPO, "owner": { "login": "acme" } })
 }
@@ -74,6 +80,7 @@ fn last_prompt(h: &Harness) -> String {
 async fn a_review_comment_is_answered_in_its_review_thread() {
     let h = harness("").await;
     h.github.add_pull(REPO, 30, "refactor-login", "main");
+    add_pull_description(&h, 30);
     h.github
         .set_pull_files(REPO, 30, &["src/login.rs", "src/retry.rs"]);
     let root = h
@@ -246,6 +253,30 @@ async fn the_conversation_is_read_across_pages_and_a_failed_read_degrades() {
     );
 }
 
+/// The description is read from GitHub when the run is recorded, not kept from the
+/// webhook: the run sees the issue as it reads then, and while GitHub cannot give it
+/// the command waits instead of starting without it.
+#[tokio::test]
+async fn the_description_is_read_when_the_run_is_recorded_and_waited_for() {
+    let mut h = harness("").await;
+    h.github.refuse_reads_containing("/issues/33", 502);
+    h.command(33, "alice", "/oz fix it").await;
+    let read = format!("GET /repos/{REPO}/issues/33");
+    h.wait_for("the issue to be read", || {
+        h.github.requests().iter().any(|r| r == &read)
+    })
+    .await;
+    assert_eq!(h.sim.run_count(), 0, "no run without the description");
+    let edited = "Edited: it fails one run in three.";
+    (h.github).add_issue(REPO, 33, "Login test is flaky", Some(edited), &["bug"]);
+    h.github.answer_reads_again();
+    h.wait_status_contains(33, "✅ Done").await;
+    let prompt = last_prompt(&h);
+    assert!(prompt.contains(edited) && prompt.contains("Labels: bug"), "{prompt}");
+    assert!(!prompt.contains("one run in five"), "{prompt}");
+    assert_eq!(h.sim.run_count(), 1);
+}
+
 fn review_payload(number: u64, review_id: u64, author: &str, body: &str) -> String {
     json!({
         "action": "submitted",
@@ -288,6 +319,7 @@ async fn review_bodies_opening_bodies_and_labels_start_runs_where_they_are_on() 
             .await;
     // A submitted review's body: on by default; answered in the conversation.
     h.github.add_pull(REPO, 40, "refactor-login", "main");
+    add_pull_description(&h, 40);
     let review = review_payload(
         40,
         7001,
@@ -308,13 +340,9 @@ async fn review_bodies_opening_bodies_and_labels_start_runs_where_they_are_on() 
     );
 
     // An issue opened with a command in its body; the reaction goes on the issue.
-    let opened = issue_payload(
-        "opened",
-        41,
-        "Please add it.\n\n/oz add a dark mode toggle",
-        None,
-        "alice",
-    );
+    let opening = "Please add it.\n\n/oz add a dark mode toggle";
+    let opened = issue_payload("opened", 41, opening, None, "alice");
+    (h.github).add_issue(REPO, 41, "Dark mode", Some(opening), &["enhancement"]);
     assert_eq!(h.deliver("issues", &opened).await.status(), 202);
     h.wait_status_contains(41, "✅ Done").await;
     assert!(
@@ -325,6 +353,8 @@ async fn review_bodies_opening_bodies_and_labels_start_runs_where_they_are_on() 
 
     // The configured label: a run whose request is the issue itself.
     let labeled = issue_payload("labeled", 42, "Toggle between themes.", Some("oz"), "alice");
+    let labels = ["enhancement", "oz"];
+    (h.github).add_issue(REPO, 42, "Dark mode", Some("Toggle between themes."), &labels);
     assert_eq!(h.deliver("issues", &labeled).await.status(), 202);
     let status = h.wait_status_contains(42, "✅ Done").await;
     assert!(status.body.contains("label `oz` added"), "{}", status.body);

@@ -100,12 +100,14 @@ async fn issue_command_runs_to_success_in_one_status_comment() {
 async fn pull_request_command_carries_branches() {
     let h = Harness::start().await;
     h.github.add_pull(REPO, 7, "feature/login", "main");
+    let description = "Moves login into its own module.";
+    (h.github).add_issue(REPO, 7, "Refactor login", Some(description), &[]);
     let id = h
         .github
         .add_user_comment(REPO, 7, "alice", "/oz review this --model gpt-5");
     let payload = CommentEventSpec {
         title: "Refactor login",
-        issue_body: "Moves login into its own module.",
+        issue_body: description,
         is_pull_request: true,
         ..CommentEventSpec::created(REPO, 7, id, "alice", "/oz review this --model gpt-5")
     }
@@ -116,7 +118,9 @@ async fn pull_request_command_carries_branches() {
     let request = &h.sim.create_requests()[0];
     let prompt = request.prompt.as_deref().unwrap_or_default();
     assert!(
-        prompt.contains("pull request #7") && prompt.contains("`feature/login` into `main`"),
+        prompt.contains("pull request #7")
+            && prompt.contains("`feature/login` into `main`")
+            && prompt.contains(description),
         "{prompt}"
     );
     assert_eq!(

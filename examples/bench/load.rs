@@ -61,9 +61,8 @@ pub fn comment_delivery_by(
     number: u64,
     text: &str,
 ) -> Delivery {
-    let body = "The login test fails about one run in five on CI. ".repeat(170);
     let body = CommentEventSpec {
-        issue_body: &body,
+        issue_body: &issue_body(),
         ..CommentEventSpec::created(repo, number, comment_id, author, text)
     }
     .payload()
@@ -74,6 +73,12 @@ pub fn comment_delivery_by(
         ("X-Hub-Signature-256", sign_github(SECRET, body.as_bytes())),
     ];
     Delivery { body, headers }
+}
+
+/// The description of every issue of the benchmark (8,500 characters, as long issues
+/// often have): in every delivery, and on the fake GitHub for the runs to read.
+pub fn issue_body() -> String {
+    "The login test fails about one run in five on CI. ".repeat(170)
 }
 
 /// The text of a command whose run stays in progress until cancelled.

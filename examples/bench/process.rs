@@ -106,6 +106,13 @@ pub fn cpu_of(pid: &str) -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// Puts issue `number` of `repo` on the fake GitHub, as the benchmark's deliveries
+/// describe it.
+pub fn add_issue(github: &FakeGithub, repo: &str, number: u64) {
+    let body = crate::load::issue_body();
+    github.add_issue(repo, number, "Login test is flaky", Some(&body), &[]);
+}
+
 /// The fakes a bridge talks to, served on loopback.
 pub struct Fakes {
     pub sim: OzSim,
@@ -128,6 +135,10 @@ impl Fakes {
             .serve(TcpListener::bind("127.0.0.1:0").await?)
             .await?;
         github.set_permission(REPO, "alice", "write");
+        // The issues the webhook figures comment on (see `load::deliveries`).
+        for number in 1..=500 {
+            add_issue(&github, REPO, number);
+        }
         let slack = FakeSlack::new(SLACK_TOKEN);
         let (slack_api, hooks) = slack.serve(TcpListener::bind("127.0.0.1:0").await?).await?;
         for channel in 0..SLACK_CHANNELS {

@@ -207,6 +207,7 @@ pub fn commands_on_new_issues(
     let deliveries = (first..first + count)
         .map(|number| {
             let comment = fakes.github.add_user_comment(REPO, number, "alice", text);
+            crate::process::add_issue(&fakes.github, REPO, number);
             comments.push(comment);
             load::comment_delivery(comment, number, text)
         })

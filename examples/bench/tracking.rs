@@ -107,6 +107,7 @@ async fn grow(up: &Up, have: usize, count: usize) -> anyhow::Result<String> {
             .map(|i| {
                 let (repo, author) = (format!("acme/repo{}", i / 10), format!("dev{}", i / 3));
                 up.fakes.github.set_permission(&repo, &author, "write");
+                crate::process::add_issue(&up.fakes.github, &repo, 10_000 + i);
                 comment_delivery_by(&repo, &author, 5_000_000 + i, 10_000 + i, ENDLESS_COMMAND)
             })
             .collect(),

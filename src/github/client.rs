@@ -237,16 +237,36 @@ struct PermissionBody {
     role_name: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct PullBody {
-    head: RefBody,
-    base: RefBody,
+/// An issue or a pull request as GitHub reads it now (`GET …/issues/{n}` or
+/// `GET …/pulls/{n}`): the fields a prompt uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReadThread {
+    #[serde(default)]
+    pub title: String,
+    /// Nullable in GitHub's schema (no description).
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<ReadLabel>,
+    /// A pull request's branches; `None` for an issue.
+    #[serde(default)]
+    pub head: Option<RefBody>,
+    #[serde(default)]
+    pub base: Option<RefBody>,
 }
 
-#[derive(Deserialize)]
-struct RefBody {
+/// A label as GitHub lists it on an issue.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReadLabel {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A branch a pull request names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefBody {
     #[serde(rename = "ref")]
-    name: String,
+    pub name: String,
 }
 
 fn breaker(clock: crate::clock::Clock) -> std::sync::Arc<crate::retry::Breaker> {
@@ -562,18 +582,19 @@ impl GithubClient {
         }
     }
 
-    /// Head and base branch names of a pull request.
-    pub async fn pull_branches(
+    /// The issue or pull request `number` as it reads now; a pull request is read from
+    /// its own endpoint, which also names its branches.
+    pub async fn thread(
         &self,
         repo: &RepoFullName,
         installation: Option<u64>,
         number: u64,
-    ) -> Result<(String, String), GithubError> {
-        let path = format!("/repos/{repo}/pulls/{number}");
-        let pull: PullBody = self
-            .send(Method::GET, &path, installation, None::<&()>)
-            .await?;
-        Ok((pull.head.name, pull.base.name))
+        is_pull_request: bool,
+    ) -> Result<ReadThread, GithubError> {
+        let kind = if is_pull_request { "pulls" } else { "issues" };
+        let path = format!("/repos/{repo}/{kind}/{number}");
+        self.send(Method::GET, &path, installation, None::<&()>)
+            .await
     }
 
     /// The App's installation on `repo` (`GET /repos/{o}/{r}/installation`, with the

@@ -1,12 +1,17 @@
 //! The whole thread as a prompt's context: what is read from GitHub when a run is
-//! recorded (earlier comments and who of their authors may write, a pull request's
-//! changed files, a review thread's earlier replies), each piece bounded, and how it is
+//! recorded (the or pull request's description and labels, earlier comments and
+//! who of their authors may write, a pull request's changed files, a review thread's
+//! earlier replies), each piece bounded, and how it is
 //! written into the prompt's `{thread}` (user text inside `<untrusted>` fences).
 
 use crate::domain::{EarlierComment, ThreadContext, ThreadHistory};
-use crate::pipeline::prompt::{fence_safe, untrusted};
+use crate::pipeline::prompt::{MAX_BODY_CHARS, fence_safe, untrusted};
 use crate::text::truncate;
 
+/// Labels kept, at most.
+pub const MAX_LABELS: usize = 30;
+/// Characters kept of a label's name.
+const MAX_LABEL_CHARS: usize = 100;
 /// Earlier comments kept, at most.
 pub const MAX_COMMENTS: usize = 20;
 /// Characters kept of one earlier comment.
@@ -15,6 +20,26 @@ pub const MAX_COMMENT_CHARS: usize = 1_000;
 pub const MAX_COMMENTS_TOTAL: usize = 8_000;
 /// Changed files listed, at most (one page of GitHub's listing).
 pub const MAX_FILES: usize = 100;
+
+/// A description as kept: at most [`MAX_BODY_CHARS`] characters, without NULs (a NUL
+/// is one character, as its replacement is; the text is copied once unless it has one).
+pub fn bounded_body(text: &str) -> String {
+    let cut = truncate(text, MAX_BODY_CHARS);
+    if cut.contains('\0') {
+        crate::intake::shape::without_nul(&cut)
+    } else {
+        cut
+    }
+}
+
+/// Label names as kept: the first [`MAX_LABELS`], each bounded, without NULs.
+pub fn bounded_labels<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    names
+        .into_iter()
+        .take(MAX_LABELS)
+        .map(|name| truncate(&crate::intake::shape::without_nul(name), MAX_LABEL_CHARS))
+        .collect()
+}
 
 /// A comment as read, before it is bounded.
 pub struct ReadComment {

@@ -15,12 +15,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
-/// Most of an issue body that is kept for the prompt.
-const MAX_BODY_CHARS: usize = 8_000;
 /// Most of a review comment's diff hunk that is kept for the prompt.
 const MAX_HUNK_CHARS: usize = 3_000;
-/// Labels kept for the prompt.
-const MAX_LABELS: usize = 30;
 
 /// What intake decided about a delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,11 +294,13 @@ pub fn parse_event(
     {
         return Ok(GithubIntake::Ignored("label starts nothing"));
     }
+    // The description is not kept: it is most of what a delivery weighs (up to 65,536
+    // characters) and would make the answer's one write many times larger; the
+    // surface reads it, as it reads then, when the run is recorded.
     let (mut context, number) = match (payload.pull_request, payload.issue) {
         (Some(Object(pr)), _) => (
             ThreadContext {
                 title: without_nul(&pr.title),
-                body: bounded(pr.body.unwrap_or_default()),
                 url: pr.html_url,
                 is_pull_request: true,
                 head_ref: Some(pr.head.0.name),
@@ -315,7 +313,6 @@ pub fn parse_event(
         (None, Some(Object(issue))) => (
             ThreadContext {
                 title: without_nul(&issue.title),
-                body: bounded(issue.body.unwrap_or_default()),
                 url: issue.html_url,
                 is_pull_request: issue.pull_request.is_some(),
                 labels: label_names(issue.labels),
@@ -513,12 +510,8 @@ fn opened_or_labeled(
 }
 
 fn label_names(labels: Option<Vec<Object<Label>>>) -> Vec<String> {
-    labels
-        .unwrap_or_default()
-        .into_iter()
-        .take(MAX_LABELS)
-        .map(|l| crate::text::truncate(&without_nul(&l.0.name), 100))
-        .collect()
+    let labels = labels.unwrap_or_default();
+    super::context::bounded_labels(labels.iter().map(|l| l.0.name.as_str()))
 }
 
 /// The images a comment links (`![alt](url)`, `<img src="url">`), in order, at most a
@@ -570,17 +563,6 @@ fn linked_images(body: &str) -> Vec<crate::attachments::AttachmentRef> {
         .collect()
 }
 
-/// At most `MAX_BODY_CHARS` characters, without NULs (a NUL is one character, as its
-/// replacement is; the text is copied once unless it has one).
-fn bounded(text: String) -> String {
-    let cut = crate::text::truncate(&text, MAX_BODY_CHARS);
-    if cut.contains('\0') {
-        without_nul(&cut)
-    } else {
-        cut
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,6 +611,20 @@ mod tests {
             command.origin.thread_key().as_str(),
             "github:acme/widgets#42"
         );
+    }
+
+    #[test]
+    fn the_description_is_not_kept_with_the_command() {
+        let described = payload("created", "/oz fix it", "User");
+        let GithubIntake::Command { command, .. } =
+            decide("issue_comment", &described, &GithubPolicy::default())
+        else {
+            panic!("a command");
+        };
+        assert_eq!(command.context.title, "Login flaky");
+        assert_eq!(command.context.body, "", "read when the run is recorded");
+        let stored = serde_json::to_string(&command).unwrap();
+        assert!(!stored.contains("It fails"), "{stored}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::ids::RepoFullName;
 use crate::pipeline::prompt::{MAX_BODY_CHARS, MAX_TITLE_CHARS, fence_safe, untrusted};
-use crate::retry::Breaker;
+use crate::retry::{Breaker, CallFailure};
 use crate::store::RunRecord;
 use crate::surface::{
     Access, Admission, Mark, Moment, PlaceDefaults, PromptParts, SendError, StatusBody, Surface,
@@ -402,9 +402,13 @@ impl Surface for GithubSurface {
         }
     }
 
-    /// The pull request's branches (the comment event does not carry them), the
-    /// earlier comments, the changed files and the review thread's earlier replies.
-    /// Each piece is best effort: one that cannot be read is left out with a warning.
+    /// The issue's or pull request's description and labels as they read now (the
+    /// intake does not keep the description), a pull request's branches, the earlier
+    /// comments, the changed files and the review thread's earlier replies. When the
+    /// issue or pull request cannot be read for a while (GitHub failing, a rate limit)
+    /// the error says so, and the command waits for it; a description GitHub will not
+    /// give (the issue is gone) and every other piece are best effort: left out with a
+    /// warning.
     async fn complete_context(
         &self,
         origin: &Origin,
@@ -412,20 +416,22 @@ impl Surface for GithubSurface {
     ) -> Result<(), SendError> {
         let g = github(origin)?;
         let (repo, installation) = (&g.repo, g.installation_id);
-        if context.is_pull_request && context.head_ref.is_none() {
-            match self
-                .client
-                .pull_branches(repo, installation, g.number)
-                .await
-            {
-                Ok((head, base)) => {
-                    context.head_ref = Some(head);
-                    context.base_ref = Some(base);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %repo, "could not read the pull request's branches")
+        match (self.client)
+            .thread(repo, installation, g.number, context.is_pull_request)
+            .await
+        {
+            Ok(read) => {
+                context.title = crate::intake::shape::without_nul(&read.title);
+                context.body = context::bounded_body(read.body.as_deref().unwrap_or_default());
+                context.labels =
+                    context::bounded_labels(read.labels.iter().map(|l| l.name.as_str()));
+                if let (Some(head), Some(base)) = (read.head, read.base) {
+                    context.head_ref = Some(head.name);
+                    context.base_ref = Some(base.name);
                 }
             }
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => tracing::warn!(%error, %repo, "could not read the issue or pull request"),
         }
         let before = matches!(g.comment_kind, CommentKind::Issue).then_some(g.comment_id);
         match self

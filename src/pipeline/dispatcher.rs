@@ -895,10 +895,9 @@ impl Dispatcher {
             latest.as_ref().and_then(|r| r.view.conversation_id.clone())
         };
         let mut full = command.clone();
-        if let Err(error) = surface.complete_context(origin, &mut full.context).await {
-            // Best effort: the run starts with what the intake saw.
-            tracing::warn!(%error, "could not read the thread's context");
-        }
+        // What the thread says is read now; a surface that cannot read it for a while
+        // makes the command wait (nothing is recorded yet, so it is simply tried again).
+        surface.complete_context(origin, &mut full.context).await?;
         let run_ref = RunRef::generate();
         let mut request = build_request(
             surface,

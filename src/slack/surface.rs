@@ -202,10 +202,17 @@ impl Surface for SlackSurface {
         let Some(thread) = &s.thread_ts else {
             return Ok(());
         };
-        let messages = self
-            .client
+        // Best effort: without the transcript the run starts from the request alone.
+        let messages = match (self.client)
             .replies(&s.channel, thread, MAX_THREAD_MESSAGES)
-            .await?;
+            .await
+        {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the thread's earlier messages");
+                return Ok(());
+            }
+        };
         let mut transcript = String::new();
         for message in messages
             .iter()

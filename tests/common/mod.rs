@@ -349,12 +349,13 @@ impl Harness {
     pub fn comment(&mut self, number: u64, author: &str, body: &str) -> (u64, String) {
         let id = self.github.add_user_comment(REPO, number, author, body);
         self.next_comment = id;
-        let payload = CommentEventSpec {
+        let spec = CommentEventSpec {
             issue_body: "It fails one run in five.",
             author_id: if author == "alice" { 1001 } else { 2002 },
             ..CommentEventSpec::created(REPO, number, id, author, body)
-        }
-        .payload();
+        };
+        (self.github).add_issue(REPO, number, spec.title, Some(spec.issue_body), &[]);
+        let payload = spec.payload();
         (id, payload.to_string())
     }
 

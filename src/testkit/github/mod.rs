@@ -1,5 +1,5 @@
-//! An in-process fake of the GitHub REST API for the demo and the tests: comments,
-//! reactions, permissions, pull requests and installation tokens in memory, with
+//! An in-process fake of the GitHub REST API for the demo and the tests: issues,
+//! comments, reactions, permissions, pull requests and installation tokens in memory, with
 //! GitHub's status codes, error bodies, size limit and secondary rate limits; and the
 //! App manifest flow (`apps.rs`).
 
@@ -58,6 +58,14 @@ pub struct ReviewThreadPlace {
     pub in_reply_to: Option<u64>,
 }
 
+/// An issue's or pull request's title, description and labels.
+#[derive(Debug, Clone, Default)]
+struct FakeThread {
+    title: String,
+    body: Option<String>,
+    labels: Vec<String>,
+}
+
 /// A file of a repository's default branch.
 #[derive(Debug, Clone)]
 struct FakeFile {
@@ -72,6 +80,8 @@ struct FakeState {
     reactions: Vec<(u64, String)>,
     permissions: HashMap<(String, String), String>,
     pulls: HashMap<(String, u64), (String, String)>,
+    /// Issues and pull requests (their titles, descriptions and labels).
+    threads: HashMap<(String, u64), FakeThread>,
     /// Content-creating calls (POST comment) refused with a secondary rate limit.
     rate_limit_creates: u32,
     rate_limit_retry_after: u64,
@@ -172,6 +182,7 @@ impl FakeGithub {
                 "/repos/{owner}/{repo}/collaborators/{user}/permission",
                 get(permission),
             )
+            .route("/repos/{owner}/{repo}/issues/{number}", get(issue))
             .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
             .route(
                 "/repos/{owner}/{repo}/pulls/{number}/comments",
@@ -263,6 +274,26 @@ impl FakeGithub {
         );
     }
 
+    /// Registers an issue (or, with [`Self::add_pull`], a pull request): its title,
+    /// description (`None`: none written) and labels.
+    pub fn add_issue(
+        &self,
+        repo: &str,
+        number: u64,
+        title: &str,
+        body: Option<&str>,
+        labels: &[&str],
+    ) {
+        lock(&self.state).threads.insert(
+            (repo.to_ascii_lowercase(), number),
+            FakeThread {
+                title: title.into(),
+                body: body.map(str::to_owned),
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            },
+        );
+    }
+
     /// Adds a comment written by a person; returns its id.
     pub fn add_user_comment(&self, repo: &str, number: u64, author: &str, body: &str) -> u64 {
         let mut state = lock(&self.state);
@@ -335,6 +366,11 @@ impl FakeGithub {
         lock(&self.state)
             .refused_paths
             .push((part.to_owned(), status));
+    }
+
+    /// Ends every outage set by [`Self::refuse_reads_containing`].
+    pub fn answer_reads_again(&self) {
+        lock(&self.state).refused_paths.clear();
     }
 
     /// How many conditional reads were answered 304 Not Modified.
@@ -969,15 +1005,45 @@ async fn permission(
     }
 }
 
+/// The fields ozbridge reads of an issue or a pull request (both are issues to GitHub).
+fn thread_json(state: &FakeState, key: &(String, u64)) -> serde_json::Value {
+    let thread = state.threads.get(key).cloned().unwrap_or_default();
+    let labels: Vec<serde_json::Value> = thread
+        .labels
+        .iter()
+        .map(|name| json!({ "name": name }))
+        .collect();
+    json!({ "number": key.1, "title": thread.title, "body": thread.body, "labels": labels, "state": "open" })
+}
+
+async fn issue(
+    State(fake): State<FakeGithub>,
+    Path((owner, repo, number)): Path<(String, String, u64)>,
+) -> Response {
+    let key = (format!("{owner}/{repo}").to_ascii_lowercase(), number);
+    let state = lock(&fake.state);
+    if !state.threads.contains_key(&key) && !state.pulls.contains_key(&key) {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let mut issue = thread_json(&state, &key);
+    if state.pulls.contains_key(&key) {
+        issue["pull_request"] = json!({ "url": format!("/repos/{}/pulls/{number}", key.0) });
+    }
+    Json(issue).into_response()
+}
+
 async fn pull(
     State(fake): State<FakeGithub>,
     Path((owner, repo, number)): Path<(String, String, u64)>,
 ) -> Response {
     let key = (format!("{owner}/{repo}").to_ascii_lowercase(), number);
-    match lock(&fake.state).pulls.get(&key) {
+    let state = lock(&fake.state);
+    match state.pulls.get(&key) {
         Some((head, base)) => {
-            Json(json!({ "number": number, "head": { "ref": head }, "base": { "ref": base } }))
-                .into_response()
+            let mut pull = thread_json(&state, &key);
+            pull["head"] = json!({ "ref": head });
+            pull["base"] = json!({ "ref": base });
+            Json(pull).into_response()
         }
         None => error(StatusCode::NOT_FOUND, "Not Found"),
     }
