@@ -39,7 +39,13 @@ fn pull_request(number: u64) -> Value {
 /// What GitHub holds of [`pull_request`]'s pull request.
 fn add_pull_description(h: &Harness, number: u64) {
     let description = Some("Splits the handler.");
-    (h.github).add_issue(REPO, number, "Refactor the login flow", description, &["refactor"]);
+    (h.github).add_issue(
+        REPO,
+        number,
+        "Refactor the login flow",
+        description,
+        &["refactor"],
+    );
 }
 
 fn repository() -> Value {
@@ -272,7 +278,10 @@ async fn the_description_is_read_when_the_run_is_recorded_and_waited_for() {
     h.github.answer_reads_again();
     h.wait_status_contains(33, "✅ Done").await;
     let prompt = last_prompt(&h);
-    assert!(prompt.contains(edited) && prompt.contains("Labels: bug"), "{prompt}");
+    assert!(
+        prompt.contains(edited) && prompt.contains("Labels: bug"),
+        "{prompt}"
+    );
     assert!(!prompt.contains("one run in five"), "{prompt}");
     assert_eq!(h.sim.run_count(), 1);
 }
@@ -354,7 +363,13 @@ async fn review_bodies_opening_bodies_and_labels_start_runs_where_they_are_on() 
     // The configured label: a run whose request is the issue itself.
     let labeled = issue_payload("labeled", 42, "Toggle between themes.", Some("oz"), "alice");
     let labels = ["enhancement", "oz"];
-    (h.github).add_issue(REPO, 42, "Dark mode", Some("Toggle between themes."), &labels);
+    (h.github).add_issue(
+        REPO,
+        42,
+        "Dark mode",
+        Some("Toggle between themes."),
+        &labels,
+    );
     assert_eq!(h.deliver("issues", &labeled).await.status(), 202);
     let status = h.wait_status_contains(42, "✅ Done").await;
     assert!(status.body.contains("label `oz` added"), "{}", status.body);

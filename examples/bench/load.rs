@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Requests per closed-loop figure.
-pub const REQUESTS: usize = 20_000;
+pub const REQUESTS: usize = 100_000;
 /// Requests in flight in a closed loop.
 pub const CONCURRENCY: usize = 32;
 

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Requests in flight from which the intake counts as busy.
@@ -19,11 +18,15 @@ const BUSY_AT: usize = 4;
 /// How long the intake still counts as busy after it last had that many in flight.
 const BUSY_FOR: Duration = Duration::from_millis(50);
 
-/// The intake's requests in flight, and a signal when it calms down.
+/// The intake's requests in flight, and until when it counts as busy.
+///
+/// A waiting worker is never woken by a request: it sleeps until its turn or until the
+/// busy moment ends, whichever comes first, and looks again then (at least every
+/// [`BUSY_FOR`]). Waking the waiting workers whenever a request ended cost a dozen
+/// wake-ups per request under a flood, each only to find the intake still busy.
 #[derive(Debug)]
 pub struct IntakeLoad {
     in_flight: AtomicUsize,
-    calm: Notify,
     /// Until when it counts as busy, in ns after `epoch`.
     busy_until: AtomicU64,
     epoch: Instant,
@@ -37,8 +40,9 @@ pub struct InFlight(Arc<IntakeLoad>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) <= BUSY_AT {
-            self.0.calm.notify_waiters();
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) >= BUSY_AT {
+            // It had enough in flight until now.
+            self.0.busy_for_a_moment();
         }
     }
 }
@@ -47,7 +51,6 @@ impl Default for IntakeLoad {
     fn default() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
-            calm: Notify::new(),
             busy_until: AtomicU64::new(0),
             epoch: Instant::now(),
             last_turn: std::sync::Mutex::new(None),
@@ -59,10 +62,15 @@ impl IntakeLoad {
     /// Counts a request until the returned guard is dropped.
     pub fn enter(self: &Arc<Self>) -> InFlight {
         if self.in_flight.fetch_add(1, Ordering::SeqCst) + 1 >= BUSY_AT {
-            let until = self.since_epoch(Instant::now() + BUSY_FOR);
-            self.busy_until.fetch_max(until, Ordering::SeqCst);
+            self.busy_for_a_moment();
         }
         InFlight(self.clone())
+    }
+
+    /// Counts the intake busy until [`BUSY_FOR`] from now, at least.
+    fn busy_for_a_moment(&self) {
+        let until = self.since_epoch(Instant::now() + BUSY_FOR);
+        self.busy_until.fetch_max(until, Ordering::SeqCst);
     }
 
     fn since_epoch(&self, at: Instant) -> u64 {
@@ -86,25 +94,23 @@ impl IntakeLoad {
     pub async fn step_aside(&self, pace: Duration) {
         let mut turn = None;
         loop {
-            let calm = self.calm.notified();
-            tokio::pin!(calm);
-            // Listening before looking: a request that ends in between still wakes us.
-            calm.as_mut().enable();
             if !self.is_busy() {
                 // Turns booked while it was busy no longer hold anyone back.
                 *self.turns() = None;
                 return;
             }
             let at = *turn.get_or_insert_with(|| self.book_turn(pace));
-            // Woken when requests end, or when the moment after the last busy one
-            // passes, to look again; gone at the turn.
+            // Look again when the busy moment ends (requests long in flight keep it
+            // busy past that: then a moment later), gone at the turn.
+            let now = Instant::now();
             let busy_ends = self.busy_ends();
-            let look_again = if busy_ends > Instant::now() {
-                at.min(busy_ends)
+            let look_again = if busy_ends > now {
+                busy_ends
             } else {
-                at
+                now + BUSY_FOR
             };
-            if tokio::time::timeout_at(look_again, calm).await.is_err() && Instant::now() >= at {
+            tokio::time::sleep_until(at.min(look_again)).await;
+            if Instant::now() >= at {
                 return;
             }
         }
@@ -130,19 +136,25 @@ impl IntakeLoad {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_pipeline_waits_while_the_intake_is_busy_and_goes_on_when_it_calms() {
         let load = Arc::new(IntakeLoad::default());
         let mut requests: Vec<InFlight> = (0..BUSY_AT).map(|_| load.enter()).collect();
         assert!(load.is_busy());
+        let started = Instant::now();
         let waiting = tokio::spawn({
             let load = load.clone();
-            async move { load.step_aside(Duration::from_secs(3600)).await }
+            async move {
+                load.step_aside(Duration::from_secs(3600)).await;
+                started.elapsed()
+            }
         });
-        tokio::task::yield_now().await;
+        // Requests stay in flight far longer than the busy moment: still busy.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished(), "it waits while the intake is busy");
         requests.pop();
-        waiting.await.expect("it goes on once a request ends");
+        let waited = waiting.await.expect("it goes on once the intake calms");
+        assert_eq!(waited, Duration::from_secs(1) + BUSY_FOR);
         assert!(!load.is_busy());
     }
 
@@ -191,10 +203,10 @@ mod tests {
         for (worker, turn) in workers.by_ref().take(2).zip(1u32..) {
             assert_eq!(worker.await.expect("worker"), pace * turn);
         }
-        // It calms: the others go at once, not at their turns.
+        // It calms: the others go a moment later, not at their turns.
         requests.pop();
         for worker in workers {
-            assert_eq!(worker.await.expect("worker"), pace * 2);
+            assert_eq!(worker.await.expect("worker"), pace * 2 + BUSY_FOR);
         }
         // Busy again: turns start afresh, not after the ones booked before.
         requests.push(load.enter());
