@@ -110,13 +110,17 @@ struct Handled {
 }
 
 impl Handled {
-    fn of(item: &RunItem) -> Self {
+    /// The fingerprint of everything the list says of `item` but its prompt (which never
+    /// changes and is most of its size: it is set aside while the rest is hashed).
+    fn of(item: &mut RunItem) -> Self {
         use std::hash::{Hash, Hasher};
+        let prompt = std::mem::take(&mut item.prompt);
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         // A run item always serializes; an empty fingerprint would only make it read again.
-        serde_json::to_vec(item)
+        serde_json::to_vec(&*item)
             .unwrap_or_default()
             .hash(&mut hasher);
+        item.prompt = prompt;
         Self {
             updated_at: item.updated_at.timestamp_millis(),
             fingerprint: hasher.finish(),
@@ -130,9 +134,9 @@ impl Relisted {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// True when the last tick handled `item` as the list gives it now.
-    fn unchanged(&self, item: &RunItem) -> bool {
-        self.handled().get(&item.run_id) == Some(&Handled::of(item))
+    /// True when the last tick handled the run `id` as the list gives it now.
+    fn unchanged(&self, id: &OzRunId, listed: Handled) -> bool {
+        self.handled().get(id) == Some(&listed)
     }
 
     /// Keeps what this tick handled that the next list (from `watermark`) gives again.
@@ -199,16 +203,18 @@ impl Tracker {
         };
         let mut handled = HashMap::new();
         loop {
-            let page = self.oz.list_runs(&query).await?;
-            for item in &page.runs {
+            let mut page = self.oz.list_runs(&query).await?;
+            let mut fresh = Vec::new();
+            for item in &mut page.runs {
                 newest = newest.max(item.updated_at.timestamp_millis());
+                let listed = Handled::of(item);
+                if self.relisted.unchanged(&item.run_id, listed) {
+                    handled.insert(item.run_id.clone(), listed);
+                } else {
+                    fresh.push((&*item, listed));
+                }
             }
-            let (again, fresh): (Vec<&RunItem>, Vec<&RunItem>) = page
-                .runs
-                .iter()
-                .partition(|item| self.relisted.unchanged(item));
-            handled.extend(again.iter().map(|i| (i.run_id.clone(), Handled::of(i))));
-            let ids: Vec<OzRunId> = fresh.iter().map(|r| r.run_id.clone()).collect();
+            let ids: Vec<OzRunId> = fresh.iter().map(|(r, _)| r.run_id.clone()).collect();
             let mut known: HashMap<OzRunId, RunRecord> = self
                 .store
                 .runs_by_oz_ids(&ids)
@@ -219,7 +225,7 @@ impl Tracker {
             // Known runs first: handling an unrecorded one may note something on a
             // known run's view, which a later apply from this page's records would undo.
             let mut unrecorded = Vec::new();
-            for item in fresh {
+            for (item, listed) in fresh {
                 let at = item.updated_at.timestamp_millis();
                 let Some(record) = known.remove(&item.run_id) else {
                     unrecorded.push((item, at));
@@ -241,7 +247,7 @@ impl Tracker {
                         self.read_schedule.note_working(working, self.now());
                     }
                 }
-                handled.insert(item.run_id.clone(), Handled::of(item));
+                handled.insert(item.run_id.clone(), listed);
             }
             for (item, at) in unrecorded {
                 match self.unrecorded(item).await? {
@@ -542,22 +548,30 @@ mod tests {
     #[test]
     fn a_run_relisted_as_it_was_handled_is_passed_over_and_no_other() {
         let relisted = Relisted::default();
-        let quiet = item("run-1", "2026-12-06T10:00:10Z");
-        let older = item("run-2", "2026-12-06T10:00:05Z");
-        let handled = [&quiet, &older]
-            .iter()
+        let mut quiet = item("run-1", "2026-12-06T10:00:10Z");
+        let mut older = item("run-2", "2026-12-06T10:00:05Z");
+        let watermark = quiet.updated_at.timestamp_millis();
+        let handled = [&mut quiet, &mut older]
+            .into_iter()
             .map(|i| (i.run_id.clone(), Handled::of(i)))
             .collect();
-        let watermark = quiet.updated_at.timestamp_millis();
         relisted.keep(handled, watermark);
-        assert!(relisted.unchanged(&quiet));
+        let unchanged = |mut item: RunItem| {
+            let listed = Handled::of(&mut item);
+            relisted.unchanged(&item.run_id, listed)
+        };
+        assert!(unchanged(quiet.clone()));
+        // The prompt is not part of it (it never changes).
+        let mut same = quiet.clone();
+        same.prompt = "another text".into();
+        assert!(unchanged(same));
         // Changed since, even at the same time: handled again.
-        assert!(!relisted.unchanged(&item("run-1", "2026-12-06T10:00:11Z")));
+        assert!(!unchanged(item("run-1", "2026-12-06T10:00:11Z")));
         let mut ended = quiet.clone();
         ended.state = RunState::Cancelled;
-        assert!(!relisted.unchanged(&ended));
+        assert!(!unchanged(ended));
         // Not listed again from this watermark: not kept.
-        assert!(!relisted.unchanged(&older));
-        assert!(!relisted.unchanged(&item("run-3", "2026-12-06T10:00:10Z")));
+        assert!(!unchanged(older));
+        assert!(!unchanged(item("run-3", "2026-12-06T10:00:10Z")));
     }
 }
