@@ -10,13 +10,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Handles one GitHub delivery.
-pub async fn webhook(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn webhook(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let signature = header(&headers, "x-hub-signature-256");
     if let Err(error) = verify_hex_hmac(&state.github_secrets, signature, "sha256=", &[&body]) {
         crate::telemetry::webhook("github", "unauthorized");

@@ -23,7 +23,6 @@ use tower_http::trace::TraceLayer;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the handlers share.
-#[derive(Clone)]
 pub struct HttpState {
     pub pipeline: Arc<Pipeline>,
     pub github_secrets: Arc<Vec<SecretString>>,
@@ -70,7 +69,7 @@ impl HttpState {
 /// Counts a platform request as in flight until it is answered (the pipeline's workers
 /// step aside while many are).
 async fn count_in_flight(
-    axum::extract::State(state): axum::extract::State<HttpState>,
+    axum::extract::State(state): axum::extract::State<Arc<HttpState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -118,6 +117,8 @@ pub fn metrics_router() -> Router {
 
 /// The service's router.
 pub fn router(state: HttpState, metrics: MetricsRoute) -> Router {
+    // Shared, not copied: every request takes the state (twice, with its count).
+    let state = Arc::new(state);
     let intake = Router::new()
         .route("/github/webhook", post(github::webhook))
         .route("/slack/commands", post(slack::commands))

@@ -4,6 +4,7 @@ use super::HttpState;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use std::sync::Arc;
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> &'static str {
@@ -11,7 +12,7 @@ pub async fn healthz() -> &'static str {
 }
 
 /// `GET /readyz`: the database answers.
-pub async fn readyz(State(state): State<HttpState>) -> Response {
+pub async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
     if state.pipeline.store.ping().await {
         (StatusCode::OK, "ready").into_response()
     } else {
@@ -34,7 +35,7 @@ pub async fn metrics() -> Response {
 /// `GET /artifacts/{uid}`: redirects to a fresh download URL of a screenshot or file of
 /// one of ozbridge's runs (Oz's URLs expire, so status posts link here instead). Other
 /// artifacts of the API key's account are not served.
-pub async fn artifact(State(state): State<HttpState>, Path(uid): Path<String>) -> Response {
+pub async fn artifact(State(state): State<Arc<HttpState>>, Path(uid): Path<String>) -> Response {
     if uid.len() > 200
         || !uid
             .chars()

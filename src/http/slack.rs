@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::sync::Arc;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -63,7 +64,11 @@ fn bad_payload(error: impl std::fmt::Display) -> Response {
 }
 
 /// The `/oz` slash command.
-pub async fn commands(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn commands(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     // Slack's SSL check is unsigned: answer it and read nothing else from the request.
     if form(&body)
         .iter()
@@ -102,7 +107,11 @@ pub async fn commands(State(state): State<HttpState>, headers: HeaderMap, body: 
 }
 
 /// Events API callbacks.
-pub async fn events(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn events(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(refusal) = refuse(&state, &headers, &body) {
         return refusal;
     }
@@ -128,7 +137,7 @@ pub async fn events(State(state): State<HttpState>, headers: HeaderMap, body: By
 
 /// Button presses.
 pub async fn interactions(
-    State(state): State<HttpState>,
+    State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

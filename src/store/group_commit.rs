@@ -2,6 +2,11 @@
 //! at that moment and commits them in one transaction. SQLite has one writer at a time,
 //! so a burst of webhooks otherwise queues on the write lock one transaction each. Each
 //! request still gets its answer only after its row is committed.
+//!
+//! The writer never copies the WAL back into the database (a checkpoint, which SQLite
+//! otherwise does in the commit that finds the WAL long, syncing the database file while
+//! every waiting request waits): a task beside it does, on another connection, a moment
+//! after commits (a passive checkpoint runs beside the writer).
 
 use super::{StoreError, StoreResult};
 use sqlx::AnyPool;
@@ -9,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts in one transaction.
 const MAX_BATCH: usize = 256;
+/// How long after a commit the WAL is checkpointed (the commits of that moment share it).
+const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One row of the `commands` table, ready to insert.
 pub struct NewCommandRow {
@@ -29,10 +36,14 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task on `pool`.
-    pub fn start(pool: AnyPool) -> Self {
+    /// Starts the writer task on `pool` (one connection, which never checkpoints), and
+    /// its checkpoints on `checkpoint_pool`.
+    pub fn start(pool: AnyPool, checkpoint_pool: AnyPool) -> Self {
         let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer(pool.clone(), receiver));
+        // At most one commit waiting for a checkpoint: the ones after it share it.
+        let (committed, commits) = mpsc::channel(1);
+        tokio::spawn(writer(pool.clone(), receiver, committed));
+        tokio::spawn(checkpoints(checkpoint_pool, commits));
         Self { jobs, pool }
     }
 
@@ -67,10 +78,12 @@ pub fn bind(row: &NewCommandRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any:
         .bind(row.now)
 }
 
-async fn writer(pool: AnyPool, mut receiver: mpsc::Receiver<Job>) {
+async fn writer(pool: AnyPool, mut receiver: mpsc::Receiver<Job>, committed: mpsc::Sender<()>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match commit(&pool, &batch).await {
+        let result = commit(&pool, &batch).await;
+        let _ = committed.try_send(());
+        match result {
             Ok(stored) => {
                 for ((_, answer), stored) in batch.drain(..).zip(stored) {
                     let _ = answer.send(Ok(stored));
@@ -84,6 +97,20 @@ async fn writer(pool: AnyPool, mut receiver: mpsc::Receiver<Job>) {
                     ))));
                 }
             }
+        }
+    }
+}
+
+/// Copies the WAL back into the database a moment after commits, until the writer is
+/// gone (a passive checkpoint: it never waits for the writer, nor the writer for it).
+async fn checkpoints(pool: AnyPool, mut commits: mpsc::Receiver<()>) {
+    while commits.recv().await.is_some() {
+        tokio::time::sleep(CHECKPOINT_AFTER).await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%error, "could not checkpoint the inbox's WAL");
         }
     }
 }

@@ -86,12 +86,20 @@ impl Store {
             prepare_postgres_url(url)?
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = open_pool(&options, if is_sqlite { 8 } else { 16 }, is_sqlite, durable).await?;
-        let inbox_pool =
-            open_pool(&options, if is_sqlite { 1 } else { 4 }, is_sqlite, durable).await?;
+        let sqlite = is_sqlite.then_some(Sqlite {
+            durable,
+            checkpoints: true,
+        });
+        let pool = open_pool(&options, if is_sqlite { 8 } else { 16 }, sqlite).await?;
+        // The inbox's writer never checkpoints the WAL itself (see `group_commit`).
+        let inbox_sqlite = sqlite.map(|s| Sqlite {
+            checkpoints: false,
+            ..s
+        });
+        let inbox_pool = open_pool(&options, if is_sqlite { 1 } else { 4 }, inbox_sqlite).await?;
         let inbox = if is_sqlite {
             // One writer at a time on SQLite: concurrent inserts commit together.
-            Inbox::GroupCommit(group_commit::GroupCommit::start(inbox_pool))
+            Inbox::GroupCommit(group_commit::GroupCommit::start(inbox_pool, pool.clone()))
         } else {
             Inbox::Direct(inbox_pool)
         };
@@ -281,19 +289,33 @@ impl Inbox {
     }
 }
 
+/// How a pool's SQLite connections are set up.
+#[derive(Clone, Copy)]
+struct Sqlite {
+    /// Every commit synced before it is acknowledged.
+    durable: bool,
+    /// A commit that leaves the WAL long copies it back into the database (SQLite's
+    /// automatic checkpoint); off for the inbox's writer, whose WAL is checkpointed
+    /// beside it.
+    checkpoints: bool,
+}
+
 /// A pool of up to `max` connections; SQLite connections get their pragmas.
 async fn open_pool(
     options: &AnyConnectOptions,
     max: u32,
-    is_sqlite: bool,
-    durable: bool,
+    sqlite: Option<Sqlite>,
 ) -> anyhow::Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                if is_sqlite {
+                if let Some(Sqlite {
+                    durable,
+                    checkpoints,
+                }) = sqlite
+                {
                     // WAL lets readers run beside the writer. NORMAL loses the last
                     // transactions on power loss (never on a crash of the process);
                     // FULL syncs each commit before it is acknowledged, and group
@@ -307,6 +329,9 @@ async fn open_pool(
                     .await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    if !checkpoints {
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    }
                 }
                 Ok(())
             })
@@ -414,6 +439,44 @@ mod tests {
                 assert_eq!(level, expected, "durable: {durable}");
                 held.push(conn);
             }
+        }
+    }
+
+    /// The inbox's writer never checkpoints the WAL (a checkpoint in its commit would
+    /// hold every request waiting for it); a task beside it copies what it wrote into
+    /// the database a moment after.
+    #[tokio::test]
+    async fn the_inbox_writer_leaves_checkpoints_to_a_task_beside_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("inbox.db");
+        let store = Store::connect_with(
+            &format!("sqlite://{}", file.display()),
+            StoreOptions::default(),
+        )
+        .await
+        .expect("store");
+        let Inbox::GroupCommit(group) = &store.inbox else {
+            panic!("SQLite's inbox commits in groups");
+        };
+        for (pool, expected) in [(group.pool(), 0), (&store.pool, 1000)] {
+            let (pages,): (i64,) = sqlx::query_as("PRAGMA wal_autocheckpoint")
+                .fetch_one(pool)
+                .await
+                .expect("pragma");
+            assert_eq!(pages, expected);
+        }
+        let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+        let before = size();
+        let command = crate::testkit::commands::github_command(1, "fix it");
+        let stored = store.insert_command("comment:1", &command).await;
+        assert!(stored.expect("insert").is_some());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while size() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the WAL was never checkpointed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
