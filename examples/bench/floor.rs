@@ -3,9 +3,10 @@
 //! NORMAL`) for a comment that holds a command, nothing for one that does not. Three
 //! variants: each request commits its own row (the command line), one writer task
 //! commits every row waiting at that moment in one transaction (group commit), and the
-//! same storing the whole delivery as ozbridge stores the command with its thread's
-//! context (about 10 KB a row instead of 60 bytes). Each runs in its own process: this
-//! program with `--floor <port> <database> <each|group|group-whole>`.
+//! same storing the whole delivery (about 10 KB a row instead of 60 bytes: what storing
+//! the body with each command would cost, which ozbridge no longer does). Each
+//! runs in its own process: this program with
+//! `--floor <port> <database> <each|group|group-whole>`.
 
 use crate::process::SECRET;
 use std::time::Duration;
