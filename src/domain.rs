@@ -287,10 +287,13 @@ impl PostId {
     }
 }
 
-/// What the thread is about, captured at intake from the webhook payload.
+/// What the thread is about: what the intake saw in the platform's payload (title,
+/// address, labels), completed by the surface just before the run is recorded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadContext {
     pub title: String,
+    /// The or pull request's description (a Slack thread's transcript): empty as
+    /// stored by the intake, read when the run is recorded.
     pub body: String,
     pub url: String,
     pub is_pull_request: bool,
