@@ -47,6 +47,15 @@ impl Default for Chaos {
     }
 }
 
+/// How long late work waits before it is carried out, in ms: past the client's time-out
+/// of the crash test (2 s), and well inside the time a create stays in doubt (twice the
+/// time-out, counted from before the request is sent). A real service does not carry
+/// out a request long after its client gave up; a pause reaching the end of the doubt
+/// window would, on a busy machine where the request arrives a moment late, stand for
+/// one that does (at 2.2–3.2 s, a crash run on a loaded CI machine saw a Slack status
+/// post land after its lookup and was posted twice).
+const LATE_MS: (u64, u64) = (2_100, 2_600);
+
 enum Fault {
     Error(StatusCode),
     RateLimited,
@@ -112,7 +121,7 @@ impl Chaos {
             1 => Fault::RateLimited,
             2 => Fault::Slow(Duration::from_millis(rng.u64(100..1500))),
             3 => Fault::LostAnswer,
-            _ => Fault::Late(Duration::from_millis(rng.u64(2200..3200))),
+            _ => Fault::Late(Duration::from_millis(rng.u64(LATE_MS.0..LATE_MS.1))),
         };
         if matches!(fault, Fault::Late(_)) {
             state.in_flight += 1;
