@@ -611,3 +611,46 @@ async fn oversized_slack_bodies_are_refused() {
         .await;
     assert_eq!(response.status(), 413);
 }
+
+/// A posted message is found past the first page of a busy channel or a long thread
+/// (a lookup that stopped at one page would post it a second time).
+#[tokio::test]
+async fn a_posted_message_is_found_past_the_first_page() {
+    let slack = ozbridge::testkit::slack::FakeSlack::new("xoxb-test");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let (api, hooks) = slack.serve(listener).await.expect("fake Slack");
+    slack.add_channel("C9", true);
+    let client = ozbridge::slack::SlackClient::new(
+        &api,
+        "xoxb-test".to_owned().into(),
+        &hooks,
+        std::time::Duration::from_secs(5),
+    )
+    .expect("client");
+    let posted = client
+        .post_message("C9", None, "status", None, "status:run-1")
+        .await
+        .expect("posted");
+    for i in 0..450 {
+        slack.add_user_message("C9", None, "U1", &format!("chatter {i}"));
+    }
+    let found = client.find_posted("C9", None, "status:run-1", "0").await;
+    assert_eq!(found.expect("lookup"), Some(posted.clone()));
+
+    // In a thread: 450 replies before the bot's.
+    for i in 0..450 {
+        slack.add_user_message("C9", Some(&posted), "U1", &format!("reply {i}"));
+    }
+    let reply = client
+        .post_message("C9", Some(&posted), "status", None, "status:run-2")
+        .await
+        .expect("posted");
+    let found = client
+        .find_posted("C9", Some(&posted), "status:run-2", "0")
+        .await;
+    assert_eq!(found.expect("lookup"), Some(reply));
+    let missing = client.find_posted("C9", None, "status:run-3", "0").await;
+    assert_eq!(missing.expect("lookup"), None);
+}

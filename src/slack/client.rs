@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 const POST_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest a worker waits for a channel's turn while holding its claim.
 const MAX_TURN_WAIT: Duration = Duration::from_secs(1);
+/// Pages of 200 messages a lookup of a posted message reads at most (4,000 messages:
+/// far more than a channel holds in the minute a lookup covers).
+const MAX_LOOKUP_PAGES: usize = 20;
 
 /// A JSON body as Slack asks for it: with its charset (without one, Slack answers with a
 /// `missing_charset` warning and may read the text in another encoding).
@@ -299,7 +302,9 @@ impl SlackClient {
         messages(&answer)
     }
 
-    /// Finds a message ozbridge posted with `key`, in a thread or in the channel's recent history.
+    /// Finds a message ozbridge posted with `key`, in a thread or in the channel's recent
+    /// history (since `oldest`), following the listing's pages: a busy channel or a long
+    /// thread can hold more than one page before the message.
     pub async fn find_posted(
         &self,
         channel: &str,
@@ -307,28 +312,38 @@ impl SlackClient {
         key: &str,
         oldest: &str,
     ) -> Result<Option<String>, SlackError> {
-        let found = match thread_ts {
-            Some(ts) => self.replies(channel, ts, 200).await?,
-            None => {
-                let query = [
-                    ("channel", channel.to_owned()),
-                    ("oldest", oldest.to_owned()),
-                    ("limit", "200".to_owned()),
-                    ("include_all_metadata", "true".to_owned()),
-                ];
-                messages(&self.get("conversations.history", &query).await?)?
-            }
+        let (method, mut query) = match thread_ts {
+            Some(ts) => ("conversations.replies", vec![("ts", ts.to_owned())]),
+            None => ("conversations.history", vec![("oldest", oldest.to_owned())]),
         };
-        Ok(found
-            .into_iter()
-            .find(|m| {
+        query.extend([
+            ("channel", channel.to_owned()),
+            ("limit", "200".to_owned()),
+            ("include_all_metadata", "true".to_owned()),
+        ]);
+        for _ in 0..MAX_LOOKUP_PAGES {
+            let answer = self.get(method, &query).await?;
+            let found = messages(&answer)?.into_iter().find(|m| {
                 m.metadata
                     .as_ref()
                     .and_then(|md| md.pointer("/event_payload/key"))
                     .and_then(Value::as_str)
                     == Some(key)
-            })
-            .map(|m| m.ts))
+            });
+            if let Some(message) = found {
+                return Ok(Some(message.ts));
+            }
+            let Some(cursor) = answer
+                .pointer("/response_metadata/next_cursor")
+                .and_then(Value::as_str)
+                .filter(|cursor| !cursor.is_empty())
+            else {
+                return Ok(None);
+            };
+            query.retain(|(name, _)| *name != "cursor");
+            query.push(("cursor", cursor.to_owned()));
+        }
+        Ok(None)
     }
 
     /// `auth.test`: the workspace and the bot's user id.

@@ -430,7 +430,6 @@ async fn dispatch(fake: FakeSlack, method: String, headers: HeaderMap, body: Val
         }
         "conversations.replies" => {
             let (channel, ts) = (text("channel"), text("ts"));
-            let limit = text("limit").parse::<usize>().unwrap_or(100);
             let found: Vec<Value> = state
                 .messages
                 .iter()
@@ -438,13 +437,12 @@ async fn dispatch(fake: FakeSlack, method: String, headers: HeaderMap, body: Val
                     m.channel == channel
                         && (m.ts == ts || m.thread_ts.as_deref() == Some(ts.as_str()))
                 })
-                .take(limit)
                 .map(listed)
                 .collect();
             if found.is_empty() {
                 return slack_error("thread_not_found");
             }
-            Json(json!({ "ok": true, "messages": found, "has_more": false })).into_response()
+            Json(page(found, &text("limit"), &text("cursor"))).into_response()
         }
         "conversations.history" => {
             let channel = text("channel");
@@ -460,10 +458,33 @@ async fn dispatch(fake: FakeSlack, method: String, headers: HeaderMap, body: Val
                 .map(listed)
                 .collect();
             found.reverse();
-            Json(json!({ "ok": true, "messages": found, "has_more": false })).into_response()
+            Json(page(found, &text("limit"), &text("cursor"))).into_response()
         }
         _ => slack_error("unknown_method"),
     }
+}
+
+/// One page of a listing as Slack gives it: at most `limit` (100 when not given) from
+/// `cursor` on, and the cursor of the next page in `response_metadata` while more remain.
+fn page(all: Vec<Value>, limit: &str, cursor: &str) -> Value {
+    let limit = limit.parse::<usize>().unwrap_or(100).clamp(1, 999);
+    let start = cursor
+        .strip_prefix("next:")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let end = (start + limit).min(all.len());
+    let more = end < all.len();
+    let messages = all
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let next = if more {
+        format!("next:{end}")
+    } else {
+        String::new()
+    };
+    json!({ "ok": true, "messages": messages, "has_more": more,
+            "response_metadata": { "next_cursor": next } })
 }
 
 fn listed(m: &FakeMessage) -> Value {
