@@ -107,8 +107,6 @@ struct Issue {
     #[serde(default)]
     title: String,
     #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
     html_url: String,
     #[serde(default)]
     pull_request: Option<Object<IgnoredAny>>,
@@ -131,8 +129,6 @@ struct PullRequest {
     number: u64,
     #[serde(default)]
     title: String,
-    #[serde(default)]
-    body: Option<String>,
     #[serde(default)]
     html_url: String,
     head: Object<GitRef>,
@@ -173,6 +169,22 @@ struct Review {
     body: Option<String>,
     #[serde(default)]
     user: Option<Object<User>>,
+}
+
+/// The description of the issue or pull request an `opened` event is about: read from
+/// the delivery only for that event, so that the others (every comment) never copy it.
+#[derive(Deserialize)]
+struct Opened {
+    #[serde(default)]
+    issue: Option<Object<Described>>,
+    #[serde(default)]
+    pull_request: Option<Object<Described>>,
+}
+
+#[derive(Deserialize)]
+struct Described {
+    #[serde(default)]
+    body: Option<String>,
 }
 
 /// The fields every event ozbridge reads carries.
@@ -241,7 +253,7 @@ pub fn parse_event(
     let spoken = match event {
         "issue_comment" | "pull_request_review_comment" => comment(event, &payload, rules)?,
         "pull_request_review" => review(&payload, rules)?,
-        _ => opened_or_labeled(&payload, rules)?,
+        _ => opened_or_labeled(&payload, body, rules)?,
     };
     let spoken = match spoken {
         Ok(spoken) => spoken,
@@ -458,21 +470,25 @@ fn review(
 /// An issue or pull request opened with a command in its body, or given a label.
 fn opened_or_labeled(
     payload: &Payload,
+    delivery: &[u8],
     rules: &IntakeRules<'_>,
 ) -> Result<Result<Spoken, &'static str>, PayloadError> {
-    let (number, body, opener, updated_at) = match (&payload.pull_request, &payload.issue) {
-        (Some(Object(pr)), _) => (pr.number, &pr.body, &pr.user, &pr.updated_at),
-        (None, Some(Object(issue))) => (issue.number, &issue.body, &issue.user, &issue.updated_at),
-        (None, None) => {
-            return Err(PayloadError {
-                event: "issues".into(),
-                reason: "neither issue nor pull_request".into(),
-            });
-        }
+    let bad = |reason: String| PayloadError {
+        event: "issues".into(),
+        reason,
+    };
+    let (number, opener, updated_at) = match (&payload.pull_request, &payload.issue) {
+        (Some(Object(pr)), _) => (pr.number, &pr.user, &pr.updated_at),
+        (None, Some(Object(issue))) => (issue.number, &issue.user, &issue.updated_at),
+        (None, None) => return Err(bad("neither issue nor pull_request".into())),
     };
     match payload.action.as_str() {
         "opened" => {
-            let body = without_nul(body.as_deref().unwrap_or_default());
+            let opened: Opened =
+                serde_json::from_slice(delivery).map_err(|e| bad(e.to_string()))?;
+            let described = opened.pull_request.or(opened.issue);
+            let body = described.and_then(|d| d.0.body).unwrap_or_default();
+            let body = without_nul(&body);
             let Some(line) = find_command(&body, rules.trigger) else {
                 return Ok(Err("no command"));
             };
