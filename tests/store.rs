@@ -274,7 +274,12 @@ async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
             note: Some("changed".into()),
             ..claimed.view.clone()
         };
-        store.update_view(&run.id, &view).await.unwrap();
+        store
+            .edit_run(&run.id, |_| {
+                Some(ozbridge::store::RunEdit::View(view.clone()))
+            })
+            .await
+            .unwrap();
         let next = store
             .claim_run_to_notify("b", lease)
             .await
@@ -286,6 +291,114 @@ async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
             "{name}: the create still counts as in doubt: {:?}",
             next.post_lookup_after
         );
+    }
+}
+
+fn new_run(store: &Store, name: &str) -> ozbridge::store::RunRecord {
+    ozbridge::store::RunRecord::intent(
+        ozbridge::store::RunIntent {
+            id: ozbridge::ids::RunRef(format!("run-{name}")),
+            command_id: ozbridge::ids::CommandId(format!("cmd-{name}")),
+            origin: command(8, "fix").origin,
+            requester: command(8, "fix").author,
+            asked: "fix".into(),
+            request: ozbridge::oz::types::RunAgentRequest::default(),
+            post_first: false,
+        },
+        store.clock().now_ms(),
+    )
+}
+
+/// A change decided from an older copy of a run is refused, not stored over what
+/// another writer recorded since: the tracker's "succeeded" survives a note decided
+/// from the copy read before it, and the note, decided again, lands beside it.
+#[tokio::test]
+async fn a_change_decided_from_an_older_copy_is_refused() {
+    use ozbridge::domain::RunView;
+    use ozbridge::oz::types::RunState;
+    use ozbridge::store::{RunEdit, RunPhase, Written};
+    for (name, store, _dir) in stores().await {
+        let run = new_run(&store, name);
+        assert!(store.insert_run(&run).await.unwrap());
+        let copy = store.get_run(&run.id).await.unwrap().unwrap();
+        let finished = RunView {
+            state: Some(RunState::Succeeded),
+            ..copy.view.clone()
+        };
+        let first = store
+            .update_run(&copy, RunPhase::Done, &finished, true)
+            .await
+            .unwrap();
+        assert_eq!(first, Written::Stored, "{name}");
+        let noted = RunView {
+            note: Some("noted".into()),
+            ..copy.view.clone()
+        };
+        let second = store
+            .update_run(&copy, RunPhase::Active, &noted, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            second,
+            Written::Outdated,
+            "{name}: the older copy is refused"
+        );
+        let decided_from = store
+            .edit_run(&run.id, |latest| {
+                Some(RunEdit::View(RunView {
+                    note: Some("noted".into()),
+                    ..latest.view.clone()
+                }))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(decided_from.view.state, Some(RunState::Succeeded), "{name}");
+        let stored = store.get_run(&run.id).await.unwrap().unwrap();
+        assert_eq!(stored.phase, RunPhase::Done, "{name}");
+        assert_eq!(stored.view.state, Some(RunState::Succeeded), "{name}");
+        assert_eq!(stored.view.note.as_deref(), Some("noted"), "{name}");
+    }
+}
+
+/// Many writers changing one run at once (queue lines added by dispatchers on several
+/// replicas) each see their change stored: none puts back a view another replaced.
+#[tokio::test]
+async fn concurrent_edits_of_one_run_all_land() {
+    use ozbridge::domain::{QueuedNote, RunView};
+    use ozbridge::store::RunEdit;
+    for (name, store, _dir) in stores().await {
+        let run = new_run(&store, name);
+        assert!(store.insert_run(&run).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let store = store.clone();
+            let id = run.id.clone();
+            tasks.push(tokio::spawn(async move {
+                let note = QueuedNote {
+                    who: format!("writer {i}"),
+                    asked: "also this".into(),
+                };
+                store
+                    .edit_run(&id, |latest| {
+                        let mut queued = latest.view.queued.clone();
+                        queued.push(note.clone());
+                        Some(RunEdit::View(RunView {
+                            queued,
+                            ..latest.view.clone()
+                        }))
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some(), "{name}");
+        }
+        let stored = store.get_run(&run.id).await.unwrap().unwrap();
+        let mut writers: Vec<String> = stored.view.queued.iter().map(|n| n.who.clone()).collect();
+        writers.sort();
+        writers.dedup();
+        assert_eq!(writers.len(), 24, "{name}: every edit landed: {writers:?}");
     }
 }
 
@@ -327,9 +440,10 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             format!("UPDATE runs SET status_post = '123', view = '{view}', phase = 'active'"),
             "DELETE FROM artifacts".to_owned(),
             "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
-            // What version 7 added, which the previous version did not have either.
+            // What versions 7 and 8 added, which the previous version did not have either.
             "DROP INDEX IF EXISTS runs_active_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN oz_state".to_owned(),
+            "ALTER TABLE runs DROP COLUMN view_rev".to_owned(),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement))
                 .execute(&mut conn)

@@ -7,7 +7,7 @@ use crate::domain::RunView;
 use crate::ids::{ConversationId, OzRunId, RunRef};
 use crate::oz::OzClient;
 use crate::oz::types::{RunItem, RunState};
-use crate::store::{RunRecord, Store, StoreResult};
+use crate::store::{RunEdit, RunPhase, RunRecord, Store, StoreResult};
 
 /// What Oz said about a run it created.
 pub(super) struct Created {
@@ -46,14 +46,27 @@ impl Adopter {
         created: Created,
         found: bool,
     ) -> StoreResult<bool> {
-        let view = RunView {
-            state: Some(created.state),
-            oz_run_id: Some(created.run_id.clone()),
-            conversation_id: created.conversation_id.or(run.view.conversation_id.clone()),
-            trouble: None,
-            ..run.view.clone()
-        };
-        if self.store.activate_run(&run.id, &view, found).await? {
+        let activated = self
+            .store
+            .edit_run(&run.id, |latest| {
+                let activable = latest.view.oz_run_id.is_none()
+                    && matches!(latest.phase, RunPhase::Starting | RunPhase::Parked);
+                activable.then(|| RunEdit::Activate {
+                    view: RunView {
+                        state: Some(created.state.clone()),
+                        oz_run_id: Some(created.run_id.clone()),
+                        conversation_id: created
+                            .conversation_id
+                            .clone()
+                            .or(latest.view.conversation_id.clone()),
+                        trouble: None,
+                        ..latest.view.clone()
+                    },
+                    check_now: found,
+                })
+            })
+            .await?;
+        if activated.is_some() {
             self.outbox.status_changed();
             return Ok(true);
         }
@@ -97,11 +110,14 @@ impl Adopter {
                 "A second Oz run (`{extra}`) was started by mistake after a lost answer; it was cancelled."
             )
         };
-        let view = RunView {
-            note: Some(note),
-            ..record.view
-        };
-        self.store.update_view(run, &view).await?;
+        self.store
+            .edit_run(run, |latest| {
+                Some(RunEdit::View(RunView {
+                    note: Some(note.clone()),
+                    ..latest.view.clone()
+                }))
+            })
+            .await?;
         self.outbox.status_changed();
         Ok(true)
     }

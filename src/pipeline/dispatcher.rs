@@ -11,7 +11,7 @@ use crate::config::RunLimits;
 use crate::domain::{Author, ButtonAction, Origin, QueuedNote, Request, RunView};
 use crate::ids::{RunRef, ThreadKey};
 use crate::oz::{ListAgentsQuery, OzClient, OzError};
-use crate::store::{ClaimedCommand, RunIntent, RunPhase, RunRecord, Store};
+use crate::store::{ClaimedCommand, RunEdit, RunIntent, RunPhase, RunRecord, Store};
 use crate::surface::{Access, Admission, Mark, SendError, Surfaces};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -556,15 +556,20 @@ impl Dispatcher {
             return Ok(());
         };
         let queued = self.queue_notes(thread).await?;
-        if latest.view.queued == queued {
-            return Ok(());
+        let shown = self
+            .store
+            .edit_run(&latest.id, |run| {
+                (run.view.queued != queued).then(|| {
+                    RunEdit::View(RunView {
+                        queued: queued.clone(),
+                        ..run.view.clone()
+                    })
+                })
+            })
+            .await?;
+        if shown.is_some() {
+            self.outbox.status_changed();
         }
-        let view = RunView {
-            queued,
-            ..latest.view.clone()
-        };
-        self.store.update_view(&latest.id, &view).await?;
-        self.outbox.status_changed();
         Ok(())
     }
 
@@ -671,11 +676,14 @@ impl Dispatcher {
 
     /// Adds a visible note to a run (the status post is updated).
     async fn note_on_run(&self, run: &RunRecord, note: String) -> crate::store::StoreResult<()> {
-        let view = RunView {
-            note: Some(note),
-            ..run.view.clone()
-        };
-        self.store.update_view(&run.id, &view).await?;
+        self.store
+            .edit_run(&run.id, |latest| {
+                Some(RunEdit::View(RunView {
+                    note: Some(note.clone()),
+                    ..latest.view.clone()
+                }))
+            })
+            .await?;
         self.outbox.status_changed();
         Ok(())
     }
@@ -687,14 +695,27 @@ impl Dispatcher {
         if run.phase == RunPhase::Parked {
             // Never accepted by Oz: nothing to stop there. Should it land after all,
             // the tracker finds it done here and cancels it.
-            let view = RunView {
-                note: Some(format!("Cancelled by {who} before Oz accepted it.")),
-                trouble: None,
-                ..run.view.clone()
-            };
-            self.store
-                .update_run(&run.id, RunPhase::Done, &view, true)
+            let note = format!("Cancelled by {who} before Oz accepted it.");
+            let cancelled = self
+                .store
+                .edit_run(&run.id, |latest| {
+                    (latest.phase == RunPhase::Parked).then(|| RunEdit::Finish {
+                        view: RunView {
+                            note: Some(note.clone()),
+                            trouble: None,
+                            ..latest.view.clone()
+                        },
+                        visible: true,
+                    })
+                })
                 .await?;
+            if cancelled.is_none() {
+                // Oz accepted it meanwhile (an operator's retry): cancel it there.
+                return Err(Failure::Retry {
+                    wait: Duration::from_secs(2),
+                    reason: "the run was accepted by Oz while it was being cancelled".into(),
+                });
+            }
             self.outbox
                 .mark(
                     format!("mark:{}:final", run.id),
@@ -932,11 +953,16 @@ impl Dispatcher {
         );
         // The rest of the queue moves to the new run's status post.
         if let Some(previous) = latest.filter(|r| !r.view.queued.is_empty()) {
-            let view = RunView {
-                queued: Vec::new(),
-                ..previous.view.clone()
-            };
-            self.store.update_view(&previous.id, &view).await?;
+            self.store
+                .edit_run(&previous.id, |run| {
+                    (!run.view.queued.is_empty()).then(|| {
+                        RunEdit::View(RunView {
+                            queued: Vec::new(),
+                            ..run.view.clone()
+                        })
+                    })
+                })
+                .await?;
         }
         record.view.queued = self.queue_notes(&thread).await?;
         record.view.approved_by = command.approved_by.as_ref().map(|a| surface.mention(a));

@@ -6,12 +6,17 @@
 use super::outbox::Outbox;
 use super::work::{Claimant, RetryBudget, claimed, work_on};
 use crate::domain::{PostId, RunView};
-use crate::store::{OutboxItem, OutboxMessage, RunPhase, RunRecord, Store, StoreResult, ms};
+use crate::store::{
+    OutboxItem, OutboxMessage, RunEdit, RunPhase, RunRecord, Store, StoreResult, ms,
+};
 use crate::surface::{SendError, StatusBody, Surface, Surfaces};
 use sha2::Digest;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// How long a status post the platform refuses for good waits before it is tried again.
+const CANNOT_POST_WAIT: Duration = Duration::from_secs(60);
 
 /// Delivers the outbox and keeps status posts current.
 pub(super) struct Notifier {
@@ -250,13 +255,22 @@ impl Notifier {
                 let text = error.user_text.clone().unwrap_or_else(|| {
                     "I cannot post in this conversation, so I did not start the agent.".into()
                 });
-                let view = RunView {
-                    start_error: Some(text.clone()),
-                    ..run.view.clone()
-                };
-                self.store
-                    .update_run(&run.id, RunPhase::Done, &view, false)
+                let ended = self
+                    .store
+                    .edit_run(&run.id, |latest| {
+                        (latest.phase == RunPhase::Starting).then(|| RunEdit::Finish {
+                            view: RunView {
+                                start_error: Some(text.clone()),
+                                ..latest.view.clone()
+                            },
+                            visible: false,
+                        })
+                    })
                     .await?;
+                if ended.is_none() {
+                    // Oz accepted it meanwhile: its post is tried again later.
+                    return self.store.defer_notify(&run.id, CANNOT_POST_WAIT).await;
+                }
                 self.store.skip_post(&run.id).await?;
                 self.outbox
                     .private(
@@ -286,7 +300,7 @@ impl Notifier {
                 let wait = if error.retryable {
                     self.retries.wait(run.notify_attempts + 1, &error)
                 } else {
-                    Duration::from_secs(60)
+                    CANNOT_POST_WAIT
                 };
                 tracing::info!(run = %run.id, %error, ?wait, "status post will be retried");
                 self.store.defer_notify(&run.id, wait).await

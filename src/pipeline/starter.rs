@@ -13,7 +13,7 @@ use crate::domain::{RunView, StartTrouble};
 use crate::oz::types::RunItem;
 use crate::oz::{ListRunsQuery, OzClient, OzError};
 use crate::retry::CallFailure;
-use crate::store::{RunPhase, RunRecord, Store, StoreResult, ms};
+use crate::store::{RunEdit, RunPhase, RunRecord, Store, StoreResult, ms};
 use crate::surface::Mark;
 use std::time::Duration;
 
@@ -110,14 +110,22 @@ impl Starter {
     /// Parks a run: the thread shows it, and `ozbridge admin retry` takes it again.
     /// `answered`: no create of it can still land.
     async fn park(&self, run: &RunRecord, reason: &str, answered: bool) -> StoreResult<()> {
-        let view = RunView {
-            trouble: Some(StartTrouble::Parked),
-            ..run.view.clone()
-        };
-        self.store
-            .park_run(&run.id, reason, &view, answered)
+        let parked = self
+            .store
+            .edit_run(&run.id, |latest| {
+                (latest.phase == RunPhase::Starting).then(|| RunEdit::Park {
+                    view: RunView {
+                        trouble: Some(StartTrouble::Parked),
+                        ..latest.view.clone()
+                    },
+                    reason: reason.to_owned(),
+                    answered,
+                })
+            })
             .await?;
-        self.outbox.status_changed();
+        if parked.is_some() {
+            self.outbox.status_changed();
+        }
         Ok(())
     }
 
@@ -133,11 +141,15 @@ impl Starter {
         }
         let troubled_since = give_up_at - ms(self.retries.retry_for);
         if run.view.trouble.is_none() && now - troubled_since >= ms(self.outage_notice_after) {
-            let view = RunView {
-                trouble: Some(StartTrouble::Retrying { until: give_up_at }),
-                ..run.view.clone()
-            };
-            self.store.update_view(&run.id, &view).await?;
+            let trouble = Some(StartTrouble::Retrying { until: give_up_at });
+            self.store
+                .edit_run(&run.id, |latest| {
+                    Some(RunEdit::View(RunView {
+                        trouble: trouble.clone(),
+                        ..latest.view.clone()
+                    }))
+                })
+                .await?;
             self.outbox.status_changed();
         }
         let wait = self.retries.wait(run.create_attempts, error);
@@ -147,13 +159,17 @@ impl Starter {
     }
 
     async fn fail_start(&self, run: &RunRecord, reason: &str) -> StoreResult<()> {
-        let view = RunView {
-            start_error: Some(reason.to_owned()),
-            trouble: None,
-            ..run.view.clone()
-        };
         self.store
-            .update_run(&run.id, RunPhase::Done, &view, true)
+            .edit_run(&run.id, |latest| {
+                Some(RunEdit::Finish {
+                    view: RunView {
+                        start_error: Some(reason.to_owned()),
+                        trouble: None,
+                        ..latest.view.clone()
+                    },
+                    visible: true,
+                })
+            })
             .await?;
         self.outbox
             .mark(format!("mark:{}:final", run.id), &run.origin, Mark::Failed)

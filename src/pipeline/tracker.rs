@@ -22,8 +22,8 @@ use crate::ids::OzRunId;
 use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzClient, OzError};
+use crate::store::{EDIT_ATTEMPTS, RunEdit, RunPhase, RunRecord, Written};
 use crate::store::{Millis, OutboxMessage, Store, StoreError, ms};
-use crate::store::{RunPhase, RunRecord};
 use crate::surface::{Mark, Moment, Surfaces};
 use chrono::{DateTime, Utc};
 use sha2::Digest;
@@ -222,20 +222,23 @@ impl Tracker {
                 }
             };
             let checklist = checklist_of(&conversation, work.created_at);
-            // Read again: this tick's changes to the run are kept.
-            let Some(record) = self.store.get_run(run).await? else {
-                continue;
-            };
             let checklist =
                 (!checklist.steps.is_empty() || !checklist.actions.is_empty()).then_some(checklist);
-            if record.phase != RunPhase::Active || record.view.checklist == checklist {
+            let shown =
+                self.store
+                    .edit_run(run, |record| {
+                        (record.phase == RunPhase::Active && record.view.checklist != checklist)
+                            .then(|| {
+                                RunEdit::View(RunView {
+                                    checklist: checklist.clone(),
+                                    ..record.view.clone()
+                                })
+                            })
+                    })
+                    .await?;
+            if shown.is_none() {
                 continue;
             }
-            let view = RunView {
-                checklist,
-                ..record.view.clone()
-            };
-            self.store.update_view(run, &view).await?;
             self.outbox.status_changed();
             changes += 1;
         }
@@ -299,8 +302,32 @@ impl Tracker {
         })
     }
 
-    /// Folds a fresh view of a run into the stored one; true when it changed.
+    /// Folds a fresh view of a run into the stored one; true when it changed. A change
+    /// decided from a copy another writer has changed since (a note, a queue line) is
+    /// decided again from the run as it is now, so neither change is lost.
     async fn apply(&self, record: &RunRecord, item: &RunItem) -> Result<bool, TickError> {
+        let mut latest;
+        let mut record = record;
+        for _ in 0..EDIT_ATTEMPTS {
+            if let Some(changed) = self.apply_to(record, item).await? {
+                return Ok(changed);
+            }
+            match self.store.get_run(&record.id).await? {
+                Some(run) => latest = run,
+                None => return Ok(false),
+            }
+            record = &latest;
+        }
+        Err(StoreError::Contended.into())
+    }
+
+    /// [`Self::apply`] to one copy of the run; None when the run changed since `record`
+    /// was read (nothing was written).
+    async fn apply_to(
+        &self,
+        record: &RunRecord,
+        item: &RunItem,
+    ) -> Result<Option<bool>, TickError> {
         let cost = cost_of(item);
         if cost != record.cost {
             self.store.set_cost(&record.id, cost).await?;
@@ -363,11 +390,11 @@ impl Tracker {
                 .await?;
         }
         if !changed && phase == record.phase {
-            return Ok(false);
+            return Ok(Some(false));
         }
-        self.store
-            .update_run(&record.id, phase, &view, changed)
-            .await?;
+        if self.store.update_run(record, phase, &view, changed).await? == Written::Outdated {
+            return Ok(None);
+        }
         if summary_missing {
             self.store
                 .check_run_after(&record.id, SUMMARY_RETRY)
@@ -392,7 +419,7 @@ impl Tracker {
                 .await?;
         }
         self.outbox.status_changed();
-        Ok(true)
+        Ok(Some(true))
     }
 
     /// Queues the notable moments of a change (started, pull request opened, needs

@@ -14,7 +14,9 @@ mod tls;
 pub use admin::{ParkedItem, ParkedKind};
 pub use commands::ClaimedCommand;
 pub use outbox::{OutboxItem, OutboxMessage};
-pub use runs::{RunIntent, RunPhase, RunRecord, STALE_MS};
+pub use runs::{
+    EDIT_ATTEMPTS, Revision, RunEdit, RunIntent, RunPhase, RunRecord, STALE_MS, Written,
+};
 pub use tls::{TlsSettingError, Transport, prepare_postgres_url};
 
 use crate::clock::Clock;
@@ -39,6 +41,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored record is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// A run kept changing while a change decided from it was being written.
+    #[error("the run kept changing while it was being written")]
+    Contended,
 }
 
 /// Result of a store call.

@@ -1,7 +1,7 @@
 //! Runs: the intent recorded before Oz is called, the view followed by the tracker,
 //! and the status post kept in step with it (a version counter per visible change).
 
-use super::{Claimable, Millis, Store, StoreResult, clean, composed, ms};
+use super::{Claimable, Millis, Store, StoreError, StoreResult, clean, composed, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
@@ -46,6 +46,59 @@ impl RunPhase {
     }
 }
 
+/// Which write of a run's view a copy of the run holds. Every write of the view names
+/// the revision its change was decided from and is refused when another write came
+/// first (see [`Written`]): a writer holding an older copy never puts back what
+/// another one had just recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revision(i64);
+
+/// Whether a change decided from a copy of a run was stored.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    /// The run changed since the copy was read (or no longer matches what the write
+    /// requires): nothing was written; read it again and decide again.
+    Outdated,
+}
+
+impl Written {
+    fn of(result: &sqlx::any::AnyQueryResult) -> Self {
+        if result.rows_affected() == 1 {
+            Self::Stored
+        } else {
+            Self::Outdated
+        }
+    }
+}
+
+/// A change of a run decided from its latest copy, for [`Store::edit_run`].
+#[derive(Debug)]
+pub enum RunEdit {
+    /// A visible change of the view only; phase and leases stay as they are.
+    View(RunView),
+    /// The run is over: its final view, and whether it changed visibly.
+    Finish { view: RunView, visible: bool },
+    /// Oz did not accept the starting run in time: it waits for an operator, with the
+    /// reason. `answered`: the last create was answered, so a resumed run may look it
+    /// up at once.
+    Park {
+        view: RunView,
+        reason: String,
+        answered: bool,
+    },
+    /// Oz accepted the run (its id is in the view): the tracker follows it. `check_now`:
+    /// its earlier changes may have been missed (it was found by a lookup), so the
+    /// tracker fetches it once right away.
+    Activate { view: RunView, check_now: bool },
+}
+
+/// How many times [`Store::edit_run`] (or a writer like it) decides again before it gives up: each lost
+/// attempt means another writer's change was stored, so this is never reached but by a
+/// run changing without a pause.
+pub const EDIT_ATTEMPTS: usize = 32;
+
 /// A stored run.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -59,6 +112,8 @@ pub struct RunRecord {
     pub request: RunAgentRequest,
     pub phase: RunPhase,
     pub view: RunView,
+    /// Which write of the view this copy holds.
+    pub revision: Revision,
     /// How many create calls were sent (a non-zero count means: look before creating).
     pub create_attempts: i64,
     pub first_attempt_at: Option<Millis>,
@@ -122,6 +177,7 @@ impl RunRecord {
             request,
             phase: RunPhase::Starting,
             view: RunView::default(),
+            revision: Revision(0),
             create_attempts: 0,
             first_attempt_at: None,
             lookup_after: 0,
@@ -140,7 +196,7 @@ impl RunRecord {
     }
 }
 
-const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, create_attempts,
+const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, view_rev, create_attempts,
     first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, cost,
     status_post, posted_digest, post_attempted, post_first, created_at, updated_at";
 
@@ -161,6 +217,7 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         request: serde_json::from_str(&text("request")?)?,
         phase: RunPhase::parse(&text("phase")?),
         view: serde_json::from_str(&text("view")?)?,
+        revision: Revision(row.try_get("view_rev")?),
         create_attempts: row.try_get("create_attempts")?,
         first_attempt_at: row.try_get("first_attempt_at")?,
         lookup_after: row.try_get("lookup_after")?,
@@ -493,91 +550,93 @@ impl Store {
         Ok(())
     }
 
-    /// Parks a run that Oz did not accept in time, with the operator's reason and the
-    /// view its thread shows.
-    /// `answered`: the last create was answered, so a resumed run may look it up at once.
-    pub async fn park_run(
+    /// Parks a starting run (see [`RunEdit::Park`]).
+    async fn park_run(
         &self,
-        id: &RunRef,
+        run: &RunRecord,
         reason: &str,
         view: &RunView,
         answered: bool,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<Written> {
+        let result = sqlx::query(
             "UPDATE runs SET phase = 'parked', parked_reason = $1, view = $2, version = version + 1,
-                updated_at = $3, start_lease_until = 0,
+                view_rev = view_rev + 1, updated_at = $3, start_lease_until = 0,
                 lookup_after = CASE WHEN $4 = 1 THEN 0 ELSE lookup_after END
-             WHERE id = $5 AND phase = 'starting'",
+             WHERE id = $5 AND view_rev = $6 AND phase = 'starting'",
         )
         .bind(clean(reason))
         .bind(serde_json::to_string(view)?)
         .bind(self.clock.now_ms())
         .bind(i64::from(answered))
-        .bind(id.as_str())
+        .bind(run.id.as_str())
+        .bind(run.revision.0)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(Written::of(&result))
     }
 
-    /// Records the Oz run of a starting or parked run and makes it active; false (and
-    /// nothing written) when the run already has an Oz run: the new one is a duplicate.
-    /// `check_now`: the run's earlier changes may have been missed (it was found by a
-    /// lookup), so the tracker fetches it once right away.
-    pub async fn activate_run(
+    /// Records the Oz run of a starting or parked run and makes it active (see
+    /// [`RunEdit::Activate`]); outdated when it has an Oz run already.
+    async fn activate_run(
         &self,
-        id: &RunRef,
+        run: &RunRecord,
         view: &RunView,
         check_now: bool,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Written> {
         let now = self.clock.now_ms();
         let result = sqlx::query(
             "UPDATE runs SET phase = 'active', view = $1, oz_run_id = $2, version = version + 1,
-                updated_at = $3, check_at = $4, start_lease_until = 0, parked_reason = NULL,
-                oz_state = $5
-             WHERE id = $6 AND oz_run_id IS NULL AND phase IN ('starting', 'parked')",
+                view_rev = view_rev + 1, updated_at = $3, check_at = $4, start_lease_until = 0,
+                parked_reason = NULL, oz_state = $5
+             WHERE id = $6 AND view_rev = $7 AND oz_run_id IS NULL
+                AND phase IN ('starting', 'parked')",
         )
         .bind(serde_json::to_string(view)?)
         .bind(view.oz_run_id.as_ref().map(|id| id.as_str().to_owned()))
         .bind(now)
         .bind(if check_now { now } else { now + STALE_MS })
         .bind(state_of(view))
-        .bind(id.as_str())
+        .bind(run.id.as_str())
+        .bind(run.revision.0)
         .execute(&self.pool)
         .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(Written::of(&result))
     }
 
-    /// Stores a visible change of a run's view (a note, a notice) and nothing else: no
-    /// lease or phase is touched, so a worker holding the run keeps it.
-    pub async fn update_view(&self, id: &RunRef, view: &RunView) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE runs SET view = $1, version = version + 1, updated_at = $2, oz_state = $3
-             WHERE id = $4",
+    /// Stores a visible change of a run's view (a note, a notice) decided from `run`, and
+    /// nothing else: no lease or phase is touched, so a worker holding the run keeps it.
+    async fn update_view(&self, run: &RunRecord, view: &RunView) -> StoreResult<Written> {
+        let result = sqlx::query(
+            "UPDATE runs SET view = $1, version = version + 1, view_rev = view_rev + 1,
+                updated_at = $2, oz_state = $3
+             WHERE id = $4 AND view_rev = $5",
         )
         .bind(serde_json::to_string(view)?)
         .bind(self.clock.now_ms())
         .bind(state_of(view))
-        .bind(id.as_str())
+        .bind(run.id.as_str())
+        .bind(run.revision.0)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(Written::of(&result))
     }
 
-    /// Stores a run's phase and view; bumps its version when the view changed visibly.
+    /// Stores a run's phase and view, decided from `run`; bumps its version (the status
+    /// post follows) when the view changed visibly.
     pub async fn update_run(
         &self,
-        id: &RunRef,
+        run: &RunRecord,
         phase: RunPhase,
         view: &RunView,
         changed: bool,
-    ) -> StoreResult<()> {
-        self.record_artifacts(id, view).await?;
+    ) -> StoreResult<Written> {
+        self.record_artifacts(&run.id, view).await?;
         let now = self.clock.now_ms();
-        sqlx::query(
+        let result = sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
-                version = version + $4, updated_at = $5, start_lease_until = 0, check_at = $6,
-                oz_state = $7
-             WHERE id = $8",
+                version = version + $4, view_rev = view_rev + 1, updated_at = $5,
+                start_lease_until = 0, check_at = $6, oz_state = $7
+             WHERE id = $8 AND view_rev = $9",
         )
         .bind(phase.as_str())
         .bind(serde_json::to_string(view)?)
@@ -586,10 +645,46 @@ impl Store {
         .bind(now)
         .bind(now + STALE_MS)
         .bind(state_of(view))
-        .bind(id.as_str())
+        .bind(run.id.as_str())
+        .bind(run.revision.0)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(Written::of(&result))
+    }
+
+    /// Changes a run as `decide` says from its latest copy, deciding again from a fresh
+    /// copy whenever another writer stored a change first. Returns the copy the stored
+    /// change was decided from; None when the run is gone or `decide` wanted nothing.
+    pub async fn edit_run(
+        &self,
+        id: &RunRef,
+        mut decide: impl FnMut(&RunRecord) -> Option<RunEdit>,
+    ) -> StoreResult<Option<RunRecord>> {
+        for _ in 0..EDIT_ATTEMPTS {
+            let Some(run) = self.get_run(id).await? else {
+                return Ok(None);
+            };
+            let written = match decide(&run) {
+                None => return Ok(None),
+                Some(RunEdit::View(view)) => self.update_view(&run, &view).await?,
+                Some(RunEdit::Finish { view, visible }) => {
+                    self.update_run(&run, RunPhase::Done, &view, visible)
+                        .await?
+                }
+                Some(RunEdit::Park {
+                    view,
+                    reason,
+                    answered,
+                }) => self.park_run(&run, &reason, &view, answered).await?,
+                Some(RunEdit::Activate { view, check_now }) => {
+                    self.activate_run(&run, &view, check_now).await?
+                }
+            };
+            if written == Written::Stored {
+                return Ok(Some(run));
+            }
+        }
+        Err(StoreError::Contended)
     }
 
     /// Claims a run whose status post is behind its view.

@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -154,6 +154,11 @@ const V7: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS commands_parked ON commands (received_at) WHERE status = 'parked'",
     "CREATE INDEX IF NOT EXISTS outbox_parked ON outbox (created_at) WHERE status = 'parked'",
 ];
+
+/// A revision per run, counting every write of its view: a writer names the revision
+/// its change was decided from, so a change decided from an older copy is refused
+/// instead of putting back what another writer had just recorded.
+const V8: &[&str] = &["ALTER TABLE runs ADD COLUMN view_rev BIGINT NOT NULL DEFAULT 0"];
 
 /// Which database engine the statements run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
