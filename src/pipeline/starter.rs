@@ -145,7 +145,7 @@ impl Starter {
             self.store
                 .edit_run(&run.id, |latest| {
                     Some(RunEdit::View(RunView {
-                        trouble: trouble.clone(),
+                        trouble,
                         ..latest.view.clone()
                     }))
                 })
