@@ -38,60 +38,138 @@ impl Up {
     }
 }
 
-/// GitHub deliveries per second: floor, intake only and full pipeline for each mix;
-/// then Slack slash commands; then what became of the pipeline's notifications.
+/// How many times each mix is measured (`BENCH_ROUNDS`, default 2): every round runs
+/// the floors, the intake alone and the whole pipeline one after the other, and each
+/// ratio is taken between figures of the same round. The machine's speed drifts by a
+/// tenth or more over minutes (other work on a shared host), which a ratio between
+/// figures measured minutes apart would carry.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(2)
+}
+
+/// Lets the kernel write out what the last process left dirty before the next one is
+/// measured (a floor storing whole deliveries leaves a gigabyte behind), so no figure
+/// pays for the writeback of the one before it.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// The figures of one round of one mix, in requests per second.
+struct Round {
+    floors: [f64; 3],
+    intake: f64,
+    full: f64,
+}
+
+/// One round of one mix: the floors (the group-commit one last, right before the
+/// intake it is compared with), the intake alone, the whole pipeline.
+async fn mix_round(mix: Mix, first: u64, report_outbox: bool) -> anyhow::Result<Round> {
+    // Kept in the order of [`Commit::ALL`].
+    let mut floors = [0.0; 3];
+    for (slot, commit) in [
+        (0, Commit::Each),
+        (2, Commit::GroupWhole),
+        (1, Commit::Group),
+    ] {
+        let floor = Floor::start(commit)?;
+        let figures = closed_loop(&floor.url().await?, deliveries(mix, first, REQUESTS)).await?;
+        println!(
+            "floor (axum, verify + parse + one SQLite row, {} commit), {}: {figures}",
+            commit.name(),
+            mix.name()
+        );
+        floors[slot] = figures.per_second;
+        drop(floor);
+        settle();
+    }
+    let intake = Up::start(Options::INTAKE_ONLY).await?;
+    let figures = closed_loop(&intake.github_url(), deliveries(mix, first, REQUESTS)).await?;
+    println!(
+        "ozbridge intake only, {}: {figures} ({:.0} % of the floor, {:.0} % of its group-commit variant, \
+         {:.0} % of the group-commit variant storing whole deliveries), RSS {:.1} MB",
+        mix.name(),
+        100.0 * figures.per_second / floors[0],
+        100.0 * figures.per_second / floors[1],
+        100.0 * figures.per_second / floors[2],
+        intake.bridge.rss_mb()
+    );
+    drop(intake);
+    settle();
+    let full = Up::start(Options::FULL).await?;
+    if report_outbox {
+        println!("bridge idle RSS: {:.1} MB", full.bridge.rss_mb());
+    }
+    let with_pipeline = closed_loop(&full.github_url(), deliveries(mix, first, REQUESTS)).await?;
+    println!(
+        "ozbridge full pipeline, {}: {with_pipeline} ({:.0} % of intake only), RSS {:.1} MB",
+        mix.name(),
+        100.0 * with_pipeline.per_second / figures.per_second,
+        full.bridge.rss_mb()
+    );
+    if report_outbox {
+        for wait in [0, 30] {
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            println!(
+                "  notifications {wait} s after the load: {}",
+                outbox_report(&full).await?
+            );
+        }
+    }
+    drop(full);
+    settle();
+    Ok(Round {
+        floors,
+        intake: figures.per_second,
+        full: with_pipeline.per_second,
+    })
+}
+
+/// Ratios in per cent: `a %, b % (median m %)`.
+fn ratios(values: impl Iterator<Item = f64>) -> String {
+    let mut values: Vec<f64> = values.map(|v| 100.0 * v).collect();
+    values.sort_by(f64::total_cmp);
+    let listed: Vec<String> = values.iter().map(|v| format!("{v:.0} %")).collect();
+    let middle = values.len() / 2;
+    let median = if values.len().is_multiple_of(2) {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
+    };
+    format!("{} (median {median:.0} %)", listed.join(", "))
+}
+
+/// GitHub deliveries per second: floor, intake only and full pipeline for each mix, in
+/// [`rounds`]; then Slack slash commands; then what became of the pipeline's
+/// notifications.
 pub async fn webhooks() -> anyhow::Result<()> {
-    println!("\n## Webhooks, closed loop, concurrency {CONCURRENCY}, {REQUESTS} requests each");
-    for (round, mix) in [Mix::AllCommands, Mix::TenthCommands]
+    let rounds = rounds();
+    println!(
+        "\n## Webhooks, closed loop, concurrency {CONCURRENCY}, {REQUESTS} requests each, {rounds} round(s)"
+    );
+    for (index, mix) in [Mix::AllCommands, Mix::TenthCommands]
         .into_iter()
         .enumerate()
     {
-        let first = 1_000_000 * (round as u64 + 1);
-        let mut floors = Vec::new();
-        for commit in Commit::ALL {
-            let floor = Floor::start(commit)?;
-            let figures =
-                closed_loop(&floor.url().await?, deliveries(mix, first, REQUESTS)).await?;
-            println!(
-                "floor (axum, verify + parse + one SQLite row, {} commit), {}: {figures}",
-                commit.name(),
-                mix.name()
-            );
-            floors.push(figures.per_second);
+        let first = 1_000_000 * (index as u64 + 1);
+        let mut measured = Vec::new();
+        for round in 0..rounds {
+            measured.push(mix_round(mix, first, index == 0 && round == 0).await?);
         }
-        let intake = Up::start(Options::INTAKE_ONLY).await?;
-        let figures = closed_loop(&intake.github_url(), deliveries(mix, first, REQUESTS)).await?;
+        println!("{}, ratios within each round:", mix.name());
+        let of = |f: fn(&Round) -> f64| ratios(measured.iter().map(f));
+        println!("  intake only / floor: {}", of(|r| r.intake / r.floors[0]));
         println!(
-            "ozbridge intake only, {}: {figures} ({:.0} % of the floor, {:.0} % of its group-commit variant, \
-             {:.0} % of the group-commit variant storing whole deliveries), RSS {:.1} MB",
-            mix.name(),
-            100.0 * figures.per_second / floors[0],
-            100.0 * figures.per_second / floors[1],
-            100.0 * figures.per_second / floors[2],
-            intake.bridge.rss_mb()
+            "  intake only / group-commit floor: {}",
+            of(|r| r.intake / r.floors[1])
         );
-        drop(intake);
-        let full = Up::start(Options::FULL).await?;
-        if round == 0 {
-            println!("bridge idle RSS: {:.1} MB", full.bridge.rss_mb());
-        }
-        let with_pipeline =
-            closed_loop(&full.github_url(), deliveries(mix, first, REQUESTS)).await?;
         println!(
-            "ozbridge full pipeline, {}: {with_pipeline} ({:.0} % of intake only), RSS {:.1} MB",
-            mix.name(),
-            100.0 * with_pipeline.per_second / figures.per_second,
-            full.bridge.rss_mb()
+            "  full pipeline / intake only: {}",
+            of(|r| r.full / r.intake)
         );
-        if round == 0 {
-            for wait in [0, 30] {
-                tokio::time::sleep(Duration::from_secs(wait)).await;
-                println!(
-                    "  notifications {wait} s after the load: {}",
-                    outbox_report(&full).await?
-                );
-            }
-        }
     }
     let mut intake_only = 0.0;
     for options in [Options::INTAKE_ONLY, Options::FULL] {
