@@ -275,7 +275,7 @@ async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
             ..claimed.view.clone()
         };
         store
-            .edit_run(&run.id, |_| {
+            .edit_run(&claimed, |_| {
                 Some(ozbridge::store::RunEdit::View(view.clone()))
             })
             .await
@@ -343,8 +343,10 @@ async fn a_change_decided_from_an_older_copy_is_refused() {
             Written::Outdated,
             "{name}: the older copy is refused"
         );
+        // Decided first from the older copy: refused, then decided again from the run
+        // as it is now.
         let decided_from = store
-            .edit_run(&run.id, |latest| {
+            .edit_run(&copy, |latest| {
                 Some(RunEdit::View(RunView {
                     note: Some("noted".into()),
                     ..latest.view.clone()
@@ -373,14 +375,15 @@ async fn concurrent_edits_of_one_run_all_land() {
         let mut tasks = Vec::new();
         for i in 0..24 {
             let store = store.clone();
-            let id = run.id.clone();
+            // Every writer starts from the same copy: all but one are refused at first.
+            let copy = run.clone();
             tasks.push(tokio::spawn(async move {
                 let note = QueuedNote {
                     who: format!("writer {i}"),
                     asked: "also this".into(),
                 };
                 store
-                    .edit_run(&id, |latest| {
+                    .edit_run(&copy, |latest| {
                         let mut queued = latest.view.queued.clone();
                         queued.push(note.clone());
                         Some(RunEdit::View(RunView {

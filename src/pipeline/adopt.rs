@@ -48,7 +48,7 @@ impl Adopter {
     ) -> StoreResult<bool> {
         let activated = self
             .store
-            .edit_run(&run.id, |latest| {
+            .edit_run(run, |latest| {
                 let activable = latest.view.oz_run_id.is_none()
                     && matches!(latest.phase, RunPhase::Starting | RunPhase::Parked);
                 activable.then(|| RunEdit::Activate {
@@ -111,7 +111,7 @@ impl Adopter {
             )
         };
         self.store
-            .edit_run(run, |latest| {
+            .edit_run(&record, |latest| {
                 Some(RunEdit::View(RunView {
                     note: Some(note.clone()),
                     ..latest.view.clone()

@@ -558,7 +558,7 @@ impl Dispatcher {
         let queued = self.queue_notes(thread).await?;
         let shown = self
             .store
-            .edit_run(&latest.id, |run| {
+            .edit_run(&latest, |run| {
                 (run.view.queued != queued).then(|| {
                     RunEdit::View(RunView {
                         queued: queued.clone(),
@@ -677,7 +677,7 @@ impl Dispatcher {
     /// Adds a visible note to a run (the status post is updated).
     async fn note_on_run(&self, run: &RunRecord, note: String) -> crate::store::StoreResult<()> {
         self.store
-            .edit_run(&run.id, |latest| {
+            .edit_run(run, |latest| {
                 Some(RunEdit::View(RunView {
                     note: Some(note.clone()),
                     ..latest.view.clone()
@@ -698,7 +698,7 @@ impl Dispatcher {
             let note = format!("Cancelled by {who} before Oz accepted it.");
             let cancelled = self
                 .store
-                .edit_run(&run.id, |latest| {
+                .edit_run(run, |latest| {
                     (latest.phase == RunPhase::Parked).then(|| RunEdit::Finish {
                         view: RunView {
                             note: Some(note.clone()),
@@ -954,7 +954,7 @@ impl Dispatcher {
         // The rest of the queue moves to the new run's status post.
         if let Some(previous) = latest.filter(|r| !r.view.queued.is_empty()) {
             self.store
-                .edit_run(&previous.id, |run| {
+                .edit_run(&previous, |run| {
                     (!run.view.queued.is_empty()).then(|| {
                         RunEdit::View(RunView {
                             queued: Vec::new(),

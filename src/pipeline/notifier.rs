@@ -257,7 +257,7 @@ impl Notifier {
                 });
                 let ended = self
                     .store
-                    .edit_run(&run.id, |latest| {
+                    .edit_run(run, |latest| {
                         (latest.phase == RunPhase::Starting).then(|| RunEdit::Finish {
                             view: RunView {
                                 start_error: Some(text.clone()),

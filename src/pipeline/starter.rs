@@ -112,7 +112,7 @@ impl Starter {
     async fn park(&self, run: &RunRecord, reason: &str, answered: bool) -> StoreResult<()> {
         let parked = self
             .store
-            .edit_run(&run.id, |latest| {
+            .edit_run(run, |latest| {
                 (latest.phase == RunPhase::Starting).then(|| RunEdit::Park {
                     view: RunView {
                         trouble: Some(StartTrouble::Parked),
@@ -143,7 +143,7 @@ impl Starter {
         if run.view.trouble.is_none() && now - troubled_since >= ms(self.outage_notice_after) {
             let trouble = Some(StartTrouble::Retrying { until: give_up_at });
             self.store
-                .edit_run(&run.id, |latest| {
+                .edit_run(run, |latest| {
                     Some(RunEdit::View(RunView {
                         trouble,
                         ..latest.view.clone()
@@ -160,7 +160,7 @@ impl Starter {
 
     async fn fail_start(&self, run: &RunRecord, reason: &str) -> StoreResult<()> {
         self.store
-            .edit_run(&run.id, |latest| {
+            .edit_run(run, |latest| {
                 Some(RunEdit::Finish {
                     view: RunView {
                         start_error: Some(reason.to_owned()),

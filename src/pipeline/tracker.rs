@@ -293,9 +293,12 @@ impl Tracker {
             let checklist = checklist_of(&conversation, work.created_at);
             let checklist =
                 (!checklist.steps.is_empty() || !checklist.actions.is_empty()).then_some(checklist);
+            let Some(record) = self.store.get_run(run).await? else {
+                continue;
+            };
             let shown =
                 self.store
-                    .edit_run(run, |record| {
+                    .edit_run(&record, |record| {
                         (record.phase == RunPhase::Active && record.view.checklist != checklist)
                             .then(|| {
                                 RunEdit::View(RunView {

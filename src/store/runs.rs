@@ -652,37 +652,41 @@ impl Store {
         Ok(Written::of(&result))
     }
 
-    /// Changes a run as `decide` says from its latest copy, deciding again from a fresh
-    /// copy whenever another writer stored a change first. Returns the copy the stored
-    /// change was decided from; None when the run is gone or `decide` wanted nothing.
+    /// Changes a run as `decide` says: decided first from `run` (the caller's copy), and
+    /// again from a fresh copy whenever another writer stored a change first. Returns
+    /// the copy the stored change was decided from; None when the run is gone or
+    /// `decide` wanted nothing.
     pub async fn edit_run(
         &self,
-        id: &RunRef,
+        run: &RunRecord,
         mut decide: impl FnMut(&RunRecord) -> Option<RunEdit>,
     ) -> StoreResult<Option<RunRecord>> {
+        let mut fresh: Option<RunRecord> = None;
         for _ in 0..EDIT_ATTEMPTS {
-            let Some(run) = self.get_run(id).await? else {
-                return Ok(None);
-            };
-            let written = match decide(&run) {
+            let current = fresh.as_ref().unwrap_or(run);
+            let written = match decide(current) {
                 None => return Ok(None),
-                Some(RunEdit::View(view)) => self.update_view(&run, &view).await?,
+                Some(RunEdit::View(view)) => self.update_view(current, &view).await?,
                 Some(RunEdit::Finish { view, visible }) => {
-                    self.update_run(&run, RunPhase::Done, &view, visible)
+                    self.update_run(current, RunPhase::Done, &view, visible)
                         .await?
                 }
                 Some(RunEdit::Park {
                     view,
                     reason,
                     answered,
-                }) => self.park_run(&run, &reason, &view, answered).await?,
+                }) => self.park_run(current, &reason, &view, answered).await?,
                 Some(RunEdit::Activate { view, check_now }) => {
-                    self.activate_run(&run, &view, check_now).await?
+                    self.activate_run(current, &view, check_now).await?
                 }
             };
             if written == Written::Stored {
-                return Ok(Some(run));
+                return Ok(Some(current.clone()));
             }
+            let Some(latest) = self.get_run(&run.id).await? else {
+                return Ok(None);
+            };
+            fresh = Some(latest);
         }
         Err(StoreError::Contended)
     }
