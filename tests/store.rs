@@ -12,6 +12,22 @@ fn command(number: u64, text: &str) -> InboxCommand {
     ozbridge::testkit::commands::github_command(number, text)
 }
 
+/// A run recorded for a command, named after the store it is for.
+fn new_run(store: &Store, name: &str) -> ozbridge::store::RunRecord {
+    ozbridge::store::RunRecord::intent(
+        ozbridge::store::RunIntent {
+            id: ozbridge::ids::RunRef(format!("run-{name}")),
+            command_id: ozbridge::ids::CommandId(format!("cmd-{name}")),
+            origin: command(8, "fix").origin,
+            requester: command(8, "fix").author,
+            asked: "fix".into(),
+            request: ozbridge::oz::types::RunAgentRequest::default(),
+            post_first: false,
+        },
+        store.clock().now_ms(),
+    )
+}
+
 async fn stores() -> Vec<(&'static str, Store, tempfile::TempDir)> {
     let mut stores = Vec::new();
     for (name, postgres) in [("sqlite", false), ("postgres", true)] {
@@ -233,18 +249,10 @@ async fn resuming_makes_deferred_work_due_now() {
 async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
     use ozbridge::domain::PostId;
     for (name, store, _dir) in stores().await {
-        let run = ozbridge::store::RunRecord::intent(
-            ozbridge::store::RunIntent {
-                id: ozbridge::ids::RunRef(format!("run-{name}")),
-                command_id: ozbridge::ids::CommandId(format!("cmd-{name}")),
-                origin: command(8, "fix").origin,
-                requester: command(8, "fix").author,
-                asked: "fix".into(),
-                request: ozbridge::oz::types::RunAgentRequest::default(),
-                post_first: true,
-            },
-            store.clock().now_ms(),
-        );
+        let run = ozbridge::store::RunRecord {
+            post_first: true,
+            ..new_run(&store, name)
+        };
         store.insert_run(&run).await.unwrap();
         let lease = Duration::from_secs(30);
         let claimed = store
@@ -292,21 +300,6 @@ async fn an_answered_status_create_leaves_no_doubt_for_the_next_claim() {
             next.post_lookup_after
         );
     }
-}
-
-fn new_run(store: &Store, name: &str) -> ozbridge::store::RunRecord {
-    ozbridge::store::RunRecord::intent(
-        ozbridge::store::RunIntent {
-            id: ozbridge::ids::RunRef(format!("run-{name}")),
-            command_id: ozbridge::ids::CommandId(format!("cmd-{name}")),
-            origin: command(8, "fix").origin,
-            requester: command(8, "fix").author,
-            asked: "fix".into(),
-            request: ozbridge::oz::types::RunAgentRequest::default(),
-            post_first: false,
-        },
-        store.clock().now_ms(),
-    )
 }
 
 /// A change decided from an older copy of a run is refused, not stored over what
