@@ -410,18 +410,7 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             continue;
         };
         let store = Store::connect(&url).await.unwrap();
-        let run = ozbridge::store::RunRecord::intent(
-            ozbridge::store::RunIntent {
-                id: ozbridge::ids::RunRef("run-old".into()),
-                command_id: ozbridge::ids::CommandId("cmd-old".into()),
-                origin: command(7, "fix").origin,
-                requester: command(7, "fix").author,
-                asked: "fix".into(),
-                request: ozbridge::oz::types::RunAgentRequest::default(),
-                post_first: false,
-            },
-            store.clock().now_ms(),
-        );
+        let run = new_run(&store, "old");
         store.insert_run(&run).await.unwrap();
         store.close().await;
         // Turn the row back into what the previous version wrote.
