@@ -378,17 +378,16 @@ impl Tracker {
     /// decided from a copy another writer has changed since (a note, a queue line) is
     /// decided again from the run as it is now, so neither change is lost.
     async fn apply(&self, record: &RunRecord, item: &RunItem) -> Result<bool, TickError> {
-        let mut latest;
-        let mut record = record;
+        let mut fresh: Option<RunRecord> = None;
         for _ in 0..EDIT_ATTEMPTS {
-            if let Some(changed) = self.apply_to(record, item).await? {
+            let current = fresh.as_ref().unwrap_or(record);
+            if let Some(changed) = self.apply_to(current, item).await? {
                 return Ok(changed);
             }
-            match self.store.get_run(&record.id).await? {
-                Some(run) => latest = run,
-                None => return Ok(false),
-            }
-            record = &latest;
+            let Some(latest) = self.store.get_run(&record.id).await? else {
+                return Ok(false);
+            };
+            fresh = Some(latest);
         }
         Err(StoreError::Contended.into())
     }

@@ -1,5 +1,7 @@
 //! Runs: the intent recorded before Oz is called, the view followed by the tracker,
 //! and the status post kept in step with it (a version counter per visible change).
+//! Every write of a view names the revision it was decided from ([`Revision`]), so
+//! concurrent writers never undo each other's changes.
 
 use super::{Claimable, Millis, Store, StoreError, StoreResult, clean, composed, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
@@ -94,9 +96,9 @@ pub enum RunEdit {
     Activate { view: RunView, check_now: bool },
 }
 
-/// How many times [`Store::edit_run`] (or a writer like it) decides again before it gives up: each lost
-/// attempt means another writer's change was stored, so this is never reached but by a
-/// run changing without a pause.
+/// How many times [`Store::edit_run`] (or a writer like it) decides again before it
+/// gives up: each lost attempt means another writer's change was stored, so this is
+/// never reached but by a run changing without a pause.
 pub const EDIT_ATTEMPTS: usize = 32;
 
 /// A stored run.
