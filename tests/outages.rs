@@ -266,3 +266,51 @@ async fn a_give_up_reply_never_quotes_internal_errors() {
         );
     }
 }
+
+/// A list answer that comes late (or a replica still holding an older listing while
+/// the tracker's lease moves) must not put an older state back over a newer one: the
+/// run is recorded "needs input" by a later tick, then the older page, which says
+/// "working", arrives and is refused.
+#[tokio::test]
+async fn an_older_list_answer_does_not_put_an_older_state_back() {
+    use ozbridge::oz::types::RunState;
+    use ozbridge::testkit::oz::Gate;
+    let mut h = Harness::start_tuned(None, &[], |_| {})
+        .await
+        .expect("sqlite harness");
+    h.command(98, "alice", "/oz keep going [sim:endless]").await;
+    h.drive_until("the run to work", || {
+        h.status_comment(98)
+            .is_some_and(|c| c.body.contains("🏃 Working"))
+    })
+    .await;
+    let run = h.sim_run_id(0);
+    let gate = Gate::default();
+    h.sim.inject(Fault {
+        method: Some(axum::http::Method::GET),
+        path_prefix: "/agent/runs".into(),
+        kind: FaultKind::HeldAnswer(gate.clone()),
+        times: 1,
+    });
+    let pipeline = h.pipeline();
+    let (late, _) = tokio::join!(pipeline.track_once(), async {
+        // The held page says "working"; the run then needs input, and a later tick
+        // records it.
+        gate.reached().await;
+        h.sim.set_state(&run, RunState::Blocked);
+        assert_eq!(pipeline.track_once().await, 1, "the later tick records it");
+        gate.open();
+    });
+    assert_eq!(late, 0, "the older page changes nothing");
+    let stored = h.store().runs_by_oz_ids(&[run]).await.unwrap();
+    assert_eq!(
+        stored[0].view.state,
+        Some(RunState::Blocked),
+        "the newer state stays"
+    );
+    h.drive_until("the thread to say the run needs input", || {
+        h.status_comment(98)
+            .is_some_and(|c| c.body.contains("✋ Needs your input"))
+    })
+    .await;
+}

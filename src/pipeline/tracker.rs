@@ -334,6 +334,13 @@ impl Tracker {
         record: &RunRecord,
         item: &RunItem,
     ) -> Result<Option<bool>, TickError> {
+        let taken = record.oz_updated_at;
+        if taken.is_some_and(|taken| item.updated_at < taken) {
+            // An older answer than the one the view was taken from (a list page that
+            // came late, a replica still working from an older listing): taking it would
+            // put an older state back, so the view stays.
+            return Ok(Some(false));
+        }
         let cost = cost_of(item);
         if cost != record.cost {
             self.store.set_cost(&record.id, cost).await?;
@@ -390,21 +397,31 @@ impl Tracker {
             }
         }
         let changed = view != *old;
+        let moved = changed || phase != record.phase;
         if summary_missing {
             self.store
                 .check_run_after(&record.id, SUMMARY_RETRY)
                 .await?;
         }
-        if !changed && phase == record.phase {
+        // An unchanged view is stored anyway when Oz's answer is newer than the one it was
+        // taken from, so that no answer older than this one is taken after it.
+        if !moved && taken >= Some(item.updated_at) {
             return Ok(Some(false));
         }
-        if self.store.update_run(record, phase, &view, changed).await? == Written::Outdated {
+        let written = self
+            .store
+            .update_run(record, phase, &view, changed, Some(item.updated_at))
+            .await?;
+        if written == Written::Outdated {
             return Ok(None);
         }
         if summary_missing {
             self.store
                 .check_run_after(&record.id, SUMMARY_RETRY)
                 .await?;
+        }
+        if !moved {
+            return Ok(Some(false));
         }
         self.announce(record, &view, phase).await?;
         if phase == RunPhase::Done && record.phase != RunPhase::Done {

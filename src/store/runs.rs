@@ -3,6 +3,7 @@
 //! Every write of a view names the revision it was decided from ([`Revision`]), so
 //! concurrent writers never undo each other's changes.
 
+use chrono::{DateTime, Utc};
 use super::{Claimable, Millis, Store, StoreError, StoreResult, clean, composed, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
@@ -116,6 +117,9 @@ pub struct RunRecord {
     pub view: RunView,
     /// Which write of the view this copy holds.
     pub revision: Revision,
+    /// When Oz last updated the run as its view shows it (None before the tracker took
+    /// a listing of it): an answer of Oz older than this is not taken.
+    pub oz_updated_at: Option<DateTime<Utc>>,
     /// How many create calls were sent (a non-zero count means: look before creating).
     pub create_attempts: i64,
     pub first_attempt_at: Option<Millis>,
@@ -180,6 +184,7 @@ impl RunRecord {
             phase: RunPhase::Starting,
             view: RunView::default(),
             revision: Revision(0),
+            oz_updated_at: None,
             create_attempts: 0,
             first_attempt_at: None,
             lookup_after: 0,
@@ -198,7 +203,7 @@ impl RunRecord {
     }
 }
 
-const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, view_rev, create_attempts,
+const COLUMNS: &str = "id, command_id, origin, requester, asked, request, phase, view, view_rev, oz_updated_us, create_attempts,
     first_attempt_at, lookup_after, start_give_up_at, version, posted_version, notify_attempts, cost,
     status_post, posted_digest, post_attempted, post_first, created_at, updated_at";
 
@@ -220,6 +225,9 @@ fn decode(row: &AnyRow) -> StoreResult<RunRecord> {
         phase: RunPhase::parse(&text("phase")?),
         view: serde_json::from_str(&text("view")?)?,
         revision: Revision(row.try_get("view_rev")?),
+        oz_updated_at: Some(row.try_get::<i64, _>("oz_updated_us")?)
+            .filter(|us| *us != 0)
+            .and_then(DateTime::from_timestamp_micros),
         create_attempts: row.try_get("create_attempts")?,
         first_attempt_at: row.try_get("first_attempt_at")?,
         lookup_after: row.try_get("lookup_after")?,
@@ -623,22 +631,24 @@ impl Store {
         Ok(Written::of(&result))
     }
 
-    /// Stores a run's phase and view, decided from `run`; bumps its version (the status
-    /// post follows) when the view changed visibly.
+    /// Stores a run's phase and view, decided from `run` and taken from Oz's answer of
+    /// `oz_updated_at`; bumps its version (the status post follows) when the view
+    /// changed visibly.
     pub async fn update_run(
         &self,
         run: &RunRecord,
         phase: RunPhase,
         view: &RunView,
         changed: bool,
+        oz_updated_at: Option<DateTime<Utc>>,
     ) -> StoreResult<Written> {
         self.record_artifacts(&run.id, view).await?;
         let now = self.clock.now_ms();
         let result = sqlx::query(
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
                 version = version + $4, view_rev = view_rev + 1, updated_at = $5,
-                start_lease_until = 0, check_at = $6, oz_state = $7
-             WHERE id = $8 AND view_rev = $9",
+                start_lease_until = 0, check_at = $6, oz_state = $7, oz_updated_us = $8
+             WHERE id = $9 AND view_rev = $10",
         )
         .bind(phase.as_str())
         .bind(serde_json::to_string(view)?)
@@ -647,6 +657,7 @@ impl Store {
         .bind(now)
         .bind(now + STALE_MS)
         .bind(state_of(view))
+        .bind(oz_updated_at.map_or(0, |at| at.timestamp_micros()))
         .bind(run.id.as_str())
         .bind(run.revision.0)
         .execute(&self.pool)
@@ -670,8 +681,14 @@ impl Store {
                 None => return Ok(None),
                 Some(RunEdit::View(view)) => self.update_view(current, &view).await?,
                 Some(RunEdit::Finish { view, visible }) => {
-                    self.update_run(current, RunPhase::Done, &view, visible)
-                        .await?
+                    self.update_run(
+                        current,
+                        RunPhase::Done,
+                        &view,
+                        visible,
+                        current.oz_updated_at,
+                    )
+                    .await?
                 }
                 Some(RunEdit::Park {
                     view,

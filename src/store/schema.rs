@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -159,6 +159,11 @@ const V7: &[&str] = &[
 /// its change was decided from, so a change decided from an older copy is refused
 /// instead of putting back what another writer had just recorded.
 const V8: &[&str] = &["ALTER TABLE runs ADD COLUMN view_rev BIGINT NOT NULL DEFAULT 0"];
+
+/// When Oz last updated a run as its view shows it (microseconds; 0: not yet known), so
+/// an older answer of Oz (a late list page, a replica still holding an old one) is not
+/// taken over a newer one.
+const V9: &[&str] = &["ALTER TABLE runs ADD COLUMN oz_updated_us BIGINT NOT NULL DEFAULT 0"];
 
 /// Which database engine the statements run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

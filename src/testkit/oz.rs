@@ -111,6 +111,28 @@ pub enum FaultKind {
     /// Carry the request out only after this pause, even when the client has given up
     /// waiting (it was queued behind the API): the answer comes too late to be read.
     LateCommit(Duration),
+    /// Carry the request out at once, but answer only once the test opens the gate (an
+    /// answer that arrives after later ones).
+    HeldAnswer(Gate),
+}
+
+/// Holds back an answer ([`FaultKind::HeldAnswer`]) until a test opens it.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    reached: Arc<tokio::sync::Notify>,
+    opened: Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    /// Waits until a request's answer is held at the gate (it was carried out).
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held answer go.
+    pub fn open(&self) {
+        self.opened.notify_one();
+    }
 }
 
 /// A fault for the next `times` requests whose method and path match.
@@ -661,6 +683,12 @@ async fn gate(
         Some(FaultKind::SlowAnswer(pause)) => {
             let answer = next.run(request).await;
             tokio::time::sleep(pause).await;
+            answer
+        }
+        Some(FaultKind::HeldAnswer(gate)) => {
+            let answer = next.run(request).await;
+            gate.reached.notify_one();
+            gate.opened.notified().await;
             answer
         }
         Some(FaultKind::LateCommit(pause)) => {
