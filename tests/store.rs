@@ -318,17 +318,26 @@ async fn a_change_decided_from_an_older_copy_is_refused() {
             state: Some(RunState::Succeeded),
             ..copy.view.clone()
         };
+        let oz_updated_at = chrono::DateTime::parse_from_rfc3339("2026-12-06T10:00:00.123456Z")
+            .unwrap()
+            .to_utc();
         let first = store
-            .update_run(&copy, RunPhase::Done, &finished, true)
+            .update_run(&copy, RunPhase::Done, &finished, true, Some(oz_updated_at))
             .await
             .unwrap();
         assert_eq!(first, Written::Stored, "{name}");
+        let stored = store.get_run(&run.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.oz_updated_at,
+            Some(oz_updated_at),
+            "{name}: when Oz last updated it, to the microsecond"
+        );
         let noted = RunView {
             note: Some("noted".into()),
             ..copy.view.clone()
         };
         let second = store
-            .update_run(&copy, RunPhase::Active, &noted, true)
+            .update_run(&copy, RunPhase::Active, &noted, true, None)
             .await
             .unwrap();
         assert_eq!(
@@ -425,10 +434,11 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             format!("UPDATE runs SET status_post = '123', view = '{view}', phase = 'active'"),
             "DELETE FROM artifacts".to_owned(),
             "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
-            // What versions 7 and 8 added, which the previous version did not have either.
+            // What versions 7 to 9 added, which the previous version did not have either.
             "DROP INDEX IF EXISTS runs_active_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN oz_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN view_rev".to_owned(),
+            "ALTER TABLE runs DROP COLUMN oz_updated_us".to_owned(),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement))
                 .execute(&mut conn)

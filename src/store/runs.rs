@@ -3,11 +3,11 @@
 //! Every write of a view names the revision it was decided from ([`Revision`]), so
 //! concurrent writers never undo each other's changes.
 
-use chrono::{DateTime, Utc};
 use super::{Claimable, Millis, Store, StoreError, StoreResult, clean, composed, ms};
 use crate::domain::{Author, Origin, PostId, RunView};
 use crate::ids::{CommandId, OzRunId, RunRef, ThreadKey};
 use crate::oz::types::RunAgentRequest;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
