@@ -332,6 +332,21 @@ async fn a_change_decided_from_an_older_copy_is_refused() {
             Some(oz_updated_at),
             "{name}: when Oz last updated it, to the microsecond"
         );
+        // An older answer of Oz is neither noted nor stored, even from a current copy.
+        let older = oz_updated_at - chrono::Duration::microseconds(1);
+        store.note_oz_answer(&run.id, 9.0, older).await.unwrap();
+        let refused = store
+            .update_run(&stored, RunPhase::Active, &copy.view, true, Some(older))
+            .await
+            .unwrap();
+        assert_eq!(refused, Written::Outdated, "{name}: an older answer");
+        let stored = store.get_run(&run.id).await.unwrap().unwrap();
+        assert_eq!(stored.oz_updated_at, Some(oz_updated_at), "{name}");
+        assert_eq!(
+            (stored.phase, stored.cost),
+            (RunPhase::Done, 0.0),
+            "{name}: nothing of the older answer was kept"
+        );
         let noted = RunView {
             note: Some("noted".into()),
             ..copy.view.clone()

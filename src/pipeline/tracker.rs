@@ -414,9 +414,14 @@ impl Tracker {
             // put an older state back, so the view stays.
             return Ok(Some(false));
         }
+        // What it cost, and that this answer was taken: an older one, from a tracker
+        // still holding an older listing, is refused from now on, whether or not this
+        // one changes the view.
         let cost = cost_of(item);
-        if cost != record.cost {
-            self.store.set_cost(&record.id, cost).await?;
+        if cost != record.cost || taken < Some(item.updated_at) {
+            self.store
+                .note_oz_answer(&record.id, cost, item.updated_at)
+                .await?;
         }
         let old = &record.view;
         let mut view = RunView {
@@ -470,15 +475,12 @@ impl Tracker {
             }
         }
         let changed = view != *old;
-        let moved = changed || phase != record.phase;
         if summary_missing {
             self.store
                 .check_run_after(&record.id, SUMMARY_RETRY)
                 .await?;
         }
-        // An unchanged view is stored anyway when Oz's answer is newer than the one it was
-        // taken from, so that no answer older than this one is taken after it.
-        if !moved && taken >= Some(item.updated_at) {
+        if !changed && phase == record.phase {
             return Ok(Some(false));
         }
         let written = self
@@ -492,9 +494,6 @@ impl Tracker {
             self.store
                 .check_run_after(&record.id, SUMMARY_RETRY)
                 .await?;
-        }
-        if !moved {
-            return Ok(Some(false));
         }
         self.announce(record, &view, phase).await?;
         if phase == RunPhase::Done && record.phase != RunPhase::Done {

@@ -633,7 +633,8 @@ impl Store {
 
     /// Stores a run's phase and view, decided from `run` and taken from Oz's answer of
     /// `oz_updated_at`; bumps its version (the status post follows) when the view
-    /// changed visibly.
+    /// changed visibly. Refused (`Outdated`) when the view changed since `run` was read,
+    /// or the record holds a newer answer of Oz.
     pub async fn update_run(
         &self,
         run: &RunRecord,
@@ -648,7 +649,7 @@ impl Store {
             "UPDATE runs SET phase = $1, view = $2, oz_run_id = COALESCE(oz_run_id, $3),
                 version = version + $4, view_rev = view_rev + 1, updated_at = $5,
                 start_lease_until = 0, check_at = $6, oz_state = $7, oz_updated_us = $8
-             WHERE id = $9 AND view_rev = $10",
+             WHERE id = $9 AND view_rev = $10 AND oz_updated_us <= $8",
         )
         .bind(phase.as_str())
         .bind(serde_json::to_string(view)?)
@@ -844,13 +845,27 @@ impl Store {
         Ok(())
     }
 
-    /// Records what a run has cost so far.
-    pub async fn set_cost(&self, id: &RunRef, cost: f64) -> StoreResult<()> {
-        sqlx::query("UPDATE runs SET cost = $1 WHERE id = $2")
-            .bind(cost)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+    /// Records what Oz's answer of `oz_updated_at` says beside the view: what the run
+    /// has cost so far, and that no answer older than this one is to be taken. Not a
+    /// write of the view (its revision stays), so a writer deciding from the view is not
+    /// sent back; an older answer's write of the view is refused all the same
+    /// ([`Self::update_run`] checks the time). Nothing is written when the record
+    /// already holds a newer answer.
+    pub async fn note_oz_answer(
+        &self,
+        id: &RunRef,
+        cost: f64,
+        oz_updated_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let at = oz_updated_at.timestamp_micros();
+        sqlx::query(
+            "UPDATE runs SET cost = $1, oz_updated_us = $2 WHERE id = $3 AND oz_updated_us <= $2",
+        )
+        .bind(cost)
+        .bind(at)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
