@@ -206,7 +206,6 @@ impl Pipeline {
                 doubt_window: settings.oz_doubt_window,
                 checklists: settings.checklists,
                 read_schedule: checklist::ReadSchedule::default(),
-                relisted: tracker::Relisted::default(),
             },
             notifier: Notifier {
                 store: store.clone(),

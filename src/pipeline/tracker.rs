@@ -14,9 +14,7 @@
 //! cancelled.
 //!
 //! An answer of Oz older than the one a run's view was taken from (a late page, another
-//! replica's older listing) is never taken, so the view only moves forward; a run the
-//! list gives again exactly as this process last took it is therefore passed over
-//! without reading its record.
+//! replica's older listing) is never taken: a view does not go back to an older state.
 
 use super::adopt::{Adopter, Created};
 use super::checklist::{ChecklistSettings, ReadSchedule, WorkingRun, checklist_of};
@@ -93,62 +91,6 @@ pub(super) struct Tracker {
     pub checklists: ChecklistSettings,
     /// When each run's conversation was last read.
     pub read_schedule: ReadSchedule,
-    /// The runs the last tick handled that the next list gives again.
-    pub relisted: Relisted,
-}
-
-/// The listed runs a tick handled whose update is recent enough that the next tick's
-/// list gives them again (it starts [`OVERLAP_MS`] before the newest update, for clock
-/// ties), each with a fingerprint of what the list said. Listed again saying the same,
-/// such a run is passed over without reading its record: a quiet tick then costs the
-/// list alone, however many runs changed in the moment before the quiet (up to a page
-/// of them). The fingerprint covers the whole listed run, not only its update time: two
-/// changes may carry the same time, and the second must not be passed over.
-#[derive(Default)]
-pub(super) struct Relisted(std::sync::Mutex<HashMap<OzRunId, Handled>>);
-
-/// What a tick handled of a listed run: when it was updated, and what the list said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Handled {
-    updated_at: Millis,
-    fingerprint: u64,
-}
-
-impl Handled {
-    /// The fingerprint of everything the list says of `item` but its prompt (which never
-    /// changes and is most of its size: it is set aside while the rest is hashed).
-    fn of(item: &mut RunItem) -> Self {
-        use std::hash::{Hash, Hasher};
-        let prompt = std::mem::take(&mut item.prompt);
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        // A run item always serializes; an empty fingerprint would only make it read again.
-        serde_json::to_vec(&*item)
-            .unwrap_or_default()
-            .hash(&mut hasher);
-        item.prompt = prompt;
-        Self {
-            updated_at: item.updated_at.timestamp_millis(),
-            fingerprint: hasher.finish(),
-        }
-    }
-}
-
-impl Relisted {
-    fn handled(&self) -> std::sync::MutexGuard<'_, HashMap<OzRunId, Handled>> {
-        // A map of ids to fingerprints cannot be left half-written: poisoning is ignored.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// True when the last tick handled the run `id` as the list gives it now.
-    fn unchanged(&self, id: &OzRunId, listed: Handled) -> bool {
-        self.handled().get(id) == Some(&listed)
-    }
-
-    /// Keeps what this tick handled that the next list (from `watermark`) gives again.
-    fn keep(&self, mut handled: HashMap<OzRunId, Handled>, watermark: Millis) {
-        handled.retain(|_, handled| handled.updated_at > watermark - OVERLAP_MS);
-        *self.handled() = handled;
-    }
 }
 
 impl Tracker {
@@ -206,20 +148,9 @@ impl Tracker {
             limit: Some(500),
             ..ListRunsQuery::default()
         };
-        let mut handled = HashMap::new();
         loop {
-            let mut page = self.oz.list_runs(&query).await?;
-            let mut fresh = Vec::new();
-            for item in &mut page.runs {
-                newest = newest.max(item.updated_at.timestamp_millis());
-                let listed = Handled::of(item);
-                if self.relisted.unchanged(&item.run_id, listed) {
-                    handled.insert(item.run_id.clone(), listed);
-                } else {
-                    fresh.push((&*item, listed));
-                }
-            }
-            let ids: Vec<OzRunId> = fresh.iter().map(|(r, _)| r.run_id.clone()).collect();
+            let page = self.oz.list_runs(&query).await?;
+            let ids: Vec<OzRunId> = page.runs.iter().map(|r| r.run_id.clone()).collect();
             let mut known: HashMap<OzRunId, RunRecord> = self
                 .store
                 .runs_by_oz_ids(&ids)
@@ -230,33 +161,36 @@ impl Tracker {
             // Known runs first: handling an unrecorded one may note something on a
             // known run's view, which would make this page's copy of it outdated (its
             // apply would be refused and decided again from a fresh read).
-            // A run passed over above stays as this process took it: an older listing
-            // applied since by another tracker (two replicas while the lease moves, a
-            // late answer) was refused, being older than what the view was taken from.
+            // Every listed run is applied again, even one the last tick handled as the
+            // list gives it now. An older listing (two replicas while the lease moves, a
+            // late answer) is refused when older than the answer the view was taken
+            // from, but not when it holds a state between that answer and a newer one
+            // that changed nothing (the view keeps the older time): re-applying the
+            // listing puts the newer state back.
             let mut unrecorded = Vec::new();
-            for (item, listed) in fresh {
+            for item in &page.runs {
                 let at = item.updated_at.timestamp_millis();
-                let Some(record) = known.remove(&item.run_id) else {
-                    unrecorded.push((item, at));
-                    continue;
-                };
-                if record.phase == RunPhase::Active {
-                    changes += usize::from(self.apply(&record, item).await?);
-                    if item.state.is_terminal() {
-                        self.read_schedule.forget(&record.id);
-                    } else if matches!(item.state, RunState::InProgress | RunState::Blocked) {
-                        // Its agent is at work (a queued run's conversation is only
-                        // its request).
-                        let working = WorkingRun {
-                            run: record.id.clone(),
-                            oz_run: item.run_id.clone(),
-                            created_at: item.created_at,
-                            updated_at: item.updated_at,
-                        };
-                        self.read_schedule.note_working(working, self.now());
+                newest = newest.max(at);
+                match known.remove(&item.run_id) {
+                    Some(record) if record.phase == RunPhase::Active => {
+                        changes += usize::from(self.apply(&record, item).await?);
+                        if item.state.is_terminal() {
+                            self.read_schedule.forget(&record.id);
+                        } else if matches!(item.state, RunState::InProgress | RunState::Blocked) {
+                            // Its agent is at work (a queued run's conversation is
+                            // only its request).
+                            let working = WorkingRun {
+                                run: record.id.clone(),
+                                oz_run: item.run_id.clone(),
+                                created_at: item.created_at,
+                                updated_at: item.updated_at,
+                            };
+                            self.read_schedule.note_working(working, self.now());
+                        }
                     }
+                    Some(_) => {}
+                    None => unrecorded.push((item, at)),
                 }
-                handled.insert(item.run_id.clone(), listed);
             }
             for (item, at) in unrecorded {
                 match self.unrecorded(item).await? {
@@ -274,7 +208,6 @@ impl Tracker {
         }
         let next = held.map_or(newest, |h| newest.min(h - 1));
         self.store.set_marker(WATERMARK, &next.to_string()).await?;
-        self.relisted.keep(handled, next);
         changes += self.check_quiet_runs().await?;
         changes += self.refresh_checklists().await?;
         Ok(Ticked::Followed { changes })
@@ -414,11 +347,10 @@ impl Tracker {
             // put an older state back, so the view stays.
             return Ok(Some(false));
         }
-        // What it cost, and that this answer was taken: an older one, from a tracker
-        // still holding an older listing, is refused from now on, whether or not this
-        // one changes the view.
+        // What it cost so far (and that an answer this new was taken: a small write
+        // beside the view, which it does not change).
         let cost = cost_of(item);
-        if cost != record.cost || taken < Some(item.updated_at) {
+        if cost != record.cost {
             self.store
                 .note_oz_answer(&record.id, cost, item.updated_at)
                 .await?;
@@ -480,6 +412,9 @@ impl Tracker {
                 .check_run_after(&record.id, SUMMARY_RETRY)
                 .await?;
         }
+        // An answer that changes nothing is not written (a write per working run per
+        // tick would cost more than the tick): the view keeps the time of the answer it
+        // was taken from.
         if !changed && phase == record.phase {
             return Ok(Some(false));
         }
@@ -585,47 +520,4 @@ fn view_stamp(view: &RunView) -> String {
         .map(|m| m.message.as_str())
         .unwrap_or_default();
     hex::encode(&sha2::Sha256::digest(message.as_bytes())[..6])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(id: &str, updated_at: &str) -> RunItem {
-        serde_json::from_value(serde_json::json!({
-            "run_id": id, "state": "INPROGRESS",
-            "created_at": "2026-12-06T10:00:00Z", "updated_at": updated_at,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_run_relisted_as_it_was_handled_is_passed_over_and_no_other() {
-        let relisted = Relisted::default();
-        let mut quiet = item("run-1", "2026-12-06T10:00:10Z");
-        let mut older = item("run-2", "2026-12-06T10:00:05Z");
-        let watermark = quiet.updated_at.timestamp_millis();
-        let handled = [&mut quiet, &mut older]
-            .into_iter()
-            .map(|i| (i.run_id.clone(), Handled::of(i)))
-            .collect();
-        relisted.keep(handled, watermark);
-        let unchanged = |mut item: RunItem| {
-            let listed = Handled::of(&mut item);
-            relisted.unchanged(&item.run_id, listed)
-        };
-        assert!(unchanged(quiet.clone()));
-        // The prompt is not part of it (it never changes).
-        let mut same = quiet.clone();
-        same.prompt = "another text".into();
-        assert!(unchanged(same));
-        // Changed since, even at the same time: handled again.
-        assert!(!unchanged(item("run-1", "2026-12-06T10:00:11Z")));
-        let mut ended = quiet.clone();
-        ended.state = RunState::Cancelled;
-        assert!(!unchanged(ended));
-        // Not listed again from this watermark: not kept.
-        assert!(!unchanged(older));
-        assert!(!unchanged(item("run-3", "2026-12-06T10:00:10Z")));
-    }
 }
