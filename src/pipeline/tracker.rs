@@ -13,8 +13,8 @@
 //! but is not that run's Oz run is a duplicate (a create answered too late) and is
 //! cancelled.
 //!
-//! An answer of Oz older than the one a run's view was taken from (a late page, another
-//! replica's older listing) is never taken: a view does not go back to an older state.
+//! An answer of Oz older than the newest one taken for a run (a late page, another
+//! replica's older listing) is refused, so it cannot put an older state back.
 
 use super::adopt::{Adopter, Created};
 use super::checklist::{ChecklistSettings, ReadSchedule, WorkingRun, checklist_of};
@@ -163,10 +163,10 @@ impl Tracker {
             // apply would be refused and decided again from a fresh read).
             // Every listed run is applied again, even one the last tick handled as the
             // list gives it now. An older listing (two replicas while the lease moves, a
-            // late answer) is refused when older than the answer the view was taken
-            // from, but not when it holds a state between that answer and a newer one
-            // that changed nothing (the view keeps the older time): re-applying the
-            // listing puts the newer state back.
+            // late answer) is refused when older than the newest answer taken, but not
+            // when it holds a state between that answer and a newer one that changed
+            // nothing (and so was not written): re-applying the listing puts the newer
+            // state back.
             let mut unrecorded = Vec::new();
             for item in &page.runs {
                 let at = item.updated_at.timestamp_millis();
@@ -342,13 +342,12 @@ impl Tracker {
     ) -> Result<Option<bool>, TickError> {
         let taken = record.oz_updated_at;
         if taken.is_some_and(|taken| item.updated_at < taken) {
-            // An older answer than the one the view was taken from (a list page that
-            // came late, a replica still working from an older listing): taking it would
-            // put an older state back, so the view stays.
+            // Older than the newest answer taken (a list page that came late, a replica
+            // still working from an older listing): taking it would put an older state
+            // back, so the view stays.
             return Ok(Some(false));
         }
-        // What it cost so far (and that an answer this new was taken: a small write
-        // beside the view, which it does not change).
+        // What it cost so far, with this answer's time: a small write beside the view.
         let cost = cost_of(item);
         if cost != record.cost {
             self.store
@@ -413,8 +412,7 @@ impl Tracker {
                 .await?;
         }
         // An answer that changes nothing is not written (a write per working run per
-        // tick would cost more than the tick): the view keeps the time of the answer it
-        // was taken from.
+        // tick would cost more than the tick itself).
         if !changed && phase == record.phase {
             return Ok(Some(false));
         }

@@ -117,8 +117,8 @@ pub struct RunRecord {
     pub view: RunView,
     /// Which write of the view this copy holds.
     pub revision: Revision,
-    /// When Oz last updated the run as its view shows it (None before the tracker took
-    /// a listing of it): an answer of Oz older than this is not taken.
+    /// The `updated_at` of the newest Oz answer taken for the run (into its view or its
+    /// cost; None before the tracker took one): an older answer is refused.
     pub oz_updated_at: Option<DateTime<Utc>>,
     /// How many create calls were sent (a non-zero count means: look before creating).
     pub create_attempts: i64,

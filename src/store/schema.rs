@@ -160,9 +160,9 @@ const V7: &[&str] = &[
 /// instead of putting back what another writer had just recorded.
 const V8: &[&str] = &["ALTER TABLE runs ADD COLUMN view_rev BIGINT NOT NULL DEFAULT 0"];
 
-/// When Oz last updated a run as its view shows it (microseconds; 0: not yet known), so
-/// an older answer of Oz (a late list page, a replica still holding an old one) is not
-/// taken over a newer one.
+/// The `updated_at` of the newest Oz answer taken for a run (microseconds; 0: none yet),
+/// so an older answer (a late list page, a replica still holding an older listing) is
+/// not taken over a newer one.
 const V9: &[&str] = &["ALTER TABLE runs ADD COLUMN oz_updated_us BIGINT NOT NULL DEFAULT 0"];
 
 /// Which database engine the statements run on.
