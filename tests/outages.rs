@@ -314,3 +314,38 @@ async fn an_older_list_answer_does_not_put_an_older_state_back() {
     })
     .await;
 }
+
+/// A run that succeeded before its conversation can be read (for its summary: Oz
+/// answers 404 for a moment) stays followed, and its summary is read again soon: the
+/// thread ends with it.
+#[tokio::test]
+async fn a_summary_that_cannot_be_read_is_read_again() {
+    use ozbridge::oz::types::RunState;
+    use ozbridge::store::RunPhase;
+    let mut h = Harness::start_tuned(None, &[], |_| {})
+        .await
+        .expect("sqlite harness");
+    h.command(99, "alice", "/oz keep going [sim:endless]").await;
+    h.drive_until("the run to work", || {
+        h.status_comment(99)
+            .is_some_and(|c| c.body.contains("🏃 Working"))
+    })
+    .await;
+    let run = h.sim_run_id(0);
+    h.sim.inject(Fault {
+        method: Some(axum::http::Method::GET),
+        path_prefix: format!("/agent/runs/{run}/conversation"),
+        kind: FaultKind::Status(404),
+        times: 1,
+    });
+    h.sim.set_state(&run, RunState::Succeeded);
+    h.pipeline().track_once().await;
+    assert_eq!(h.sim.faults_pending(), 0, "the summary's read was refused");
+    let stored = h.store().runs_by_oz_ids(&[run]).await.unwrap();
+    assert_eq!(stored[0].phase, RunPhase::Active, "still followed");
+    h.drive_until("the thread to end with the summary", || {
+        h.status_comment(99)
+            .is_some_and(|c| c.body.contains("✅ Done"))
+    })
+    .await;
+}

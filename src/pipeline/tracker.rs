@@ -340,8 +340,10 @@ impl Tracker {
         record: &RunRecord,
         item: &RunItem,
     ) -> Result<Option<bool>, TickError> {
-        let taken = record.oz_updated_at;
-        if taken.is_some_and(|taken| item.updated_at < taken) {
+        if record
+            .oz_updated_at
+            .is_some_and(|taken| item.updated_at < taken)
+        {
             // Older than the newest answer taken (a list page that came late, a replica
             // still working from an older listing): taking it would put an older state
             // back, so the view stays.
@@ -406,14 +408,14 @@ impl Tracker {
             }
         }
         let changed = view != *old;
-        if summary_missing {
-            self.store
-                .check_run_after(&record.id, SUMMARY_RETRY)
-                .await?;
-        }
         // An answer that changes nothing is not written (a write per working run per
         // tick would cost more than the tick itself).
         if !changed && phase == record.phase {
+            if summary_missing {
+                self.store
+                    .check_run_after(&record.id, SUMMARY_RETRY)
+                    .await?;
+            }
             return Ok(Some(false));
         }
         let written = self
@@ -423,6 +425,8 @@ impl Tracker {
         if written == Written::Outdated {
             return Ok(None);
         }
+        // The write scheduled the next fetch ten minutes out; a missing summary is
+        // asked for sooner.
         if summary_missing {
             self.store
                 .check_run_after(&record.id, SUMMARY_RETRY)
