@@ -171,15 +171,15 @@ pub fn render_metrics() -> Option<String> {
     Some(exporter.handle.render())
 }
 
-/// Records how long an HTTP request took to answer.
-pub fn http_answer(route: &str, method: &str, status: u16, elapsed: Duration) {
+/// The histogram of answer times for `route` (a route's pattern, or `unmatched`),
+/// `method` and `status`; the HTTP edge keeps it and records each answer's time.
+pub fn http_answer_histogram(route: &str, method: &'static str, status: u16) -> metrics::Histogram {
     metrics::histogram!(
         HTTP_SECONDS,
         "route" => route.to_owned(),
-        "method" => method.to_owned(),
+        "method" => method,
         "status" => status.to_string()
     )
-    .record(elapsed.as_secs_f64());
 }
 
 /// Records a run that ended in `place` (a repository or channel): its cost and time,

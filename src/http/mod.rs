@@ -1,6 +1,8 @@
 //! The HTTP surface: webhook intake, health, readiness, metrics and artifact links,
-//! behind body limits, a timeout and request tracing.
+//! behind the edge every request passes ([`edge`]: body cap, deadlines, answer times,
+//! tracing).
 
+mod edge;
 mod github;
 mod ops;
 mod serve;
@@ -12,15 +14,16 @@ use crate::pipeline::Pipeline;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use edge::{EdgeLayer, EdgeLimits};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
-use tower_http::trace::TraceLayer;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Time a request may take in all, from the end of its headers to its answer.
+const ANSWER_TIME: Duration = Duration::from_secs(8);
 
 /// What the handlers share.
 pub struct HttpState {
@@ -66,39 +69,6 @@ impl HttpState {
     }
 }
 
-/// Counts a platform request as in flight until it is answered (the pipeline's workers
-/// step aside while many are).
-async fn count_in_flight(
-    axum::extract::State(state): axum::extract::State<Arc<HttpState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let _in_flight = state.pipeline.intake.enter();
-    next.run(request).await
-}
-
-/// Records each answer's time by route (the route's pattern, so ids never become
-/// labels), method and status.
-async fn time_answer(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    crate::telemetry::http_answer(
-        &route,
-        method.as_str(),
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
-}
-
 /// Where `/metrics` is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricsRoute {
@@ -110,40 +80,41 @@ pub enum MetricsRoute {
 
 /// `/metrics` alone, for a listener of its own.
 pub fn metrics_router() -> Router {
+    let limits = EdgeLimits {
+        max_body_bytes: MAX_BODY_BYTES,
+        body_time: ANSWER_TIME,
+        answer_time: ANSWER_TIME,
+    };
     Router::new()
         .route("/metrics", get(ops::metrics))
-        .layer(axum::middleware::from_fn(time_answer))
+        .layer(EdgeLayer::new(limits, None))
 }
 
 /// The service's router.
 pub fn router(state: HttpState, metrics: MetricsRoute) -> Router {
-    // Shared, not copied: every request takes the state (twice, with its count).
+    // Shared, not copied: every request takes the state.
     let state = Arc::new(state);
+    let limits = EdgeLimits {
+        max_body_bytes: MAX_BODY_BYTES,
+        body_time: state.body_timeout,
+        answer_time: ANSWER_TIME,
+    };
     let intake = Router::new()
         .route("/github/webhook", post(github::webhook))
         .route("/slack/commands", post(slack::commands))
         .route("/slack/events", post(slack::events))
         .route("/slack/interactions", post(slack::interactions))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_in_flight,
-        ));
-    let mut main = Router::new()
-        .merge(intake)
+        .layer(EdgeLayer::new(limits, Some(state.pipeline.intake.clone())));
+    let mut ops = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz));
+        .route("/readyz", get(ops::readyz))
+        .route("/artifacts/{uid}", get(ops::artifact));
     if metrics == MetricsRoute::OnMain {
-        main = main.route("/metrics", get(ops::metrics));
+        ops = ops.route("/metrics", get(ops::metrics));
     }
-    main.route("/artifacts/{uid}", get(ops::artifact))
-        .layer(axum::middleware::from_fn(time_answer))
+    ops.layer(EdgeLayer::new(limits, None))
+        .merge(intake)
+        // The edge holds bodies to their cap; axum's own default would box them again.
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(8),
-        ))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Requests in flight from which the intake counts as busy.
-const BUSY_AT: usize = 4;
+pub(crate) const BUSY_AT: usize = 4;
 /// How long the intake still counts as busy after it last had that many in flight.
 const BUSY_FOR: Duration = Duration::from_millis(50);
 
