@@ -315,6 +315,57 @@ async fn an_older_list_answer_does_not_put_an_older_state_back() {
     .await;
 }
 
+/// A replica whose list answer comes late, after another replica took the tracker lease
+/// over, drops it: the other replica took a newer answer that changed nothing (so it was
+/// not written), and the late one holds a state in between, newer than every answer
+/// written. The thread keeps showing the run at work.
+#[tokio::test]
+async fn a_late_answer_to_a_replica_that_lost_the_tracker_lease_is_dropped() {
+    use ozbridge::oz::types::RunState;
+    use ozbridge::testkit::oz::Gate;
+    let mut h = Harness::start_tuned(None, &[], |_| {})
+        .await
+        .expect("sqlite harness");
+    h.add_replica().await;
+    h.command(97, "alice", "/oz keep going [sim:endless]").await;
+    h.drive_until("the run to work", || {
+        h.status_comment(97)
+            .is_some_and(|c| c.body.contains("🏃 Working"))
+    })
+    .await;
+    let run = h.sim_run_id(0);
+    // The run needs input for a moment; the first replica's listing of that is held.
+    h.sim.set_state(&run, RunState::Blocked);
+    let gate = Gate::default();
+    h.sim.inject(Fault {
+        method: Some(axum::http::Method::GET),
+        path_prefix: "/agent/runs".into(),
+        kind: FaultKind::HeldAnswer(gate.clone()),
+        times: 1,
+    });
+    let (first, second) = (h.pipeline(), &*h.replicas[0].pipeline);
+    // Whichever replica held the tracker lease, it runs out: the first takes it.
+    h.clock.advance(Duration::from_secs(60));
+    let (late, _) = tokio::join!(first.track_once(), async {
+        gate.reached().await;
+        // The run works again; the lease runs out and the other replica takes it over,
+        // and finds the run as it was last written.
+        h.sim.set_state(&run, RunState::InProgress);
+        h.clock.advance(Duration::from_secs(60));
+        assert_eq!(second.track_once().await, 0, "nothing changed");
+        gate.open();
+    });
+    assert_eq!(late, 0, "the late answer changes nothing");
+    let stored = h.store().runs_by_oz_ids(&[run]).await.unwrap();
+    assert_eq!(stored[0].view.state, Some(RunState::InProgress));
+    h.run_until_idle().await;
+    assert!(
+        h.status_comment(97)
+            .is_some_and(|c| c.body.contains("🏃 Working")),
+        "the thread still shows the run at work"
+    );
+}
+
 /// A run that succeeded before its conversation can be read (for its summary: Oz
 /// answers 404 for a moment) stays followed, and its summary is read again soon: the
 /// thread ends with it.

@@ -107,28 +107,53 @@ async fn commands_of_one_thread_are_claimed_in_order_one_at_a_time() {
 async fn leases_are_exclusive_until_they_expire() {
     for (name, store, _dir) in stores().await {
         let ttl = Duration::from_millis(300);
-        assert!(
-            store.try_lease("tracker", "a", ttl).await.unwrap(),
+        let first = store.try_lease("tracker", "a", ttl).await.unwrap();
+        assert!(first.is_some(), "{name}");
+        assert_eq!(
+            store.try_lease("tracker", "b", ttl).await.unwrap(),
+            None,
             "{name}"
         );
-        assert!(
-            !store.try_lease("tracker", "b", ttl).await.unwrap(),
-            "{name}"
-        );
-        assert!(
+        assert_eq!(
             store.try_lease("tracker", "a", ttl).await.unwrap(),
-            "{name}: the holder renews"
+            first,
+            "{name}: the holder renews, in the same term"
         );
         store.clock().advance(Duration::from_millis(200));
-        assert!(
-            !store.try_lease("tracker", "b", ttl).await.unwrap(),
+        assert_eq!(
+            store.try_lease("tracker", "b", ttl).await.unwrap(),
+            None,
             "{name}: still held before expiry"
         );
         store.clock().advance(Duration::from_millis(200));
+        let second = store.try_lease("tracker", "b", ttl).await.unwrap();
+        assert!(second.is_some(), "{name}: taken over after expiry");
+        assert_ne!(second, first, "{name}: a new owner, a new term");
+        // The first holder learns that its term ended; the second holds on.
+        let renew = |owner, term: Option<ozbridge::store::LeaseTerm>| {
+            store.renew_lease("tracker", owner, term.unwrap(), ttl)
+        };
+        assert!(!renew("a", first).await.unwrap(), "{name}");
+        assert!(renew("b", second).await.unwrap(), "{name}");
+        // Once it runs out, only the lease's owner may renew it still (nobody else acted
+        // under it); after another owner took it, neither an older term does.
+        store.clock().advance(Duration::from_millis(400));
         assert!(
-            store.try_lease("tracker", "b", ttl).await.unwrap(),
-            "{name}: taken over after expiry"
+            renew("b", second).await.unwrap(),
+            "{name}: ran out, nobody took it"
         );
+        store.clock().advance(Duration::from_millis(400));
+        let third = store.try_lease("tracker", "a", ttl).await.unwrap();
+        assert!(
+            third.is_some() && third != first && third != second,
+            "{name}"
+        );
+        assert!(!renew("b", second).await.unwrap(), "{name}");
+        assert!(
+            !renew("a", first).await.unwrap(),
+            "{name}: an older term of the same owner"
+        );
+        assert!(renew("a", third).await.unwrap(), "{name}");
         // Many claimers at once: each command is claimed by exactly one.
         for i in 0..20u64 {
             store
@@ -449,11 +474,12 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             format!("UPDATE runs SET status_post = '123', view = '{view}', phase = 'active'"),
             "DELETE FROM artifacts".to_owned(),
             "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
-            // What versions 7 to 9 added, which the previous version did not have either.
+            // What versions 7 to 10 added, which the previous version did not have either.
             "DROP INDEX IF EXISTS runs_active_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN oz_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN view_rev".to_owned(),
             "ALTER TABLE runs DROP COLUMN oz_updated_us".to_owned(),
+            "ALTER TABLE leases DROP COLUMN term".to_owned(),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement))
                 .execute(&mut conn)

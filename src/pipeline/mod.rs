@@ -371,8 +371,8 @@ impl Pipeline {
             .try_lease("retention", &self.settings.worker_id, RETENTION_PERIOD)
             .await
         {
-            Ok(true) => {}
-            Ok(false) => return 0,
+            Ok(Some(_)) => {}
+            Ok(None) => return 0,
             Err(error) => {
                 tracing::warn!(%error, "could not take the retention lease");
                 return 0;

@@ -26,7 +26,7 @@ use crate::oz::types::Artifact;
 use crate::oz::types::{RunItem, RunState};
 use crate::oz::{ListRunsQuery, OzClient, OzError};
 use crate::store::{EDIT_ATTEMPTS, RunEdit, RunPhase, RunRecord, Written};
-use crate::store::{Millis, OutboxMessage, Store, StoreError, ms};
+use crate::store::{LeaseTerm, Millis, OutboxMessage, Store, StoreError, ms};
 use crate::surface::{Mark, Moment, Surfaces};
 use chrono::{DateTime, Utc};
 use sha2::Digest;
@@ -34,6 +34,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 const WATERMARK: &str = "tracker.updated_after";
+/// The lease held by the one replica that tracks.
+const LEASE: &str = "tracker";
 /// Runs re-listed from this far behind the newest update seen, for clock ties.
 const OVERLAP_MS: i64 = 2_000;
 /// At most this many per-run fetches per tick.
@@ -51,6 +53,9 @@ enum TickError {
     Oz(#[from] OzError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another replica took the tracker lease over during the tick.
+    #[error("another replica took the tracker lease over")]
+    Superseded,
 }
 
 /// What became of a listed run that no stored run has as its Oz run.
@@ -97,21 +102,26 @@ impl Tracker {
     /// One tick, on the replica holding the tracker lease. Oz's breaker spaces the
     /// calls out while the API fails.
     pub async fn tick(&self) -> Ticked {
-        let lease = (self.tick * 5).max(Duration::from_secs(1));
-        match self
+        let term = match self
             .store
-            .try_lease("tracker", &self.worker_id, lease)
+            .try_lease(LEASE, &self.worker_id, self.lease_time())
             .await
         {
-            Ok(true) => {}
-            Ok(false) => return Ticked::Idle,
+            Ok(Some(term)) => term,
+            Ok(None) => return Ticked::Idle,
             Err(error) => {
                 tracing::warn!(%error, "could not take the tracker lease");
                 return Ticked::Idle;
             }
-        }
-        match self.track().await {
+        };
+        match self.track(term).await {
             Ok(ticked) => ticked,
+            Err(TickError::Superseded) => {
+                tracing::info!(
+                    "another replica took the tracker lease over; this tick's last answer was dropped"
+                );
+                Ticked::Idle
+            }
             Err(TickError::Oz(OzError::Paused { .. })) => Ticked::Followed { changes: 0 },
             Err(error) => {
                 tracing::warn!(%error, "tracker tick failed");
@@ -124,8 +134,31 @@ impl Tracker {
         self.store.clock().now_ms()
     }
 
+    /// How long the tracker lease holds without renewal.
+    fn lease_time(&self) -> Duration {
+        (self.tick * 5).max(Duration::from_secs(1))
+    }
+
+    /// Makes sure that no other replica took the tracker lease over since this tick
+    /// took it in `term`, before an answer of Oz is applied, and holds the lease for
+    /// another lease time (the answer is applied well within it). Another replica may
+    /// have taken newer answers meanwhile: an older answer that looks newer than every
+    /// one written (answers that changed nothing are not written) would undo them, for
+    /// good once the listings have moved past that run.
+    async fn hold(&self, term: LeaseTerm) -> Result<(), TickError> {
+        if self
+            .store
+            .renew_lease(LEASE, &self.worker_id, term, self.lease_time())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(TickError::Superseded)
+        }
+    }
+
     /// Follows the active runs.
-    async fn track(&self) -> Result<Ticked, TickError> {
+    async fn track(&self, term: LeaseTerm) -> Result<Ticked, TickError> {
         let Some(oldest) = self.store.oldest_followed_run().await? else {
             return Ok(Ticked::Idle);
         };
@@ -150,6 +183,7 @@ impl Tracker {
         };
         loop {
             let page = self.oz.list_runs(&query).await?;
+            self.hold(term).await?;
             let ids: Vec<OzRunId> = page.runs.iter().map(|r| r.run_id.clone()).collect();
             let mut known: HashMap<OzRunId, RunRecord> = self
                 .store
@@ -162,11 +196,12 @@ impl Tracker {
             // known run's view, which would make this page's copy of it outdated (its
             // apply would be refused and decided again from a fresh read).
             // Every listed run is applied again, even one the last tick handled as the
-            // list gives it now. An older listing (two replicas while the lease moves, a
-            // late answer) is refused when older than the newest answer taken, but not
-            // when it holds a state between that answer and a newer one that changed
-            // nothing (and so was not written): re-applying the listing puts the newer
-            // state back.
+            // list gives it now (passing over those costs a write per working run per
+            // tick: see BENCHMARKS.md). An answer older than the newest one taken for
+            // a run is refused; one that only looks newer (it holds a state between
+            // that answer and a newer one that changed nothing, and so was not
+            // written) can only come from another replica's older listing, which the
+            // lease's term keeps out (`hold`).
             let mut unrecorded = Vec::new();
             for item in &page.runs {
                 let at = item.updated_at.timestamp_millis();
@@ -208,15 +243,15 @@ impl Tracker {
         }
         let next = held.map_or(newest, |h| newest.min(h - 1));
         self.store.set_marker(WATERMARK, &next.to_string()).await?;
-        changes += self.check_quiet_runs().await?;
-        changes += self.refresh_checklists().await?;
+        changes += self.check_quiet_runs(term).await?;
+        changes += self.refresh_checklists(term).await?;
         Ok(Ticked::Followed { changes })
     }
 
     /// Reads the conversations of the working runs whose checklist is due (within the
     /// tick's budget) and shows what changed; how many status posts changed. A
     /// conversation that cannot be read leaves the rest of the status as it was.
-    async fn refresh_checklists(&self) -> Result<usize, TickError> {
+    async fn refresh_checklists(&self, term: LeaseTerm) -> Result<usize, TickError> {
         if self.checklists.budget == 0 {
             return Ok(0);
         }
@@ -231,6 +266,7 @@ impl Tracker {
                     continue;
                 }
             };
+            self.hold(term).await?;
             let checklist = checklist_of(&conversation, work.created_at);
             let checklist =
                 (!checklist.steps.is_empty() || !checklist.actions.is_empty()).then_some(checklist);
@@ -260,7 +296,7 @@ impl Tracker {
 
     /// Fetches, one by one, runs the list has not mentioned for a long time (and
     /// finished runs still missing their summary); how many changed.
-    async fn check_quiet_runs(&self) -> Result<usize, TickError> {
+    async fn check_quiet_runs(&self, term: LeaseTerm) -> Result<usize, TickError> {
         let mut changes = 0;
         for record in self.store.runs_due_check(MAX_SINGLE_FETCHES).await? {
             let Some(id) = record.view.oz_run_id.clone() else {
@@ -274,7 +310,10 @@ impl Tracker {
                 )
                 .await?;
             match self.oz.get_run(&id).await {
-                Ok(item) => changes += usize::from(self.apply(&record, &item).await?),
+                Ok(item) => {
+                    self.hold(term).await?;
+                    changes += usize::from(self.apply(&record, &item).await?);
+                }
                 Err(error @ OzError::Paused { .. }) => return Err(error.into()),
                 Err(error) => tracing::info!(%error, run = %record.id, "could not fetch a run"),
             }

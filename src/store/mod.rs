@@ -49,6 +49,11 @@ pub enum StoreError {
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One owner's uninterrupted hold of a lease: it changes whenever the lease changes
+/// owner ([`Store::try_lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTerm(i64);
+
 /// The database handle. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -161,21 +166,56 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Takes or renews the named lease for `owner`; false when another owner holds it.
-    pub async fn try_lease(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
+    /// Takes or renews the named lease for `owner`: its term when taken, `None` while
+    /// another owner holds it. The term changes whenever the lease changes owner, so a
+    /// holder can tell later whether anyone else held it meanwhile ([`Self::renew_lease`]).
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<Option<LeaseTerm>> {
         let now = self.clock.now_ms();
         sqlx::query("INSERT INTO leases (name, owner, until) VALUES ($1, '', 0) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .execute(&self.pool)
             .await?;
-        let taken = sqlx::query("UPDATE leases SET owner = $1, until = $2 WHERE name = $3 AND (owner = $1 OR until <= $4)")
-            .bind(owner)
-            .bind(now + ms(ttl))
-            .bind(name)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(taken.rows_affected() == 1)
+        let taken: Option<(i64,)> = sqlx::query_as(
+            "UPDATE leases SET owner = $1, until = $2,
+                 term = CASE WHEN owner = $1 THEN term ELSE term + 1 END
+             WHERE name = $3 AND (owner = $1 OR until <= $4)
+             RETURNING term",
+        )
+        .bind(owner)
+        .bind(now + ms(ttl))
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.map(|(term,)| LeaseTerm(term)))
+    }
+
+    /// Renews the named lease for `owner` only if no other owner took it since `owner`
+    /// took it in `term` (even when it ran out meanwhile: then nobody else acted under
+    /// it); false when another owner did. What `owner` decided in `term` may then be
+    /// outdated by what the other did.
+    pub async fn renew_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        term: LeaseTerm,
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let renewed = sqlx::query(
+            "UPDATE leases SET until = $1 WHERE name = $2 AND owner = $3 AND term = $4",
+        )
+        .bind(self.clock.now_ms() + ms(ttl))
+        .bind(name)
+        .bind(owner)
+        .bind(term.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
     }
 
     /// Reads a stored marker (e.g. the tracker's watermark).

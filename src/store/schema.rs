@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -164,6 +164,10 @@ const V8: &[&str] = &["ALTER TABLE runs ADD COLUMN view_rev BIGINT NOT NULL DEFA
 /// so an older answer (a late list page, a replica still holding an older listing) is
 /// not taken over a newer one.
 const V9: &[&str] = &["ALTER TABLE runs ADD COLUMN oz_updated_us BIGINT NOT NULL DEFAULT 0"];
+
+/// A lease's term, which changes whenever the lease changes owner: a holder whose term
+/// ended (another replica took the lease meanwhile) drops what it was about to write.
+const V10: &[&str] = &["ALTER TABLE leases ADD COLUMN term BIGINT NOT NULL DEFAULT 0"];
 
 /// Which database engine the statements run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
