@@ -130,16 +130,25 @@ async fn leases_are_exclusive_until_they_expire() {
         assert!(second.is_some(), "{name}: taken over after expiry");
         assert_ne!(second, first, "{name}: a new owner, a new term");
         // The first holder learns that its term ended; the second holds on.
-        let renew = |owner, term: Option<ozbridge::store::LeaseTerm>| {
-            store.renew_lease("tracker", owner, term.unwrap(), ttl)
+        let hold = |owner, term: Option<ozbridge::store::LeaseTerm>| {
+            store.hold_lease("tracker", owner, term.unwrap(), ttl)
         };
-        assert!(!renew("a", first).await.unwrap(), "{name}");
-        assert!(renew("b", second).await.unwrap(), "{name}");
+        assert!(!hold("a", first).await.unwrap(), "{name}");
+        assert!(hold("b", second).await.unwrap(), "{name}");
+        // Holding it with less than half its time left renews it.
+        store.clock().advance(Duration::from_millis(200));
+        assert!(hold("b", second).await.unwrap(), "{name}");
+        store.clock().advance(Duration::from_millis(200));
+        assert_eq!(
+            store.try_lease("tracker", "a", ttl).await.unwrap(),
+            None,
+            "{name}: renewed by the hold"
+        );
         // Once it runs out, only the lease's owner may renew it still (nobody else acted
         // under it); after another owner took it, neither an older term does.
         store.clock().advance(Duration::from_millis(400));
         assert!(
-            renew("b", second).await.unwrap(),
+            hold("b", second).await.unwrap(),
             "{name}: ran out, nobody took it"
         );
         store.clock().advance(Duration::from_millis(400));
@@ -148,12 +157,12 @@ async fn leases_are_exclusive_until_they_expire() {
             third.is_some() && third != first && third != second,
             "{name}"
         );
-        assert!(!renew("b", second).await.unwrap(), "{name}");
+        assert!(!hold("b", second).await.unwrap(), "{name}");
         assert!(
-            !renew("a", first).await.unwrap(),
+            !hold("a", first).await.unwrap(),
             "{name}: an older term of the same owner"
         );
-        assert!(renew("a", third).await.unwrap(), "{name}");
+        assert!(hold("a", third).await.unwrap(), "{name}");
         // Many claimers at once: each command is claimed by exactly one.
         for i in 0..20u64 {
             store

@@ -140,15 +140,15 @@ impl Tracker {
     }
 
     /// Makes sure that no other replica took the tracker lease over since this tick
-    /// took it in `term`, before an answer of Oz is applied, and holds the lease for
-    /// another lease time (the answer is applied well within it). Another replica may
+    /// took it in `term`, before an answer of Oz is applied, and that the lease holds
+    /// for half a lease time more (the answer is applied well within it). Another replica may
     /// have taken newer answers meanwhile: an older answer that looks newer than every
     /// one written (answers that changed nothing are not written) would undo them, for
     /// good once the listings have moved past that run.
     async fn hold(&self, term: LeaseTerm) -> Result<(), TickError> {
         if self
             .store
-            .renew_lease(LEASE, &self.worker_id, term, self.lease_time())
+            .hold_lease(LEASE, &self.worker_id, term, self.lease_time())
             .await?
         {
             Ok(())

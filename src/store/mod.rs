@@ -168,7 +168,7 @@ impl Store {
 
     /// Takes or renews the named lease for `owner`: its term when taken, `None` while
     /// another owner holds it. The term changes whenever the lease changes owner, so a
-    /// holder can tell later whether anyone else held it meanwhile ([`Self::renew_lease`]).
+    /// holder can tell later whether anyone else held it meanwhile ([`Self::hold_lease`]).
     pub async fn try_lease(
         &self,
         name: &str,
@@ -195,21 +195,36 @@ impl Store {
         Ok(taken.map(|(term,)| LeaseTerm(term)))
     }
 
-    /// Renews the named lease for `owner` only if no other owner took it since `owner`
-    /// took it in `term` (even when it ran out meanwhile: then nobody else acted under
-    /// it); false when another owner did. What `owner` decided in `term` may then be
-    /// outdated by what the other did.
-    pub async fn renew_lease(
+    /// Holds the named lease for `owner` for at least half of `ttl` from now, only if no
+    /// other owner took it since `owner` took it in `term` (even when it ran out
+    /// meanwhile: then nobody else acted under it); false when another owner did, and
+    /// what `owner` decided in `term` may be outdated by what the other did. A read while
+    /// more than half of `ttl` is left; a renewal (a write) otherwise.
+    pub async fn hold_lease(
         &self,
         name: &str,
         owner: &str,
         term: LeaseTerm,
         ttl: Duration,
     ) -> StoreResult<bool> {
+        let until: Option<(i64,)> =
+            sqlx::query_as("SELECT until FROM leases WHERE name = $1 AND owner = $2 AND term = $3")
+                .bind(name)
+                .bind(owner)
+                .bind(term.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((until,)) = until else {
+            return Ok(false);
+        };
+        let now = self.clock.now_ms();
+        if until - now >= ms(ttl) / 2 {
+            return Ok(true);
+        }
         let renewed = sqlx::query(
             "UPDATE leases SET until = $1 WHERE name = $2 AND owner = $3 AND term = $4",
         )
-        .bind(self.clock.now_ms() + ms(ttl))
+        .bind(now + ms(ttl))
         .bind(name)
         .bind(owner)
         .bind(term.0)
