@@ -212,7 +212,8 @@ pub struct HttpLimits {
     /// Time for a client to send its request headers (`OZBRIDGE_HEADER_TIMEOUT_SECS`,
     /// `http.header_timeout_secs`; default 5).
     pub header_timeout: Duration,
-    /// Time for a client to send its request body (`OZBRIDGE_BODY_TIMEOUT_SECS`,
+    /// Time for a client to send its whole request body, from the end of its headers
+    /// (`OZBRIDGE_BODY_TIMEOUT_SECS`,
     /// `http.body_timeout_secs`; default 5).
     pub body_timeout: Duration,
     /// Connections served at once; more wait to be accepted (`OZBRIDGE_MAX_CONNECTIONS`,
