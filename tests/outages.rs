@@ -267,6 +267,30 @@ async fn a_give_up_reply_never_quotes_internal_errors() {
     }
 }
 
+/// Starts an endless run from a command on issue `number`; its Oz run once it works.
+async fn a_working_run(h: &mut Harness, number: u64) -> ozbridge::ids::OzRunId {
+    h.command(number, "alice", "/oz keep going [sim:endless]")
+        .await;
+    h.drive_until("the run to work", || {
+        h.status_comment(number)
+            .is_some_and(|c| c.body.contains("🏃 Working"))
+    })
+    .await;
+    h.sim_run_id(0)
+}
+
+/// Holds back the answer to the next list call until the returned gate opens.
+fn hold_the_next_list_answer(h: &Harness) -> ozbridge::testkit::oz::Gate {
+    let gate = ozbridge::testkit::oz::Gate::default();
+    h.sim.inject(Fault {
+        method: Some(axum::http::Method::GET),
+        path_prefix: "/agent/runs".into(),
+        kind: FaultKind::HeldAnswer(gate.clone()),
+        times: 1,
+    });
+    gate
+}
+
 /// A list answer that comes late (or a replica still holding an older listing while
 /// the tracker's lease moves) must not put an older state back over a newer one: the
 /// run is recorded "needs input" by a later tick, then the older page, which says
@@ -274,24 +298,11 @@ async fn a_give_up_reply_never_quotes_internal_errors() {
 #[tokio::test]
 async fn an_older_list_answer_does_not_put_an_older_state_back() {
     use ozbridge::oz::types::RunState;
-    use ozbridge::testkit::oz::Gate;
     let mut h = Harness::start_tuned(None, &[], |_| {})
         .await
         .expect("sqlite harness");
-    h.command(98, "alice", "/oz keep going [sim:endless]").await;
-    h.drive_until("the run to work", || {
-        h.status_comment(98)
-            .is_some_and(|c| c.body.contains("🏃 Working"))
-    })
-    .await;
-    let run = h.sim_run_id(0);
-    let gate = Gate::default();
-    h.sim.inject(Fault {
-        method: Some(axum::http::Method::GET),
-        path_prefix: "/agent/runs".into(),
-        kind: FaultKind::HeldAnswer(gate.clone()),
-        times: 1,
-    });
+    let run = a_working_run(&mut h, 98).await;
+    let gate = hold_the_next_list_answer(&h);
     let pipeline = h.pipeline();
     let (late, _) = tokio::join!(pipeline.track_once(), async {
         // The held page says "working"; the run then needs input, and a later tick
@@ -322,27 +333,14 @@ async fn an_older_list_answer_does_not_put_an_older_state_back() {
 #[tokio::test]
 async fn a_late_answer_to_a_replica_that_lost_the_tracker_lease_is_dropped() {
     use ozbridge::oz::types::RunState;
-    use ozbridge::testkit::oz::Gate;
     let mut h = Harness::start_tuned(None, &[], |_| {})
         .await
         .expect("sqlite harness");
     h.add_replica().await;
-    h.command(97, "alice", "/oz keep going [sim:endless]").await;
-    h.drive_until("the run to work", || {
-        h.status_comment(97)
-            .is_some_and(|c| c.body.contains("🏃 Working"))
-    })
-    .await;
-    let run = h.sim_run_id(0);
+    let run = a_working_run(&mut h, 97).await;
     // The run needs input for a moment; the first replica's listing of that is held.
     h.sim.set_state(&run, RunState::Blocked);
-    let gate = Gate::default();
-    h.sim.inject(Fault {
-        method: Some(axum::http::Method::GET),
-        path_prefix: "/agent/runs".into(),
-        kind: FaultKind::HeldAnswer(gate.clone()),
-        times: 1,
-    });
+    let gate = hold_the_next_list_answer(&h);
     let (first, second) = (h.pipeline(), &*h.replicas[0].pipeline);
     // Whichever replica held the tracker lease, it runs out: the first takes it.
     h.clock.advance(Duration::from_secs(60));

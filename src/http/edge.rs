@@ -107,32 +107,22 @@ where
             method: method_label(request.method()),
         };
         let answer_deadline = started + limits.answer_time;
-        if declared_length(&request).is_some_and(|length| length > limits.max_body_bytes as u64) {
-            return EdgeFuture {
-                inner: None,
-                refused: Some(too_large()),
-                timer: tokio::time::sleep_until(answer_deadline),
-                timer_at_body: false,
-                body_arrived: None,
-                answer_deadline,
-                started,
-                label,
-                shared: self.shared.clone(),
-                span,
-                _in_flight: in_flight,
-            };
-        }
-        let (parts, body) = request.into_parts();
+        let too_large =
+            declared_length(&request).is_some_and(|length| length > limits.max_body_bytes as u64);
         // A body still to come gets its deadline; one already whole (a GET) needs none.
-        let (body, body_arrived) = if body.is_end_stream() {
-            (body, None)
+        let (inner, body_arrived) = if too_large {
+            (None, None)
+        } else if request.body().is_end_stream() {
+            (Some(self.inner.call(request)), None)
         } else {
+            let (parts, body) = request.into_parts();
             let arrived = Arc::new(AtomicBool::new(false));
             let body = Body::new(EdgeBody {
                 inner: http_body_util::Limited::new(body, limits.max_body_bytes),
                 arrived: arrived.clone(),
             });
-            (body, Some(arrived))
+            let inner = self.inner.call(Request::from_parts(parts, body));
+            (Some(inner), Some(arrived))
         };
         let timer_at_body = body_arrived.is_some() && limits.body_time < limits.answer_time;
         let first_deadline = if timer_at_body {
@@ -141,8 +131,8 @@ where
             answer_deadline
         };
         EdgeFuture {
-            inner: Some(self.inner.call(Request::from_parts(parts, body))),
-            refused: None,
+            inner,
+            refused: too_large.then(too_large_answer),
             timer: tokio::time::sleep_until(first_deadline),
             timer_at_body,
             body_arrived,
@@ -167,7 +157,7 @@ fn declared_length(request: &Request) -> Option<u64> {
         .ok()
 }
 
-fn too_large() -> Response {
+fn too_large_answer() -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
 }
 
@@ -208,7 +198,7 @@ where
         let mut this = self.project();
         let _entered = this.span.enter();
         let response = match this.inner.as_mut().as_pin_mut() {
-            None => this.refused.take().unwrap_or_else(too_large),
+            None => this.refused.take().unwrap_or_else(too_large_answer),
             Some(inner) => match inner.poll(cx) {
                 Poll::Ready(Ok(response)) => response,
                 Poll::Ready(Err(never)) => match never {},
