@@ -132,7 +132,6 @@ where
         };
         EdgeFuture {
             inner,
-            refused: too_large.then(too_large_answer),
             timer: tokio::time::sleep_until(first_deadline),
             timer_at_body,
             body_arrived,
@@ -168,10 +167,10 @@ fn too_slow() -> Response {
 pin_project_lite::pin_project! {
     /// A request on its way through [`Edge`].
     pub struct EdgeFuture<F> {
+        // None when the request was refused before it reached the route (its body is
+        // over the cap).
         #[pin]
         inner: Option<F>,
-        // The answer when the request was refused before it reached the route.
-        refused: Option<Response>,
         // Created with the request, armed only once the route's answer is not ready at
         // once: at the body's deadline while the body is still to come, then at the
         // answer's.
@@ -198,7 +197,7 @@ where
         let mut this = self.project();
         let _entered = this.span.enter();
         let response = match this.inner.as_mut().as_pin_mut() {
-            None => this.refused.take().unwrap_or_else(too_large_answer),
+            None => too_large_answer(),
             Some(inner) => match inner.poll(cx) {
                 Poll::Ready(Ok(response)) => response,
                 Poll::Ready(Err(never)) => match never {},
@@ -349,13 +348,11 @@ mod tests {
     ) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone
     {
         tower::service_fn(move |request: Request| async move {
-            if let Err(error) = axum::body::to_bytes(request.into_body(), usize::MAX).await {
-                let status = if error.to_string().contains("length limit") {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return Ok(status.into_response());
+            // As the handlers read it: a body past the cap is answered 413.
+            if let Err(rejection) =
+                <Bytes as axum::extract::FromRequest<()>>::from_request(request, &()).await
+            {
+                return Ok(rejection.into_response());
             }
             match think {
                 Some(think) => tokio::time::sleep(think).await,
