@@ -103,6 +103,115 @@ async fn commands_of_one_thread_are_claimed_in_order_one_at_a_time() {
     }
 }
 
+/// On SQLite a command waits in the narrow inbox until the pipeline takes it, then in
+/// `commands`: a repeated delivery is refused in either place, and counted once.
+#[tokio::test]
+async fn a_dedupe_key_is_stored_once_before_and_after_its_command_is_taken() {
+    for (name, store, _dir) in stores().await {
+        let fix = command(1, "fix");
+        assert!(store.insert_command("k", &fix).await.unwrap().is_some());
+        assert!(
+            store.insert_command("k", &fix).await.unwrap().is_none(),
+            "{name}: repeated before it was taken"
+        );
+        assert_eq!(store.command_count().await.unwrap(), 1, "{name}");
+        assert_eq!(store.pending_command_count().await.unwrap(), 1, "{name}");
+        assert_eq!(store.pending_work().await.unwrap(), 1, "{name}");
+        let claimed = store
+            .claim_command("w", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(claimed.is_some(), "{name}");
+        assert!(
+            store.insert_command("k", &fix).await.unwrap().is_none(),
+            "{name}: repeated after it was taken"
+        );
+        assert_eq!(store.command_count().await.unwrap(), 1, "{name}");
+    }
+}
+
+/// A thread's commands are taken in the order they came, through many moves out of the
+/// inbox (more commands than one move takes), with another thread's commands in between
+/// and two workers taking at once (never two of one thread).
+#[tokio::test]
+async fn a_long_backlog_is_taken_in_order_through_many_moves() {
+    for (name, store, _dir) in stores().await {
+        let mut sent = Vec::new();
+        for i in 0..600u64 {
+            let thread = if i % 3 == 0 { 2 } else { 1 };
+            let id = store
+                .insert_command(&format!("backlog-{i}"), &command(thread, "fix"))
+                .await
+                .unwrap()
+                .unwrap();
+            sent.push((thread, id));
+            store.clock().advance(Duration::from_millis(1));
+        }
+        let lease = Duration::from_secs(30);
+        let mut taken = Vec::new();
+        while let Some(first) = store.claim_command("w1", lease).await.unwrap() {
+            let second = store.claim_command("w2", lease).await.unwrap();
+            if let Some(second) = &second {
+                assert_ne!(
+                    second.command.origin.thread_key(),
+                    first.command.origin.thread_key(),
+                    "{name}: a thread's next command waits for the one taken"
+                );
+            }
+            for claimed in std::iter::once(first).chain(second) {
+                store.finish_command(&claimed.id, None).await.unwrap();
+                taken.push((claimed.command.origin.thread_key(), claimed.id));
+            }
+        }
+        let of_thread = |ids: &[(ozbridge::ids::ThreadKey, ozbridge::ids::CommandId)],
+                         thread: &ozbridge::ids::ThreadKey| {
+            ids.iter()
+                .filter(|(t, _)| t == thread)
+                .map(|(_, id)| id.clone())
+                .collect::<Vec<_>>()
+        };
+        let sent: Vec<_> = sent
+            .into_iter()
+            .map(|(number, id)| (command(number, "fix").origin.thread_key(), id))
+            .collect();
+        for number in [1, 2] {
+            let thread = command(number, "fix").origin.thread_key();
+            assert_eq!(
+                of_thread(&taken, &thread),
+                of_thread(&sent, &thread),
+                "{name}: thread {number}"
+            );
+        }
+        assert_eq!(store.pending_work().await.unwrap(), 0, "{name}");
+    }
+}
+
+/// Commands a stopped process committed but never handed to its pipeline are taken by
+/// the next one: nothing acknowledged is left behind in the inbox.
+#[tokio::test]
+async fn commands_left_in_the_inbox_by_a_stopped_process_are_taken_after_a_restart() {
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(url) = common::database_url(&dir, postgres).await else {
+            continue;
+        };
+        let store = Store::connect(&url).await.unwrap();
+        let id = store
+            .insert_command("left", &command(1, "fix"))
+            .await
+            .unwrap()
+            .unwrap();
+        store.close().await;
+        let store = Store::connect(&url).await.unwrap();
+        assert_eq!(store.pending_command_count().await.unwrap(), 1);
+        let claimed = store
+            .claim_command("w", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.map(|c| c.id), Some(id), "postgres: {postgres}");
+    }
+}
+
 #[tokio::test]
 async fn leases_are_exclusive_until_they_expire() {
     for (name, store, _dir) in stores().await {
@@ -483,12 +592,13 @@ async fn migration_types_old_post_ids_and_lists_old_artifacts() {
             format!("UPDATE runs SET status_post = '123', view = '{view}', phase = 'active'"),
             "DELETE FROM artifacts".to_owned(),
             "DELETE FROM ozbridge_schema WHERE version >= 3".to_owned(),
-            // What versions 7 to 10 added, which the previous version did not have either.
+            // What versions 7 to 11 added, which the previous version did not have either.
             "DROP INDEX IF EXISTS runs_active_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN oz_state".to_owned(),
             "ALTER TABLE runs DROP COLUMN view_rev".to_owned(),
             "ALTER TABLE runs DROP COLUMN oz_updated_us".to_owned(),
             "ALTER TABLE leases DROP COLUMN term".to_owned(),
+            "DROP TABLE inbox".to_owned(),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement))
                 .execute(&mut conn)

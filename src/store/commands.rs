@@ -1,7 +1,8 @@
-//! The inbox: verified commands written before the webhook is answered, then claimed
-//! one at a time per thread (oldest first) by the dispatcher.
+//! Commands: verified commands written before the webhook is answered (through
+//! [`super::inbox`]), then claimed one at a time per thread (oldest first) by the
+//! dispatcher, and what became of each.
 
-use super::group_commit::{NewCommandRow, bind};
+use super::group_commit::NewCommandRow;
 use super::{Claimable, Millis, Store, StoreResult, clean, ms};
 use crate::domain::InboxCommand;
 use crate::ids::{CommandId, ThreadKey};
@@ -20,8 +21,11 @@ pub struct ClaimedCommand {
     pub give_up_at: Millis,
 }
 
-/// How many commands wait to be handled (a gauge).
-pub(super) const PENDING_COMMANDS: &str = "SELECT COUNT(*) FROM commands WHERE status = 'pending'";
+/// How many commands wait to be handled (a gauge): pending, or not yet moved out of the
+/// inbox.
+pub(super) const PENDING_COMMANDS: &str =
+    "SELECT (SELECT COUNT(*) FROM commands WHERE status = 'pending')
+         + (SELECT COUNT(*) FROM inbox)";
 
 /// Commands due: the oldest due command whose thread has no older pending command.
 pub(super) const COMMAND_CLAIM: Claimable<'static> = Claimable {
@@ -54,21 +58,29 @@ impl Store {
             payload: serde_json::to_string(command)?,
             now: self.clock.now_ms(),
         };
-        let stored = match &self.inbox {
-            super::Inbox::GroupCommit(group) => group.insert(row).await?,
-            super::Inbox::Direct(pool) => bind(&row).execute(pool).await?.rows_affected() == 1,
-        };
-        Ok(stored.then_some(id))
+        Ok(self.inbox.insert(row).await?.then_some(id))
     }
 
     /// Claims the oldest due command whose thread has no older pending command.
+    ///
+    /// Commands still in the inbox came after every command in `commands` (they move in
+    /// the order they were committed), so they are moved only when nothing there can be
+    /// claimed: a backlog stays in the narrow inbox until the pipeline is ready for it,
+    /// and moving it costs SQLite's one writer only as fast as the pipeline works. None
+    /// means nothing is due, in `commands` or the inbox.
     pub async fn claim_command(
         &self,
         owner: &str,
         lease: Duration,
     ) -> StoreResult<Option<ClaimedCommand>> {
-        let row = self.claim_due(&COMMAND_CLAIM, owner, lease).await?;
-        let Some(row) = row else { return Ok(None) };
+        let row = loop {
+            if let Some(row) = self.claim_due(&COMMAND_CLAIM, owner, lease).await? {
+                break row;
+            }
+            if self.inbox.move_to_commands(&self.pool).await? == 0 {
+                return Ok(None);
+            }
+        };
         let payload: String = row.try_get("payload")?;
         Ok(Some(ClaimedCommand {
             id: CommandId(row.try_get("id")?),
@@ -299,11 +311,12 @@ impl Store {
             .collect()
     }
 
-    /// Every command stored, whatever became of it.
+    /// Every command stored, whatever became of it (those still in the inbox too).
     pub async fn command_count(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM commands")
-            .fetch_one(&self.pool)
-            .await?;
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT (SELECT COUNT(*) FROM commands) + (SELECT COUNT(*) FROM inbox)")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(n)
     }
 

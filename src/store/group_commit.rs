@@ -1,7 +1,8 @@
 //! Group commit of inbox inserts on SQLite: one writer task takes every insert waiting
 //! at that moment and commits them in one transaction. SQLite has one writer at a time,
 //! so a burst of webhooks otherwise queues on the write lock one transaction each. Each
-//! request still gets its answer only after its row is committed.
+//! request still gets its answer only after its row is committed. The rows go into the
+//! narrow `inbox` table, which [`super::inbox`] moves into `commands` for the pipeline.
 //!
 //! The writer never copies the WAL back into the database (a checkpoint, which SQLite
 //! otherwise does in the commit that finds the WAL long, syncing the database file while
@@ -10,6 +11,8 @@
 
 use super::{StoreError, StoreResult};
 use sqlx::AnyPool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts in one transaction.
@@ -17,7 +20,7 @@ const MAX_BATCH: usize = 256;
 /// How long after a commit the WAL is checkpointed (the commits of that moment share it).
 const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// One row of the `commands` table, ready to insert.
+/// One command, ready to insert.
 pub struct NewCommandRow {
     pub id: String,
     pub dedupe_key: String,
@@ -33,6 +36,9 @@ type Job = (NewCommandRow, oneshot::Sender<StoreResult<bool>>);
 pub struct GroupCommit {
     jobs: mpsc::Sender<Job>,
     pool: AnyPool,
+    /// Set once the writer has stored a row, cleared by whoever moves the rows on: the
+    /// `inbox` table may hold rows. True at start (rows left by an earlier process).
+    stored: Arc<AtomicBool>,
 }
 
 impl GroupCommit {
@@ -42,14 +48,27 @@ impl GroupCommit {
         let (jobs, receiver) = mpsc::channel(4 * MAX_BATCH);
         // At most one commit waiting for a checkpoint: the ones after it share it.
         let (committed, commits) = mpsc::channel(1);
-        tokio::spawn(writer(pool.clone(), receiver, committed));
+        let stored = Arc::new(AtomicBool::new(true));
+        tokio::spawn(writer(pool.clone(), receiver, committed, stored.clone()));
         tokio::spawn(checkpoints(checkpoint_pool, commits));
-        Self { jobs, pool }
+        Self { jobs, pool, stored }
     }
 
     /// The pool its writer commits on.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// True when rows may have been stored since the last call (or since the start);
+    /// the caller then moves them on, and calls [`Self::may_hold_more`] if it leaves
+    /// some behind.
+    pub fn take_stored(&self) -> bool {
+        self.stored.swap(false, Ordering::AcqRel)
+    }
+
+    /// The `inbox` table may still hold rows (a move left some, or failed).
+    pub fn may_hold_more(&self) {
+        self.stored.store(true, Ordering::Release);
     }
 
     /// Inserts a row; true when stored, false when its dedupe key was seen before.
@@ -64,27 +83,21 @@ fn closed() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
-/// The insert shared with the direct (PostgreSQL) path.
-pub const INSERT_COMMAND: &str = "INSERT INTO commands (id, dedupe_key, thread_key, payload, status, next_attempt_at, received_at)
-     VALUES ($1, $2, $3, $4, 'pending', $5, $5) ON CONFLICT (dedupe_key) DO NOTHING";
-
-/// Binds one row to [`INSERT_COMMAND`].
-pub fn bind(row: &NewCommandRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(INSERT_COMMAND)
-        .bind(row.id.as_str())
-        .bind(row.dedupe_key.as_str())
-        .bind(row.thread_key.as_str())
-        .bind(row.payload.as_str())
-        .bind(row.now)
-}
-
-async fn writer(pool: AnyPool, mut receiver: mpsc::Receiver<Job>, committed: mpsc::Sender<()>) {
+async fn writer(
+    pool: AnyPool,
+    mut receiver: mpsc::Receiver<Job>,
+    committed: mpsc::Sender<()>,
+    any_stored: Arc<AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let result = commit(&pool, &batch).await;
         let _ = committed.try_send(());
         match result {
             Ok(stored) => {
+                if stored.contains(&true) {
+                    any_stored.store(true, Ordering::Release);
+                }
                 for ((_, answer), stored) in batch.drain(..).zip(stored) {
                     let _ = answer.send(Ok(stored));
                 }
@@ -115,34 +128,43 @@ async fn checkpoints(pool: AnyPool, mut commits: mpsc::Receiver<()>) {
     }
 }
 
-/// Inserts the batch in one statement (one round trip to the database's thread, one
-/// commit); which rows were stored, in order (a row whose dedupe key was seen before,
-/// in the database or earlier in the batch, is not).
+/// Inserts the batch into the `inbox` table in one statement (one round trip to the
+/// database's thread, one commit); which rows were stored, in order. A row is not
+/// stored when its dedupe key was seen before: in the inbox, earlier in the batch, or in
+/// `commands` (a key is in exactly one of the two tables: the move is one transaction).
+///
+/// The inbox holds only what a command needs until the pipeline takes it (its key as
+/// primary key, id, thread, payload, time), so a commit writes two B-trees, where a
+/// row of `commands` is in five (two of them at random places: the key and the thread):
+/// about half the pages per commit (BENCHMARKS.md, "The narrow inbox").
 async fn commit(pool: &AnyPool, batch: &[Job]) -> Result<Vec<bool>, sqlx::Error> {
     let values: Vec<String> = (0..batch.len())
         .map(|i| {
             let p = i * 5;
             format!(
-                "(${}, ${}, ${}, ${}, 'pending', ${}, ${})",
+                "(${}, ${}, ${}, ${}, ${})",
                 p + 1,
                 p + 2,
                 p + 3,
                 p + 4,
-                p + 5,
                 p + 5
             )
         })
         .collect();
+    // SQLite names the columns of a VALUES list column1, column2, ...; the WHERE
+    // clause also keeps ON CONFLICT from being read as part of a join.
     let sql = format!(
-        "INSERT INTO commands (id, dedupe_key, thread_key, payload, status, next_attempt_at, received_at)
-         VALUES {} ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        "INSERT INTO inbox (dedupe_key, id, thread_key, payload, received_at)
+         SELECT column1, column2, column3, column4, column5 FROM (VALUES {}) AS v
+         WHERE NOT EXISTS (SELECT 1 FROM commands c WHERE c.dedupe_key = v.column1)
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         values.join(", ")
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (row, _) in batch {
         query = query
-            .bind(row.id.as_str())
             .bind(row.dedupe_key.as_str())
+            .bind(row.id.as_str())
             .bind(row.thread_key.as_str())
             .bind(row.payload.as_str())
             .bind(row.now);

@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Executor};
 
 /// Each migration is a list of statements; its index + 1 is its version.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// The first schema.
 const V1: &[&str] = &[
@@ -168,6 +168,19 @@ const V9: &[&str] = &["ALTER TABLE runs ADD COLUMN oz_updated_us BIGINT NOT NULL
 /// A lease's term, which changes whenever the lease changes owner: a holder whose term
 /// ended (another replica took the lease meanwhile) drops what it was about to write.
 const V10: &[&str] = &["ALTER TABLE leases ADD COLUMN term BIGINT NOT NULL DEFAULT 0"];
+
+/// The narrow inbox: on SQLite, intake commits each command here (its dedupe key as
+/// primary key and what its handling needs, two B-trees) and the pipeline moves it into
+/// `commands` (five) when it is ready for it ([`super::inbox`]). Rows are moved in the
+/// order they were committed (the rowid). Empty on PostgreSQL, whose intake inserts into
+/// `commands` directly.
+const V11: &[&str] = &["CREATE TABLE IF NOT EXISTS inbox (
+        dedupe_key TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        thread_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        received_at BIGINT NOT NULL
+    )"];
 
 /// Which database engine the statements run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
