@@ -277,8 +277,8 @@ impl Store {
     }
 
     /// How many items the pipeline still has to work on: pending and queued commands
-    /// (those still in the inbox too), pending notifications, runs starting or followed, and status posts behind their
-    /// run.
+    /// (those still in the inbox too), pending notifications, runs starting or followed,
+    /// and status posts behind their run.
     /// Zero means nothing more happens until a new command arrives (parked work waits
     /// for an operator).
     pub async fn pending_work(&self) -> StoreResult<i64> {
