@@ -70,8 +70,9 @@ impl Inbox {
     }
 
     /// Moves the oldest rows of the `inbox` table into `commands` on `pool`, in one
-    /// transaction (so a dedupe key is always in exactly one of them); how many moved.
-    /// Nothing to do, and no statement, unless rows were stored since the last move.
+    /// transaction (so a dedupe key is always in exactly one of them); how many left the
+    /// inbox. Nothing to do, and no statement, unless rows were stored since the last
+    /// move; a full batch or a failure leaves the flag set for the next call.
     pub(super) async fn move_to_commands(&self, pool: &AnyPool) -> StoreResult<u64> {
         let Self::GroupCommit(group) = self else {
             return Ok(0);
@@ -94,18 +95,10 @@ impl Inbox {
             Ok::<_, sqlx::Error>(moved)
         }
         .await;
-        match moved {
-            Ok(moved) => {
-                if moved >= MOVE_BATCH.unsigned_abs() {
-                    group.may_hold_more();
-                }
-                Ok(moved)
-            }
-            Err(error) => {
-                group.may_hold_more();
-                Err(error.into())
-            }
+        if !matches!(moved, Ok(n) if n < MOVE_BATCH.unsigned_abs()) {
+            group.may_hold_more();
         }
+        Ok(moved?)
     }
 }
 
